@@ -1,0 +1,1 @@
+"""Selective Reflection-Tuning as a Dagster asset graph."""
