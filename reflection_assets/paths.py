@@ -1,0 +1,31 @@
+"""Where runtime state lives. Everything defaults to `data/` under the working directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """Root of runtime state (`REFLECTION_DATA_DIR`, default `./data`)."""
+    return Path(os.environ.get("REFLECTION_DATA_DIR", "data")).resolve()
+
+
+def models_dir() -> Path:
+    return data_dir() / "models"
+
+
+def warehouse_path() -> Path:
+    return Path(os.environ.get("REFLECTION_WAREHOUSE", str(data_dir() / "warehouse.duckdb"))).resolve()
+
+
+def checkpoints_dir() -> Path:
+    return data_dir() / "checkpoints"
+
+
+def exports_dir() -> Path:
+    return data_dir() / "exports"
+
+
+def inbox_dir() -> Path:
+    return Path(os.environ.get("REFLECTION_INBOX", str(data_dir() / "inbox"))).resolve()
