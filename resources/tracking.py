@@ -1,0 +1,111 @@
+"""MLflow tracking: every materialization that produces metrics logs one run.
+
+Runs are tagged with the Dagster run id, asset key and partition, and the asset's metadata links
+back to the run. The default store is SQLite under `data/` (MLFLOW_TRACKING_URI overrides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from reflection_assets.paths import data_dir
+
+SECRET_PATTERN = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow.db'}"
+
+
+def scrub_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Drop anything that looks like a credential before it reaches MLflow."""
+    return {k: v for k, v in params.items() if not SECRET_PATTERN.search(k)}
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """Logs runs to MLflow, tagged with their Dagster origin."""
+
+    tracking_uri: str = ""
+    experiment_name: str = "reflection-tuning"
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def resolved_uri(self) -> str:
+        return self.tracking_uri or default_tracking_uri()
+
+    def _experiment_id(self, mlflow: Any) -> str:
+        mlflow.set_tracking_uri(self.resolved_uri())
+        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = Path(data_dir() / "mlartifacts").resolve()
+        try:
+            return mlflow.create_experiment(self.experiment_name, artifact_location=artifacts.as_uri())
+        except Exception:  # noqa: BLE001 - another process created it first
+            return mlflow.get_experiment_by_name(self.experiment_name).experiment_id
+
+    @contextlib.contextmanager
+    def start_run(
+        self, context: dg.AssetExecutionContext | dg.OpExecutionContext | None, name: str, **extra_tags: str
+    ) -> Iterator[Any]:
+        """An MLflow run tagged with the Dagster run id, asset key and partition."""
+        import mlflow
+
+        experiment_id = self._experiment_id(mlflow)
+        tags = {"dagster.asset_key": name, **extra_tags}
+        if context is not None:
+            tags["dagster.run_id"] = context.run.run_id
+            if context.has_partition_key:
+                tags["dagster.partition_key"] = context.partition_key
+        run_name = f"{name}[{tags['dagster.partition_key']}]" if "dagster.partition_key" in tags else name
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            yield run
+
+    def run_url(self, run: Any) -> str:
+        return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+    def link_metadata(self, run: Any) -> dict[str, dg.MetadataValue]:
+        return {
+            "mlflow_run_id": dg.MetadataValue.text(run.info.run_id),
+            "mlflow_run": dg.MetadataValue.url(self.run_url(run)),
+        }
+
+    def log(
+        self,
+        context: Any,
+        name: str,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        artifacts: dict[str, bytes | str | Path] | None = None,
+    ) -> dict[str, dg.MetadataValue]:
+        """Log one run with metrics, params and artifacts; return metadata linking to it."""
+        import mlflow
+
+        with self.start_run(context, name) as run:
+            if params:
+                mlflow.log_params({k: str(v)[:500] for k, v in scrub_params(params).items()})
+            if metrics:
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+            for file_name, content in (artifacts or {}).items():
+                if isinstance(content, Path):
+                    mlflow.log_artifact(str(content))
+                elif isinstance(content, bytes):
+                    _log_bytes(mlflow, file_name, content)
+                else:
+                    mlflow.log_text(content, file_name)
+        return self.link_metadata(run)
+
+
+def _log_bytes(mlflow: Any, file_name: str, content: bytes) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / file_name
+        path.write_bytes(content)
+        mlflow.log_artifact(str(path))
