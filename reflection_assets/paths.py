@@ -12,7 +12,8 @@ def data_dir() -> Path:
 
 
 def models_dir() -> Path:
-    return data_dir() / "models"
+    """De-quantized model cache (`REFLECTION_MODELS_DIR`, default `data/models`)."""
+    return Path(os.environ.get("REFLECTION_MODELS_DIR", str(data_dir() / "models"))).resolve()
 
 
 def warehouse_path() -> Path:

