@@ -37,7 +37,10 @@ class MlflowTracking(dg.ConfigurableResource):
     ui_url: str = "http://127.0.0.1:5000"
 
     def resolved_uri(self) -> str:
-        return self.tracking_uri or default_tracking_uri()
+        uri = self.tracking_uri
+        if isinstance(uri, dg.EnvVar):  # unresolved outside a run (e.g. the demo's summary)
+            uri = uri.get_value() or ""
+        return uri or default_tracking_uri()
 
     def _experiment_id(self, mlflow: Any) -> str:
         mlflow.set_tracking_uri(self.resolved_uri())

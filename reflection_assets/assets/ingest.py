@@ -1,11 +1,11 @@
 """Ingest: raw instruction rows (accepted) and rejected rows with reasons, per dataset partition."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.ingest.readers import DatasetReadError, read_dataset
+from reflection_assets.ingest.errors import DatasetReadError
+from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.schema import PARTITION_COLUMN
 from reflection_assets.sources import DatasetSource, UnknownDatasetError, resolve_source
