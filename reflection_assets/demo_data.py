@@ -1,0 +1,19 @@
+"""Where the bundled demo datasets live, and which source the pipeline reads by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Next to this module, inside the installed package (pyproject ships demo_data/*.jsonl), so the
+# paths hold for an editable checkout and a wheel alike.
+DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
+DEMO_TRAIN_PATH = DEMO_DIR / "demo_train.jsonl"  # Alpaca rows, about a quarter with weak answers
+DEMO_EVAL_PATH = DEMO_DIR / "demo_eval.jsonl"  # held out: no row shared with the train set
+
+DATA_ENV = "REFLECTION_DATA"
+
+
+def default_source() -> str:
+    """$REFLECTION_DATA when set (a file, folder or hub name), else the bundled train set."""
+    return os.environ.get(DATA_ENV) or str(DEMO_TRAIN_PATH)
