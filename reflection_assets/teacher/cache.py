@@ -1,0 +1,202 @@
+"""llm_calls: a content-addressed cache of teacher calls in DuckDB.
+
+DuckDB lets one process write a file at a time, and Dagster runs steps in separate processes.
+So a connection is opened only for one short read or write batch, never across a model call, and
+a lock held by another process is waited out with bounded, jittered backoff. Only successful calls
+are reused; failed ones are recorded for inspection and tried again on the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import duckdb
+import pandas as pd
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from reflection_assets.hashing import stable_json, text_hash
+from reflection_assets.teacher.types import CALL_OK, ChatRequest, ChatResult
+
+TABLE = "llm_calls"
+DEFAULT_CACHE_PATH = "data/llm_calls.duckdb"
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    call_key VARCHAR PRIMARY KEY,
+    backend VARCHAR,
+    model VARCHAR,
+    prompt_version VARCHAR,
+    stage VARCHAR,
+    request_json VARCHAR,      -- messages, sampling, guide: never credentials
+    response_text VARCHAR,
+    status VARCHAR,            -- ok | error
+    error VARCHAR,
+    finish_reason VARCHAR,
+    prompt_tokens BIGINT,
+    completion_tokens BIGINT,
+    latency_s DOUBLE,
+    requests INTEGER,          -- HTTP requests or generate passes, retries included
+    tries INTEGER,             -- runs that attempted this key (failures accumulate)
+    created_at TIMESTAMP,
+    updated_at TIMESTAMP
+)
+"""
+
+# A failed call may be replaced by a later success, a success is never overwritten.
+_UPSERT = f"""
+INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, now(), now())
+ON CONFLICT (call_key) DO UPDATE SET
+    response_text = excluded.response_text, status = excluded.status, error = excluded.error,
+    finish_reason = excluded.finish_reason, prompt_tokens = excluded.prompt_tokens,
+    completion_tokens = excluded.completion_tokens, latency_s = excluded.latency_s,
+    requests = excluded.requests, tries = {TABLE}.tries + 1, updated_at = now()
+WHERE {TABLE}.status <> '{CALL_OK}'
+"""
+
+
+def request_payload(identity: dict, prompt_version: str, request: ChatRequest) -> dict:
+    """Everything that determines a teacher's answer, and nothing secret."""
+    return {
+        "identity": identity,
+        "prompt_version": prompt_version,
+        "messages": [list(m) for m in request.messages],
+        "sampling": request.sampling.key_dict(),
+        "guide": request.guide.key_dict() if request.guide else None,
+    }
+
+
+def call_key(identity: dict, prompt_version: str, request: ChatRequest) -> str:
+    """Full sha256 of the canonical request payload."""
+    return text_hash(stable_json(request_payload(identity, prompt_version, request)))
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One row of llm_calls, as written after a call completes."""
+
+    call_key: str
+    backend: str
+    model: str
+    prompt_version: str
+    stage: str
+    request_json: str
+    result: ChatResult
+
+    def values(self) -> tuple:
+        r = self.result
+        return (
+            self.call_key, self.backend, self.model, self.prompt_version, self.stage, self.request_json,
+            r.text, r.status, r.error, r.finish_reason, r.prompt_tokens, r.completion_tokens,
+            r.latency_s, r.requests,
+        )
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, (duckdb.IOException, duckdb.ConnectionException)) and (
+        "lock" in text or "conflicting" in text
+    )
+
+
+class CallCache:
+    """Short-lived connections to one DuckDB file holding the llm_calls table."""
+
+    def __init__(self, path: str | Path = DEFAULT_CACHE_PATH, lock_timeout_s: float = 60.0):
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self.lock_waits = 0  # how often another writer held the file (for stats and tests)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"CallCache({str(self.path)!r})"
+
+    def _retrying(self) -> Retrying:
+        def count(_: object) -> None:
+            self.lock_waits += 1
+
+        return Retrying(
+            retry=retry_if_exception(_is_lock_error),
+            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            stop=stop_after_delay(self.lock_timeout_s),
+            before_sleep=count,
+            reraise=True,
+        )
+
+    def _run(self, work):  # type: ignore[no-untyped-def]
+        """Open, do one short batch of work, close; retried while another process holds the lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in self._retrying():
+            with attempt:
+                with duckdb.connect(str(self.path)) as con:
+                    if not self._ready:
+                        con.execute(_DDL)
+                    out = work(con)
+                self._ready = True
+                return out
+        raise AssertionError("unreachable: tenacity reraises")
+
+    def lookup(self, keys: Iterable[str], chunk: int = 5000) -> dict[str, dict]:
+        """Successful cached calls among `keys`, as dicts of column -> value."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, dict] = {}
+        for part in _chunks(wanted, chunk):
+            frame = pd.DataFrame({"call_key": part})
+
+            def read(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame = frame) -> pd.DataFrame:
+                con.register("wanted_keys", frame)
+                return con.execute(
+                    f"SELECT c.* FROM {TABLE} c JOIN wanted_keys w USING (call_key) WHERE c.status = ?",
+                    [CALL_OK],
+                ).df()
+
+            for row in self._run(read).to_dict("records"):
+                found[row["call_key"]] = row
+        return found
+
+    def write(self, records: list[CallRecord]) -> None:
+        """Upsert one small batch of completed calls."""
+        if records:
+            self._run(lambda con: con.executemany(_UPSERT, [r.values() for r in records]))
+
+    def count(self, status: str | None = None) -> int:
+        sql, params = f"SELECT count(*) FROM {TABLE}", []
+        if status:
+            sql, params = sql + " WHERE status = ?", [status]
+        return int(self._run(lambda con: con.execute(sql, params).fetchone()[0]))
+
+    def frame(self) -> pd.DataFrame:
+        """The whole table (for tests and inspection)."""
+        return self._run(lambda con: con.execute(f"SELECT * FROM {TABLE} ORDER BY created_at").df())
+
+
+class BatchWriter:
+    """Buffers completed calls and writes them every `every` calls or `max_wait_s` seconds.
+
+    Results reach the cache while the run is still going, so a crash loses at most one batch.
+    """
+
+    def __init__(self, cache: CallCache, every: int = 8, max_wait_s: float = 5.0):
+        self.cache, self.every, self.max_wait_s = cache, max(1, every), max_wait_s
+        self._buffer: list[CallRecord] = []
+        self._last = time.monotonic()
+        self.written = 0
+
+    def add(self, record: CallRecord) -> None:
+        self._buffer.append(record)
+        if len(self._buffer) >= self.every or time.monotonic() - self._last >= self.max_wait_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.cache.write(self._buffer)
+            self.written += len(self._buffer)
+            self._buffer = []
+        self._last = time.monotonic()
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

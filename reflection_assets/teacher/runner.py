@@ -1,0 +1,154 @@
+"""Reflect rows with a teacher: cache first, caps enforced, one outcome per row.
+
+Used by both reflection stages and callable without Dagster: the asset passes its logger and
+gets a DataFrame of outcomes plus a RunStats for metadata. Results are written to llm_calls in
+small batches while the run goes on, so a crashed run re-run pays only for what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import pandas as pd
+
+from reflection_assets.hashing import stable_json
+from reflection_assets.progress import Progress
+from reflection_assets.schema import Pair
+from reflection_assets.teacher.budget import Budget
+from reflection_assets.teacher.cache import BatchWriter, CallCache, CallRecord, request_payload
+from reflection_assets.teacher.outcomes import SKIPPED, Outcome, kept, outcome_of, outcomes_frame
+from reflection_assets.teacher.planning import PlannedCall, plan_calls, row_id_of, worst_case_tokens
+from reflection_assets.teacher.settings import ReflectionSettings
+from reflection_assets.teacher.stats import RunStats
+from reflection_assets.teacher.types import CALL_OK, CALL_SKIPPED, ChatResult, Stage
+
+if TYPE_CHECKING:  # the runner needs only the interface; importing it would pull in Dagster
+    from resources.teacher import Teacher
+
+ProgressFn = Callable[[int, int], None]
+LogFn = Callable[[str], None]
+
+
+def result_from_cache(row: dict) -> ChatResult:
+    return ChatResult(
+        text=row["response_text"] or "",
+        status=CALL_OK,
+        prompt_tokens=int(row["prompt_tokens"] or 0),
+        completion_tokens=int(row["completion_tokens"] or 0),
+        latency_s=float(row["latency_s"] or 0.0),
+        finish_reason=row["finish_reason"] or "",
+    )
+
+
+def group_by_key(planned: list[PlannedCall]) -> list[list[PlannedCall]]:
+    """Identical requests (duplicate rows) share one call."""
+    groups: dict[str, list[PlannedCall]] = {}
+    for call in planned:
+        groups.setdefault(call.key, []).append(call)
+    return list(groups.values())
+
+
+def reflect_rows(
+    pairs: Sequence[Pair],
+    stage: Stage,
+    teacher: "Teacher",
+    cache: CallCache,
+    settings: ReflectionSettings | None = None,
+    progress: ProgressFn | None = None,
+    log: LogFn | None = None,
+) -> tuple[pd.DataFrame, RunStats]:
+    """Reflect `pairs` at `stage` ("instruction" or "response"); returns (outcomes, stats).
+
+    The response stage reflects the answer of each given pair (the current pair after the
+    instruction stage). Every input row gets exactly one outcome, in input order.
+    """
+    settings = settings or ReflectionSettings()
+    started = time.monotonic()
+    say: LogFn = log or (lambda _: None)
+    if settings.guided and not teacher.supports_guided:
+        raise ValueError(f"{type(teacher).__name__} cannot run guided generation with its current settings")
+    identity = teacher.cache_identity()
+    pairs = list(pairs)
+    planned, limited = plan_calls(pairs, stage, identity, settings)
+    stats = RunStats(stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, rows_in=len(pairs))
+    outcomes: list[Outcome | None] = [None] * len(pairs)
+    for i in limited:
+        outcomes[i] = kept(pairs[i], row_id_of(pairs[i]), stage, SKIPPED, f"outside limit={settings.limit}")
+    stats.limited_rows = len(limited)
+
+    hits = cache.lookup(call.key for call in planned)
+    for call in planned:
+        if call.key in hits:
+            outcomes[call.index] = outcome_of(call.pair, row_id_of(call.pair), stage, call.key, result_from_cache(hits[call.key]), cached=True)
+    stats.calls_cached = sum(call.key in hits for call in planned)
+    groups = group_by_key([call for call in planned if call.key not in hits])
+    stats.calls_deduplicated = sum(len(g) - 1 for g in groups)
+    say(
+        f"reflect {stage}: {len(pairs)} rows, {stats.calls_cached} cached, {len(groups)} calls to make, "
+        f"{len(limited)} past the limit ({identity.get('backend')} {identity.get('model')}, {settings.prompt_version})"
+    )
+
+    report = progress or Progress(say, f"reflect {stage}", unit="rows")
+    done, total = stats.calls_cached, len(planned)
+    report(done, total)
+    budget = Budget(
+        settings.max_calls, settings.max_tokens,
+        estimate_tokens=lambda r: worst_case_tokens(r, teacher.estimate_prompt_tokens(r)),
+    )
+    writer = BatchWriter(cache, every=settings.flush_every)
+    requests = [group[0].request for group in groups]
+
+    def on_result(j: int, result: ChatResult) -> None:
+        nonlocal done
+        group = groups[j]
+        if result.status == CALL_SKIPPED:
+            result.error = f"{budget.stopped_by or 'cap'} reached before this row"
+        else:
+            budget.settle(requests[j], result)
+            writer.add(record_for(group[0], stage, identity, settings.prompt_version, result))
+            count_call(stats, result)
+        for call in group:
+            outcomes[call.index] = outcome_of(call.pair, row_id_of(call.pair), stage, call.key, result, cached=False)
+        done += len(group)
+        report(done, total)
+
+    try:
+        if requests:
+            teacher.complete(requests, admit=budget.admit, on_result=on_result)
+    finally:
+        writer.flush()
+
+    missing = [i for i, o in enumerate(outcomes) if o is None]
+    if missing:
+        raise RuntimeError(f"teacher returned no result for rows {missing[:10]}")
+    stats.stopped_by = budget.stopped_by
+    stats.cache_lock_waits = cache.lock_waits
+    frame = outcomes_frame([o for o in outcomes if o is not None])
+    stats.outcomes = {k: int(v) for k, v in frame["outcome"].value_counts().items()}
+    stats.elapsed_s = round(time.monotonic() - started, 3)
+    if stats.stopped_by:
+        say(f"reflect {stage}: {stats.stopped_by} cap reached; remaining rows skipped")
+    say(f"reflect {stage}: done {stats.outcomes}; {stats.calls_made} calls, {stats.total_tokens} tokens, {stats.retries} retries")
+    return frame, stats
+
+
+def record_for(call: PlannedCall, stage: str, identity: dict, prompt_version: str, result: ChatResult) -> CallRecord:
+    return CallRecord(
+        call_key=call.key,
+        backend=str(identity.get("backend", "")),
+        model=str(identity.get("model", "")),
+        prompt_version=prompt_version,
+        stage=stage,
+        request_json=stable_json(request_payload(identity, prompt_version, call.request)),
+        result=result,
+    )
+
+
+def count_call(stats: RunStats, result: ChatResult) -> None:
+    stats.calls_made += 1
+    stats.calls_failed += int(result.status != CALL_OK)
+    stats.requests += result.requests
+    stats.retries += result.retries
+    stats.prompt_tokens += result.prompt_tokens
+    stats.completion_tokens += result.completion_tokens

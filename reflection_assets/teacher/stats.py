@@ -1,0 +1,38 @@
+"""Counters of one reflection run, for asset metadata and MLflow (flat, JSON-safe values)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class RunStats:
+    stage: str
+    backend: str
+    model: str
+    prompt_version: str
+    rows_in: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    calls_made: int = 0  # teacher calls sent this run (a guided call counts once)
+    calls_cached: int = 0  # rows answered from llm_calls, no call made
+    calls_deduplicated: int = 0  # rows sharing a call with an identical row of this run
+    calls_failed: int = 0
+    requests: int = 0  # HTTP requests / generate passes, retries included
+    retries: int = 0
+    prompt_tokens: int = 0  # spent this run (cached rows cost nothing)
+    completion_tokens: int = 0
+    stopped_by: str = ""  # "max_calls" | "max_tokens" when a cap ended the run early
+    limited_rows: int = 0  # rows past `limit`
+    elapsed_s: float = 0.0
+    cache_lock_waits: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def metadata(self) -> dict[str, int | float | str]:
+        """Flat dict (outcome counts as outcome_<name>) for Dagster metadata / MLflow metrics."""
+        flat = {k: v for k, v in asdict(self).items() if k != "outcomes"}
+        flat.update({f"outcome_{name}": count for name, count in sorted(self.outcomes.items())})
+        flat["total_tokens"] = self.total_tokens
+        return flat

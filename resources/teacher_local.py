@@ -1,0 +1,261 @@
+"""In-process transformers teacher: left-padded, length-sorted batches; CUDA when present.
+
+Defaults to the bundled SmolLM2-135M-Instruct (through resources.model_store, which de-quantizes
+the GGUF once); any Hugging Face id or local directory works. Guided generation is always
+available here because the backend controls the assistant turn itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from pydantic import Field, PrivateAttr
+
+from reflection_assets.teacher.guided import GuidedState, cut_at_stop
+from reflection_assets.teacher.types import (
+    CALL_ERROR,
+    CALL_SKIPPED,
+    Admit,
+    ChatRequest,
+    ChatResult,
+    Message,
+    OnResult,
+    Sampling,
+)
+from resources.teacher import Teacher, normalise
+
+
+@dataclass
+class Generated:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or a stop string) | "length"
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Left padding (so every row's continuation starts at the same column) and a pad token."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Token ids that end a continuation: EOS of the generation config and tokenizer, and pad."""
+    ids: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id, tokenizer.pad_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def generation_kwargs(sampling: Sampling, tokenizer: Any) -> dict:
+    """Arguments for model.generate; greedy when temperature is 0."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": sampling.max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if sampling.min_new_tokens:
+        kwargs["min_new_tokens"] = sampling.min_new_tokens
+    if sampling.temperature > 0:
+        kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+    else:
+        # Unset the model's sampling defaults so greedy decoding does not warn about them.
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if sampling.stop:
+        kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
+    return kwargs
+
+
+class TransformersTeacher(Teacher):
+    """A causal LM loaded in this process; generation in left-padded batches."""
+
+    model_ref: str = Field(default="bundled", description="'bundled', a .gguf path, a model directory or a hub id.")
+    device: Optional[str] = Field(default=None, description="'cpu', 'cuda', 'cuda:1'...; default CUDA when present.")
+    dtype: Optional[str] = Field(default=None, description="torch dtype name; default fp32 on CPU, bf16 on CUDA.")
+    batch_size: int = Field(default=8, description="Prompts per generate() call.")
+    trust_remote_code: bool = Field(default=False, description="Allow model code from the model's repository.")
+
+    _model: Any = PrivateAttr(default=None)
+    _tokenizer: Any = PrivateAttr(default=None)
+    _identity: Optional[dict] = PrivateAttr(default=None)
+
+    @classmethod
+    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8) -> "TransformersTeacher":
+        """Wrap a model already in memory (tests, benchmarks, notebooks)."""
+        teacher = cls(model_ref=name, batch_size=batch_size)
+        teacher._model, teacher._tokenizer = model.eval(), prepare_tokenizer(tokenizer)
+        teacher._identity = {"backend": "transformers", "model": name, "dtype": str(model.dtype), "device": model.device.type}
+        return teacher
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> tuple[Any, Any]:
+        """Load once per resource instance; later calls reuse the model."""
+        if self._model is None:
+            from resources.model_store import load_model_and_tokenizer
+
+            model, tokenizer, _ = load_model_and_tokenizer(
+                self.model_ref, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+            )
+            self._model, self._tokenizer = model, prepare_tokenizer(tokenizer)
+        return self._model, self._tokenizer
+
+    def cache_identity(self) -> dict:
+        """Weights fingerprint plus resolved dtype and device kind, without loading the model."""
+        if self._identity is None:
+            from resources import model_store
+
+            source = model_store.resolve_reference(self.model_ref)
+            if source.kind == "gguf":
+                from pathlib import Path
+
+                model = f"gguf:{model_store.file_sha256(Path(source.location))[:16]}"
+            elif source.kind == "dir":
+                from pathlib import Path
+
+                model = f"dir:{model_store.dir_fingerprint(Path(source.location))[:16]}"
+            else:
+                model = f"hub:{source.location}"
+            device = model_store.pick_device(self.device)
+            dtype = str(model_store.pick_dtype(self.dtype, device))
+            self._identity = {"backend": "transformers", "model": model, "dtype": dtype, "device": device.split(":")[0]}
+        return self._identity
+
+    @property
+    def supports_guided(self) -> bool:
+        return True
+
+    # -- generation --------------------------------------------------------------------------
+
+    def render(self, messages: Sequence[Message], assistant_prefix: str = "") -> str:
+        """The chat template's prompt with the assistant turn opened, plus our prefix."""
+        _, tokenizer = self.load()
+        text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return text + assistant_prefix
+
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        if self._tokenizer is None:
+            return super().estimate_prompt_tokens(request)
+        return len(self._tokenizer(self.render(request.message_dicts()), add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[Generated]:
+        """One left-padded generate() call over `prompts` (already rendered)."""
+        import torch
+
+        model, tokenizer = self.load()
+        encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        with torch.inference_mode():
+            output = model.generate(**encoded, **generation_kwargs(sampling, tokenizer))
+        width = encoded["input_ids"].shape[1]
+        enders = stop_token_ids(model, tokenizer)
+        results = []
+        for row, prompt_len in zip(output[:, width:].tolist(), encoded["attention_mask"].sum(dim=1).tolist()):
+            end = next((i + 1 for i, t in enumerate(row) if t in enders), None)
+            ids = row if end is None else row[:end]
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            hit_stop = end is not None or cut_at_stop(text, sampling.stop)[1]
+            finish = "stop" if hit_stop or len(ids) < sampling.max_new_tokens else "length"
+            results.append(Generated(text, int(prompt_len), len(ids), finish))
+        return results
+
+    def complete(
+        self,
+        requests: Sequence[ChatRequest],
+        admit: Admit | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[ChatResult]:
+        """Batches of similar length (least padding); each batch is admitted, run, then reported."""
+        _, tokenizer = self.load()
+        results: list[ChatResult | None] = [None] * len(requests)
+        prompts = [self.render(r.message_dicts()) for r in requests]
+        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
+        # Group requests that share sampling and guide, then sort each group by prompt length.
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault((request.sampling, request.guide), []).append(i)
+        for members in groups.values():
+            members.sort(key=lambda i: lengths[i])
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                admitted = [i for i in batch if admit is None or admit(requests[i])]
+                for i in batch:
+                    if i not in admitted:
+                        results[i] = ChatResult(status=CALL_SKIPPED, error="not admitted (cap reached)")
+                        if on_result is not None:
+                            on_result(i, results[i])
+                if not admitted:
+                    continue
+                for i, result in zip(admitted, self.run_batch([requests[i] for i in admitted], [prompts[i] for i in admitted])):
+                    results[i] = result
+                    if on_result is not None:
+                        on_result(i, result)
+        return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]
+
+    def run_batch(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
+        """Plain or guided generation for requests that share sampling and guide."""
+        start = time.perf_counter()
+        try:
+            if requests[0].guide is None:
+                outs = self.generate(prompts, requests[0].sampling)
+                made = [ChatResult(o.text, prompt_tokens=o.prompt_tokens, completion_tokens=o.completion_tokens, requests=1, finish_reason=o.finish_reason) for o in outs]
+            else:
+                made = self.run_guided(requests, prompts)
+        except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a prompt longer than the model allows
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            return [ChatResult(status=CALL_ERROR, error=error, requests=1) for _ in requests]
+        # One batch, one wall time: each row is charged its share.
+        share = (time.perf_counter() - start) / len(requests)
+        for result in made:
+            result.latency_s = share
+        return made
+
+    def run_guided(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
+        plan = requests[0].guide
+        assert plan is not None
+        states = [GuidedState() for _ in requests]
+        results = [ChatResult(finish_reason="stop") for _ in requests]
+        for step in plan.steps:
+            active = [i for i, s in enumerate(states) if not s.finished]
+            if not active:
+                break
+            sampling = Sampling(
+                max_new_tokens=step.max_new_tokens, temperature=requests[0].sampling.temperature,
+                top_p=requests[0].sampling.top_p, seed=requests[0].sampling.seed, stop=step.stop,
+            )
+            outs = self.generate([prompts[i] + states[i].prefix_for(step) for i in active], sampling)
+            for i, out in zip(active, outs):
+                states[i].absorb(step, out.text, hit_length=out.finish_reason == "length")
+                results[i].prompt_tokens += out.prompt_tokens
+                results[i].completion_tokens += out.completion_tokens
+                results[i].requests += 1
+                if states[i].truncated:
+                    results[i].finish_reason = "length"
+        for state, result in zip(states, results):
+            result.text = state.close(plan)
+        return results
+
+    def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
+        """Softmax over options of the summed log-probability of each option's tokens."""
+        import torch
+
+        model, tokenizer = self.load()
+        prompt_ids = tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+        scores: dict[int, float] = {}
+        for i, option in enumerate(options):
+            option_ids = tokenizer(option, add_special_tokens=False)["input_ids"]
+            if not option_ids:
+                continue
+            ids = torch.tensor([prompt_ids + option_ids], device=model.device)
+            with torch.inference_mode():
+                logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
+            logprobs = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(option_ids, device=model.device)[:, None])
+            scores[i] = float(logprobs.sum())
+        return normalise(scores, len(options))

@@ -1,0 +1,82 @@
+"""llm_calls: successes are reused, failures are not, and two writer processes can share it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+
+from reflection_assets.teacher.cache import BatchWriter, CallCache, CallRecord
+from reflection_assets.teacher.types import ChatResult
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def record(key: str, **result: object) -> CallRecord:
+    return CallRecord(key, "openai", "m", "v1", "instruction", '{"messages": []}', ChatResult(**result))  # type: ignore[arg-type]
+
+
+def test_only_successes_are_reused_and_never_overwritten(tmp_path: Path) -> None:
+    cache = CallCache(tmp_path / "c.duckdb")
+    cache.write([record("a", status="error", error="HTTP 500", requests=5), record("b", text="B", completion_tokens=3)])
+    assert set(cache.lookup(["a", "b", "zzz"])) == {"b"}
+    cache.write([record("a", text="A", requests=1)])  # a later success replaces the failure
+    cache.write([record("a", status="error", error="late failure"), record("b", text="changed")])  # never overwrites
+    hits = cache.lookup(["a", "b"])
+    assert hits["a"]["response_text"] == "A" and hits["a"]["tries"] == 2
+    assert hits["b"]["response_text"] == "B" and hits["b"]["completion_tokens"] == 3
+    assert cache.count() == 2 and cache.count("ok") == 2
+
+
+def test_batch_writer_writes_as_it_goes(tmp_path: Path) -> None:
+    cache = CallCache(tmp_path / "c.duckdb")
+    writer = BatchWriter(cache, every=3, max_wait_s=3600)
+    for i in range(7):
+        writer.add(record(f"k{i}", text="x"))
+    assert cache.count() == 6  # two full batches are already on disk
+    writer.flush()
+    assert cache.count() == 7
+
+
+def test_lookup_handles_many_keys(tmp_path: Path) -> None:
+    cache = CallCache(tmp_path / "c.duckdb")
+    cache.write([record(f"k{i}", text=str(i)) for i in range(120)])
+    assert len(cache.lookup([f"k{i}" for i in range(200)], chunk=50)) == 120
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from reflection_assets.teacher.cache import CallCache, CallRecord
+    from reflection_assets.teacher.types import ChatResult
+    path, name, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    cache = CallCache(path, lock_timeout_s=120)
+    for b in range(batches):
+        cache.write([CallRecord(f"{name}-{b}-{i}", "openai", "m", "v1", "instruction", "{}", ChatResult(text="x")) for i in range(5)])
+        cache.lookup([f"{name}-{b}-0"])
+    print(cache.lock_waits)
+    """
+)
+
+
+def test_two_writer_processes_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "shared.duckdb"
+    CallCache(path).count()  # create the table
+    blocker = duckdb.connect(str(path))  # hold the file so both writers must wait for it
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, "30"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("p1", "p2")
+    ]
+    time.sleep(2.0)
+    blocker.close()
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-2000:]
+    lock_waits = [int(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert all(w >= 1 for w in lock_waits), lock_waits
+    assert CallCache(path).count() == 2 * 30 * 5

@@ -1,0 +1,139 @@
+"""OpenAI-compatible teacher: retries, Retry-After, choose, configuration, and the API key's secrecy."""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from pathlib import Path
+
+import pytest
+from support.fault_server import FaultServer
+from tenacity import RetryCallState
+
+from reflection_assets.schema import Pair
+from reflection_assets.teacher.cache import CallCache
+from reflection_assets.teacher.runner import reflect_rows
+from reflection_assets.teacher.settings import ReflectionSettings
+from reflection_assets.teacher.types import ChatRequest
+from resources.teacher import TeacherError, teacher_from_env
+from resources.teacher_http import (
+    OpenAICompatibleTeacher,
+    Reply,
+    RetryableError,
+    RetryAfterWait,
+    option_probabilities,
+    parse_retry_after,
+)
+from resources.teacher_local import TransformersTeacher
+
+SENTINEL = "sk-SENTINEL-7f3a9c1e-do-not-leak"
+
+
+def teacher_for(url: str, **overrides: object) -> OpenAICompatibleTeacher:
+    config = dict(base_url=url, model="m", max_concurrency=4, timeout_s=0.5, max_attempts=3,
+                  backoff_initial_s=0.01, backoff_max_s=0.05)
+    config.update(overrides)
+    return OpenAICompatibleTeacher(**config)  # type: ignore[arg-type]
+
+
+def test_api_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # httpx, tenacity and our own loggers, at their chattiest
+    faults = ["ok", "429x1", "500xalways", "echoauth", "unparsable", "slowx1", "truncatedx1"]
+    pairs = [Pair(f"ROW=s{i} FAULT={f} Name a prime.", "7") for i, f in enumerate(faults)]
+    cache_path = tmp_path / "c.duckdb"
+    with FaultServer(slow_s=1.0, retry_after="0.2") as server:
+        teacher = teacher_for(server.url, api_key=SENTINEL)
+        frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(cache_path), log=logging.getLogger("t").info)
+        assert server.auth_headers and set(server.auth_headers) == {f"Bearer {SENTINEL}"}  # it is sent...
+    assert stats.outcomes == {"reflected": 4, "teacher_error": 2, "parse_failed": 1}
+    echoed = frame.iloc[3]["error"]
+    assert "HTTP 401" in echoed and "Bearer ***" in echoed  # ...and scrubbed where a server echoes it
+
+    texts = [caplog.text, repr(teacher), str(teacher), repr(frame.to_dict("records")), repr(stats.metadata())]
+    with pytest.raises(Exception) as raised:  # an exception raised through the resource
+        teacher.choose([{"role": "user", "content": "ROW=x FAULT=echoauth pick"}], ["A", "B"])
+    texts += [str(raised.value), repr(raised.value)]
+    texts.append(cache_path.read_bytes().decode("latin-1"))
+    texts.append(repr(CallCache(cache_path).frame().to_dict("records")))
+    for text in texts:
+        assert SENTINEL not in text
+    assert "api_key='***'" in repr(teacher)
+
+
+def test_key_is_optional_and_no_header_is_sent_without_one() -> None:
+    with FaultServer() as server:
+        [result] = teacher_for(server.url).complete([ChatRequest.of([{"role": "user", "content": "ROW=a hi"}])])
+        assert result.ok and server.auth_headers == []
+    assert "api_key=None" in repr(teacher_for("http://x"))
+
+
+def test_retry_after_is_honoured_and_attempts_are_capped() -> None:
+    with FaultServer(retry_after="1") as server:
+        teacher = teacher_for(server.url, max_attempts=3)
+        ok, failed = teacher.complete([
+            ChatRequest.of([{"role": "user", "content": "ROW=a FAULT=429x1 hi"}]),
+            ChatRequest.of([{"role": "user", "content": "ROW=b FAULT=429xalways hi"}]),
+        ])
+        first, second = server.requests_for("a")
+        assert ok.ok and (ok.requests, ok.retries) == (2, 1) and second.at - first.at >= 1.0
+        assert not failed.ok and (failed.requests, failed.retries) == (3, 2) == (len(server.requests_for("b")), 2)
+        assert failed.error.startswith("gave up after 3 attempts") and "HTTP 429" in failed.error
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    [result] = teacher_for(f"http://127.0.0.1:{port}/v1", max_attempts=2).complete(
+        [ChatRequest.of([{"role": "user", "content": "hi"}])]
+    )
+    assert not result.ok and result.requests == 2 and "ConnectError" in result.error
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 10) == pytest.approx(10.0)
+    assert parse_retry_after("-5") == 0.0
+
+
+def test_retry_after_wait_bounds() -> None:
+    wait = RetryAfterWait(initial=0.01, maximum=0.05, max_retry_after=5.0)
+
+    def state(exc: Exception) -> RetryCallState:
+        s = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        s.attempt_number = 2
+        s.set_exception((type(exc), exc, None))
+        return s
+
+    assert 2.0 <= wait(state(RetryableError("HTTP 429", retry_after=2.0))) <= 2.3
+    assert wait(state(RetryableError("HTTP 429", retry_after=600.0))) == 5.0
+    assert 0.0 <= wait(state(RetryableError("HTTP 500"))) <= 0.05
+
+
+def test_choose_reads_logprobs_when_the_server_offers_them() -> None:
+    with FaultServer(logprobs=True) as server:
+        probs = teacher_for(server.url).choose([{"role": "user", "content": "A or B?"}], ["A", "B"])
+    expected_a = math.exp(-0.2) / (math.exp(-0.2) + math.exp(-1.8))
+    assert probs == pytest.approx([expected_a, 1 - expected_a])
+    assert server.seen[0].body["logprobs"] is True and server.seen[0].body["max_tokens"] == 1
+
+
+def test_choose_without_logprobs_reads_the_text() -> None:
+    reply = Reply("B", 0, 0, "stop", {"choices": [{"message": {"content": "B"}}]})
+    assert option_probabilities(reply, ["A", "B"]) == [0.0, 1.0]
+    vague = Reply("Hmm", 0, 0, "stop", {"choices": [{"message": {"content": "Hmm"}}]})
+    assert option_probabilities(vague, ["A", "B"]) == [0.5, 0.5]
+
+
+def test_teacher_from_env() -> None:
+    remote = teacher_from_env({"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "qwen",
+                               "REFLECTION_TEACHER_API_KEY": SENTINEL})
+    assert isinstance(remote, OpenAICompatibleTeacher) and remote.api_key == SENTINEL and SENTINEL not in repr(remote)
+    assert remote.cache_identity() == {"backend": "openai", "model": "qwen"}
+    with pytest.raises(TeacherError, match="REFLECTION_TEACHER_MODEL"):
+        teacher_from_env({"REFLECTION_TEACHER_BASE_URL": "http://x/v1"})
+    local = teacher_from_env({})
+    assert isinstance(local, TransformersTeacher) and local.model_ref == "bundled" and local.supports_guided
+    assert not remote.supports_guided

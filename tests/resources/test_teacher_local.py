@@ -1,0 +1,94 @@
+"""In-process teacher: batching, caps, guided steps and choose, on tiny models built from configs;
+one short run of the bundled SmolLM2 (slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.tiny_lm import forced_teacher, tiny_teacher
+
+from reflection_assets.schema import Pair
+from reflection_assets.teacher.cache import CallCache
+from reflection_assets.teacher.outcomes import OUTCOMES
+from reflection_assets.teacher.runner import reflect_rows
+from reflection_assets.teacher.settings import ReflectionSettings
+from reflection_assets.teacher.types import ChatRequest, Sampling
+from resources.teacher_local import TransformersTeacher
+
+
+def requests(n: int, sampling: Sampling) -> list[ChatRequest]:
+    # Different lengths, so left padding is exercised.
+    return [ChatRequest.of([{"role": "user", "content": "Explain photosynthesis. " * (1 + i % 3)}], sampling) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TransformersTeacher:
+    return tiny_teacher(batch_size=4)
+
+
+def test_batched_generation_matches_one_at_a_time(tiny: TransformersTeacher) -> None:
+    sampling = Sampling(max_new_tokens=6, min_new_tokens=6)
+    batched = tiny.complete(requests(6, sampling))
+    single = [tiny.generate([tiny.render(r.message_dicts())], sampling)[0] for r in requests(6, sampling)]
+    assert [r.completion_tokens for r in batched] == [6] * 6 and all(r.finish_reason == "length" for r in batched)
+    assert [r.prompt_tokens for r in batched] == [s.prompt_tokens for s in single]
+    agree = sum(b.text == s.text for b, s in zip(batched, single))
+    assert agree >= 5, f"only {agree}/6 greedy outputs agree"
+
+
+def test_admission_and_result_callbacks(tiny: TransformersTeacher) -> None:
+    seen: list[int] = []
+    admitted = iter([True, True, False, True, False])
+    out = tiny.complete(requests(5, Sampling(max_new_tokens=2)), admit=lambda r: next(admitted),
+                        on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == list(range(5))
+    assert [r.status for r in out].count("skipped") == 2 and sum(r.ok for r in out) == 3
+
+
+def test_stop_strings_end_generation() -> None:
+    teacher = forced_teacher("[End]")
+    [result] = teacher.complete(requests(1, Sampling(max_new_tokens=8, stop=("[End]",))))
+    assert result.text == "[End]" and result.completion_tokens == 1 and result.finish_reason == "stop"
+
+
+def test_guided_steps_run_in_process(tmp_path: Path) -> None:
+    teacher = forced_teacher("[End]")
+    pairs = [Pair("Explain photosynthesis.", "Plants use light.", input="briefly")]
+    frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"),
+                                ReflectionSettings(guided=True, critique_tokens=3, max_new_tokens=8))
+    raw = frame.iloc[0]["raw_text"]
+    assert raw.index("[New Instruction]") < raw.index("[New Answer]") and raw.endswith("[End]")
+    assert stats.requests == 3  # critique, instruction section, answer section
+    # Sections stopped at once on [End]: empty, so the original pair is kept whole.
+    row = frame.iloc[0]
+    assert (row["outcome"], row["error"]) == ("parse_failed", "empty_instruction")
+    assert (row["new_instruction"], row["new_input"], row["new_output"]) == ("Explain photosynthesis.", "briefly", "Plants use light.")
+
+
+def test_guided_truncated_section_is_reported(tiny: TransformersTeacher, tmp_path: Path) -> None:
+    frame, stats = reflect_rows([Pair("Explain photosynthesis.", "Plants use light.")], "instruction", tiny,
+                                CallCache(tmp_path / "c.duckdb"), ReflectionSettings(guided=True, critique_tokens=2, max_new_tokens=3))
+    # A random model never writes [End]: the plan stops at the first section, unclosed.
+    assert frame.iloc[0]["outcome"] == "parse_failed" and stats.requests == 2
+
+
+def test_choose_returns_probabilities() -> None:
+    probs = forced_teacher("[End]").choose([{"role": "user", "content": "Which?"}], ["[End]", "Plants"])
+    assert probs[0] > 0.99 and sum(probs) == pytest.approx(1.0)
+
+
+def test_cache_identity_of_a_loaded_model(tiny: TransformersTeacher) -> None:
+    assert tiny.cache_identity() == {"backend": "transformers", "model": "tiny-llama", "dtype": "torch.float32", "device": "cpu"}
+
+
+@pytest.mark.slow
+def test_bundled_teacher_reflects_a_row_guided(bundled_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, tokenizer, fingerprint = bundled_model
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name=fingerprint)
+    pairs = [Pair("Give two tips for staying healthy.", "Sleep and exercise.")]
+    frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"),
+                                ReflectionSettings(guided=True, critique_tokens=12, max_new_tokens=24))
+    assert frame.iloc[0]["outcome"] in OUTCOMES and frame.iloc[0]["outcome"] != "teacher_error"
+    assert "[New Instruction]" in frame.iloc[0]["raw_text"] and 2 <= stats.requests <= 3
+    assert stats.completion_tokens > 0
