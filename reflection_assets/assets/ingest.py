@@ -2,17 +2,14 @@
 
 
 import dagster as dg
-import pandas as pd
 
 from reflection_assets.ingest.errors import DatasetReadError
 from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.partitions import dataset_partitions
-from reflection_assets.schema import PARTITION_COLUMN
+from reflection_assets.assets.common import PARTITION_META, markdown_preview
 from reflection_assets.sources import DatasetSource, UnknownDatasetError, resolve_source
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
-
-PARTITION_META = {"partition_expr": PARTITION_COLUMN}
 
 
 class IngestConfig(dg.Config):
@@ -78,7 +75,7 @@ def raw_instructions(
             **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
             "format": result.format,
             "source": source.source,
-            "preview": dg.MetadataValue.md(_preview(accepted)),
+            "preview": markdown_preview(accepted, ["row_id", "instruction", "input", "output"]),
             **link,
         },
     )
@@ -97,12 +94,3 @@ def raw_instructions(
         metadata=counts,
     )
 
-
-def _preview(frame: pd.DataFrame, rows: int = 5) -> str:
-    if frame.empty:
-        return "(no rows)"
-    columns = ["row_id", "instruction", "input", "output"]
-    shown = frame[columns].head(rows).copy()
-    for column in ("instruction", "input", "output"):
-        shown[column] = shown[column].str.slice(0, 80).str.replace("\n", " ").str.replace("|", "\\|")
-    return shown.to_markdown(index=False)

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA or the demo set)")
     parser.add_argument("--partition", default=None, help="partition key (default: derived from the source, or 'demo')")
     parser.add_argument("--arms", default=None, help="comma-separated arms to build (default: all)")
+    parser.add_argument("--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)")
+    parser.add_argument("--limit", type=int, default=None, help="reflect only the first N rows (trial runs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,12 +51,21 @@ def run(args: argparse.Namespace) -> int:
             continue
         label = f"{job_name}[{partition}]" if partition else job_name
         print(f"- {label} ...", flush=True)
-        result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+        run_config = dataset_run_config(args) if job_name == "dataset_job" else None
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False
+        )
         if not result.success:
             print(f"{label} failed (run {result.run_id}); see `make dev` -> Runs for the logs", file=sys.stderr)
             return 1
     print(summary(str(warehouse_path()), time.monotonic() - started))
     return 0
+
+
+def dataset_run_config(args: argparse.Namespace) -> dict:
+    """Short teacher outputs keep the CPU demo to minutes; everything else keeps its defaults."""
+    stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
+    return {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
 
 
 def summary(database: str, seconds: float) -> str:

@@ -1,0 +1,124 @@
+"""Teacher reflection assets: stage 1 rewrites the pair, stage 3 rewrites the current answer.
+
+Every teacher call is cached by content in `llm_calls` (written in small batches as calls
+finish), so a re-run after a crash pays only for rows not yet done, and a re-run of unchanged
+input makes no call at all. Caps stop a run cleanly, marking the rest `skipped`.
+"""
+
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+
+from reflection_assets.assets.common import PARTITION_META, markdown_preview, numeric_metadata, pairs_from_frame, with_partition
+from reflection_assets.partitions import dataset_partitions
+from reflection_assets.schema import Pair
+from reflection_assets.teacher.cache import CallCache
+from reflection_assets.teacher.estimate import estimate_cost
+from reflection_assets.teacher.runner import reflect_rows
+from reflection_assets.teacher.settings import ReflectionSettings
+from resources.teacher import Teacher
+from resources.tracking import MlflowTracking
+from resources.warehouse import Warehouse
+
+COMMON = dict(partitions_def=dataset_partitions, group_name="reflection", pool="teacher", metadata=PARTITION_META)
+
+
+class ReflectionConfig(dg.Config):
+    """Sampling, guidance and spending caps of one reflection stage."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    guided: Optional[bool] = None  # None: guided when the teacher supports it (always in-process)
+    critique_tokens: int = 128
+    max_calls: Optional[int] = None
+    max_tokens: Optional[int] = None
+    limit: Optional[int] = None
+
+    def settings(self, teacher: Teacher) -> ReflectionSettings:
+        guided = teacher.supports_guided if self.guided is None else self.guided
+        return ReflectionSettings(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            guided=guided,
+            critique_tokens=self.critique_tokens,
+            max_calls=self.max_calls,
+            max_tokens=self.max_tokens,
+            limit=self.limit,
+        )
+
+
+def run_stage(
+    context: dg.AssetExecutionContext,
+    stage: str,
+    pairs: list[Pair],
+    config: ReflectionConfig,
+    teacher: Teacher,
+    warehouse: Warehouse,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    """Estimate, then reflect with the shared cache; metadata and MLflow get the counts."""
+    settings = config.settings(teacher)
+    cache = CallCache(warehouse.database)
+    estimate = estimate_cost(pairs, stage, teacher.cache_identity(), cache, settings)
+    context.log.info(f"cost estimate before spending: {estimate}")
+    outcomes, stats = reflect_rows(pairs, stage, teacher, cache, settings, log=context.log.info)
+    frame = with_partition(outcomes, context.partition_key)
+    numbers = stats.metadata()
+    estimated = {f"estimate_{k}": v for k, v in estimate.items() if isinstance(v, int) and not isinstance(v, bool)}
+    name = f"{stage}_reflections"
+    link = mlflow.log(
+        context,
+        name,
+        metrics={k: v for k, v in {**numbers, **estimated}.items() if isinstance(v, (int, float))},
+        params={"backend": stats.backend, "model": stats.model, "prompt_version": stats.prompt_version,
+                "max_new_tokens": settings.max_new_tokens, "guided": settings.guided, "temperature": settings.temperature},
+    )
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "rows": dg.MetadataValue.int(len(frame)),
+            **numeric_metadata(numbers),
+            **numeric_metadata(estimated),
+            "preview": markdown_preview(frame, ["row_id", "outcome", "new_instruction", "new_output", "error"]),
+            **link,
+        },
+    )
+
+
+@dg.asset(
+    description="Stage 1 (teacher): criticise each pair and write a new self-contained instruction and answer.",
+    kinds={"duckdb", "python"},
+    **COMMON,
+)
+def instruction_reflections(
+    context: dg.AssetExecutionContext,
+    config: ReflectionConfig,
+    raw_instructions: pd.DataFrame,
+    teacher: Teacher,
+    warehouse: Warehouse,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    return run_stage(context, "instruction", pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow)
+
+
+@dg.asset(
+    description="Stage 3 (teacher): criticise the answer of the pair stage 1 chose and write a better one.",
+    kinds={"duckdb", "python"},
+    **COMMON,
+)
+def response_reflections(
+    context: dg.AssetExecutionContext,
+    config: ReflectionConfig,
+    raw_instructions: pd.DataFrame,
+    instruction_ifd_scores: pd.DataFrame,
+    teacher: Teacher,
+    warehouse: Warehouse,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    current = instruction_ifd_scores.set_index("row_id")
+    frame = raw_instructions.set_index("row_id").loc[current.index].reset_index()
+    frame["instruction"] = current["current_instruction"].values
+    frame["input"] = current["current_input"].values
+    frame["output"] = current["current_output"].values
+    return run_stage(context, "response", pairs_from_frame(frame), config, teacher, warehouse, mlflow)

@@ -1,0 +1,177 @@
+"""Student scoring assets: IFD/r-IFD of raw pairs and the two selective decisions.
+
+The student's losses are cached by content in `student_scores`, so re-materializing any of these
+after a crash or a change elsewhere runs forward passes only for sequences not yet scored.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from reflection_assets.assets.common import (
+    PARTITION_META,
+    histogram_metadata,
+    markdown_preview,
+    numeric_metadata,
+    ok_values,
+    pairs_from_frame,
+    score_summary,
+    with_partition,
+)
+from reflection_assets.partitions import dataset_partitions
+from reflection_assets.progress import Progress
+from reflection_assets.schema import Pair
+from reflection_assets.scoring.cache import StudentScoreCache
+from reflection_assets.scoring.scorer import scores_frame
+from reflection_assets.selection import decide_instruction, decide_response
+from resources.student import StudentModel
+from resources.tracking import MlflowTracking
+from resources.warehouse import Warehouse
+
+COMMON = dict(partitions_def=dataset_partitions, group_name="scoring", pool="gpu", metadata=PARTITION_META)
+
+
+def score(
+    context: dg.AssetExecutionContext,
+    student: StudentModel,
+    warehouse: Warehouse,
+    pairs: list[Pair],
+    label: str,
+    ifd: bool = True,
+    rifd: bool = True,
+) -> pd.DataFrame:
+    """Score pairs through the shared cache, logging progress with rate and ETA."""
+    loaded = student.load()
+    progress = Progress(context.log.info, label, unit="sequences")
+    return scores_frame(
+        pairs,
+        loaded,
+        student.scoring_config(),
+        ifd=ifd,
+        rifd=rifd,
+        cache=StudentScoreCache(warehouse.database),
+        progress=progress,
+    )
+
+
+def replace_pairs(raw: pd.DataFrame, instruction: pd.Series, input_: pd.Series, output: pd.Series) -> list[Pair]:
+    """Raw rows (keeping system prompt, earlier turns and row id) with new instruction/input/output."""
+    frame = raw.copy()
+    frame["instruction"], frame["input"], frame["output"] = instruction.values, input_.values, output.values
+    return pairs_from_frame(frame)
+
+
+@dg.asset(
+    description="IFD and r-IFD of the raw pairs under the student (Cherry-style baseline; input of ifd_topk).",
+    kinds={"duckdb", "pytorch"},
+    **COMMON,
+)
+def raw_ifd_scores(
+    context: dg.AssetExecutionContext,
+    raw_instructions: pd.DataFrame,
+    student: StudentModel,
+    warehouse: Warehouse,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    scores = score(context, student, warehouse, pairs_from_frame(raw_instructions), "raw_ifd_scores")
+    frame = with_partition(scores, context.partition_key)
+    summary = score_summary(frame)
+    plot, png = histogram_metadata(
+        {"IFD": ok_values(frame, "ifd_ppl", "ifd_status"), "r-IFD": ok_values(frame, "rifd_ppl", "rifd_status")},
+        "IFD / r-IFD of raw pairs", "score (exp(loss_cond - loss_alone))",
+    )
+    link = mlflow.log(context, "raw_ifd_scores", metrics={"rows": len(frame), **summary},
+                      params=student_params(student), artifacts={"raw_ifd_histogram.png": png})
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={"rows": dg.MetadataValue.int(len(frame)), **numeric_metadata(summary),
+                  "ifd_histogram": plot, **link},
+    )
+
+
+@dg.asset(
+    description="Stage 1 (student): keep the reflected instruction pair when its IFD is higher than the original's.",
+    kinds={"duckdb", "pytorch"},
+    **COMMON,
+)
+def instruction_ifd_scores(
+    context: dg.AssetExecutionContext,
+    raw_instructions: pd.DataFrame,
+    raw_ifd_scores: pd.DataFrame,
+    instruction_reflections: pd.DataFrame,
+    student: StudentModel,
+    warehouse: Warehouse,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    reflected = instruction_reflections[instruction_reflections["outcome"] == "reflected"]
+    raw_by_id = raw_instructions.set_index("row_id").loc[reflected["row_id"]].reset_index()
+    reflected_pairs = replace_pairs(raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"])
+    reflected_scores = score(context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False)
+    decisions = decide_instruction(raw_instructions, instruction_reflections, raw_ifd_scores, reflected_scores)
+    frame = with_partition(decisions, context.partition_key)
+    counts = {f"choice_{k}": int(v) for k, v in frame["instruction_choice"].value_counts().items()}
+    reasons = {f"reason_{k}": int(v) for k, v in frame["instruction_reason"].value_counts().items()}
+    plot, png = histogram_metadata(
+        {"original": _finite(frame["ifd_original"]), "reflected": _finite(frame["ifd_reflected"])},
+        "IFD of original vs reflected instruction pairs", "IFD",
+    )
+    link = mlflow.log(context, "instruction_ifd_scores", metrics={"rows": len(frame), **counts, **reasons},
+                      params=student_params(student), artifacts={"instruction_ifd_histogram.png": png})
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={"rows": dg.MetadataValue.int(len(frame)), **numeric_metadata({**counts, **reasons}),
+                  "ifd_histogram": plot,
+                  "preview": markdown_preview(frame, ["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"]),
+                  **link},
+    )
+
+
+@dg.asset(
+    description="Stage 2 (student): IFD and r-IFD of the current pair and of its reflected answer; the answer with lower r-IFD wins.",
+    kinds={"duckdb", "pytorch"},
+    **COMMON,
+)
+def response_scores(
+    context: dg.AssetExecutionContext,
+    raw_instructions: pd.DataFrame,
+    instruction_ifd_scores: pd.DataFrame,
+    response_reflections: pd.DataFrame,
+    student: StudentModel,
+    warehouse: Warehouse,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    current = instruction_ifd_scores.set_index("row_id")
+    raw = raw_instructions.set_index("row_id").loc[current.index].reset_index()
+    current_pairs = replace_pairs(raw, current["current_instruction"], current["current_input"], current["current_output"])
+    current_scores = score(context, student, warehouse, current_pairs, "response_scores (current)")
+
+    won = response_reflections[response_reflections["outcome"] == "reflected"].set_index("row_id")
+    won_raw = raw.set_index("row_id").loc[won.index].reset_index()
+    won_current = current.loc[won.index]
+    reflected_pairs = replace_pairs(won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"])
+    reflected_scores = score(context, student, warehouse, reflected_pairs, "response_scores (reflected)")
+
+    decisions = decide_response(instruction_ifd_scores, response_reflections, current_scores, reflected_scores)
+    frame = with_partition(decisions, context.partition_key)
+    counts = {f"choice_{k}": int(v) for k, v in frame["response_choice"].value_counts().items()}
+    reasons = {f"reason_{k}": int(v) for k, v in frame["response_reason"].value_counts().items()}
+    plot, png = histogram_metadata(
+        {"current answer": _finite(frame["current_rifd"]), "reflected answer": _finite(frame["reflected_rifd"])},
+        "r-IFD of current vs reflected answers", "r-IFD",
+    )
+    link = mlflow.log(context, "response_scores", metrics={"rows": len(frame), **counts, **reasons},
+                      params=student_params(student), artifacts={"response_rifd_histogram.png": png})
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={"rows": dg.MetadataValue.int(len(frame)), **numeric_metadata({**counts, **reasons}),
+                  "rifd_histogram": plot,
+                  "preview": markdown_preview(frame, ["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"]),
+                  **link},
+    )
+
+
+def student_params(student: StudentModel) -> dict:
+    return {k: getattr(student, k) for k in ("model", "template", "start_token", "max_length", "dtype", "device")}
+
+
+def _finite(series: pd.Series) -> list[float]:
+    return [float(v) for v in pd.to_numeric(series, errors="coerce").dropna().tolist()]

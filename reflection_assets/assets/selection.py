@@ -1,0 +1,182 @@
+"""Selection across datasets and the per-arm training sets.
+
+`selected_dataset` keeps every scored row with `selected` and the reason, so the decision is
+auditable; the exports hold only the selected rows. The arms are the method and its baselines at
+the selective set's size.
+"""
+
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+
+from reflection_assets.assets.common import histogram_metadata, markdown_preview, numeric_metadata, ok_values
+from reflection_assets.partitions import ARMS, arm_partitions
+from reflection_assets.paths import exports_dir
+from reflection_assets.selection import (
+    ArmInputs,
+    SelectionSettings,
+    build_arm,
+    decision_counts,
+    decision_counts_dict,
+    select_rows,
+)
+from reflection_assets.selection.export import export_arm
+from resources.tracking import MlflowTracking
+
+ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
+
+SELECTED_COLUMNS = ["row_id", "final_instruction", "final_input", "final_output", "final_ifd", "final_rifd"]
+
+
+class SelectionConfig(dg.Config):
+    """The published filter by default; the extensions are off unless set here."""
+
+    max_ifd: float = 1.0
+    max_rifd: float = 1.0
+    extension_keep_lost_answers: bool = False
+    extension_budget_fraction: Optional[float] = None
+    extension_budget_count: Optional[int] = None
+
+    def settings(self) -> SelectionSettings:
+        return SelectionSettings(
+            max_ifd=self.max_ifd,
+            max_rifd=self.max_rifd,
+            extension_keep_lost_answers=self.extension_keep_lost_answers,
+            extension_budget_fraction=self.extension_budget_fraction,
+            extension_budget_count=self.extension_budget_count,
+        )
+
+
+def selected_pairs(selection: pd.DataFrame) -> pd.DataFrame:
+    """The selected rows as plain pairs (row_id, instruction, input, output) for export."""
+    chosen = selection[selection["selected"].astype(bool)]
+    return chosen.rename(
+        columns={"final_instruction": "instruction", "final_input": "input", "final_output": "output"}
+    )[["row_id", "instruction", "input", "output"]]
+
+
+@dg.asset(
+    ins={"response_scores": ALL, "raw_ifd_scores": ALL},
+    group_name="selection",
+    kinds={"duckdb", "python"},
+    description="Rows whose reflected answer won and whose final pair has IFD < 1 and r-IFD < 1 (as published).",
+)
+def selected_dataset(
+    context: dg.AssetExecutionContext,
+    config: SelectionConfig,
+    response_scores: pd.DataFrame,
+    raw_ifd_scores: pd.DataFrame,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    try:
+        settings = config.settings()
+    except ValueError as error:
+        raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
+    datasets = sorted(response_scores["dataset"].unique()) if len(response_scores) else []
+    context.log.info(f"selecting over dataset partitions {datasets} ({len(response_scores)} rows)")
+    selection = select_rows(response_scores, settings)
+    counts = decision_counts_dict(selection)
+    chosen = selected_pairs(selection)
+    paths = export_arm(chosen, exports_dir() / "selected", "selected")
+    selected_mask = selection["selected"].astype(bool)
+    ifd_plot, ifd_png = histogram_metadata(
+        {"raw": ok_values(raw_ifd_scores, "ifd_ppl", "ifd_status"),
+         "selected": [float(v) for v in selection.loc[selected_mask, "final_ifd"].dropna()]},
+        "IFD: raw vs selected", "IFD",
+    )
+    rifd_plot, rifd_png = histogram_metadata(
+        {"raw": ok_values(raw_ifd_scores, "rifd_ppl", "rifd_status"),
+         "selected": [float(v) for v in selection.loc[selected_mask, "final_rifd"].dropna()]},
+        "r-IFD: raw vs selected", "r-IFD",
+    )
+    link = log_selection(context, mlflow, chosen, counts, config, {"ifd_raw_vs_selected.png": ifd_png, "rifd_raw_vs_selected.png": rifd_png})
+    return dg.MaterializeResult(
+        value=selection,
+        metadata={
+            "rows_scored": dg.MetadataValue.int(len(selection)),
+            "rows_selected": dg.MetadataValue.int(len(chosen)),
+            "datasets": dg.MetadataValue.json(datasets),
+            "decision_counts": dg.MetadataValue.md(decision_counts(selection).to_markdown(index=False)),
+            **numeric_metadata(counts),
+            "ifd_histogram": ifd_plot,
+            "rifd_histogram": rifd_plot,
+            "preview": markdown_preview(selection[selected_mask], SELECTED_COLUMNS),
+            **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
+            **link,
+        },
+    )
+
+
+def log_selection(context, mlflow: MlflowTracking, chosen: pd.DataFrame, counts: dict, config: SelectionConfig, plots: dict) -> dict:
+    """One MLflow run with the counts, the plots and the selected data logged as a dataset input."""
+    import mlflow as mlflow_lib
+
+    with mlflow.start_run(context, "selected_dataset") as run:
+        mlflow_lib.log_params(config.model_dump())
+        mlflow_lib.log_metrics({k: float(v) for k, v in counts.items()})
+        mlflow_lib.log_input(mlflow_lib.data.from_pandas(chosen, name="selected_dataset"), context="training")
+        for name, png in plots.items():
+            mlflow_lib.log_image(_png_image(png), name)
+    return mlflow.link_metadata(run)
+
+
+def _png_image(png: bytes):
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png))
+
+
+class ArmConfig(dg.Config):
+    seed: int = 0
+
+
+@dg.asset(
+    ins={name: ALL for name in ("raw_instructions", "raw_ifd_scores", "instruction_reflections", "instruction_ifd_scores", "response_reflections")},
+    partitions_def=arm_partitions,
+    metadata={"partition_expr": "arm"},
+    group_name="arms",
+    kinds={"duckdb", "python"},
+    description="Training set of one arm: selective, reflected_all, ifd_topk, random (at the selective size) or full.",
+)
+def arm_datasets(
+    context: dg.AssetExecutionContext,
+    config: ArmConfig,
+    raw_instructions: pd.DataFrame,
+    raw_ifd_scores: pd.DataFrame,
+    instruction_reflections: pd.DataFrame,
+    instruction_ifd_scores: pd.DataFrame,
+    response_reflections: pd.DataFrame,
+    selected_dataset: pd.DataFrame,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    arm = context.partition_key
+    inputs = ArmInputs(
+        raw=raw_instructions,
+        raw_scores=raw_ifd_scores,
+        instruction_reflections=instruction_reflections,
+        instruction_decisions=instruction_ifd_scores,
+        response_reflections=response_reflections,
+        selection=selected_dataset,
+        seed=config.seed,
+    )
+    result = build_arm(arm, inputs)
+    paths = export_arm(result.frame, exports_dir() / "arms" / arm, arm)
+    numbers = {"rows": len(result.frame), "target": result.target, "candidates": result.candidates, "shortfall": result.shortfall}
+    if result.shortfall:
+        context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
+    link = mlflow.log(context, "arm_datasets", metrics=numbers, params={"arm": arm, "seed": config.seed})
+    return dg.MaterializeResult(
+        value=result.frame,
+        metadata={
+            **numeric_metadata(numbers),
+            "preview": markdown_preview(result.frame, ["row_id", "source", "instruction", "output"]),
+            **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
+            **link,
+        },
+    )
+
+
+assert tuple(ARMS) == tuple(arm_partitions.get_partition_keys())
