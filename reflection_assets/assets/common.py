@@ -72,3 +72,44 @@ def markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = 8, wid
                 shown[column].astype(str).str.slice(0, width).str.replace("\n", " ").str.replace("|", "\\|")
             )
     return dg.MetadataValue.md(shown.to_markdown(index=False))
+
+
+ACCOUNTED = "rows_accounted_for"
+SCORES_VALID = "scores_in_range"
+
+
+def accounting_check(asset: str, frame: pd.DataFrame, raw: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every raw row of the partition appears exactly once in this stage's output."""
+    ids = frame["row_id"].tolist()
+    expected = set(raw["row_id"])
+    missing, extra = expected - set(ids), set(ids) - expected
+    duplicated = len(ids) - len(set(ids))
+    return dg.AssetCheckResult(
+        check_name=ACCOUNTED,
+        asset_key=asset,
+        passed=not missing and not extra and not duplicated,
+        metadata={"raw_rows": len(expected), "rows": len(ids), "missing": len(missing), "extra": len(extra),
+                  "duplicated": duplicated},
+    )
+
+
+def range_check(asset: str, frame: pd.DataFrame, pairs: list[tuple[str, str]]) -> dg.AssetCheckResult:
+    """Scores with status ok are finite and positive; scores with any other status are absent."""
+    problems: dict[str, int] = {}
+    for value, status in pairs:
+        if value not in frame or status not in frame:
+            continue
+        numbers = pd.to_numeric(frame[value], errors="coerce")
+        ok = frame[status].astype(str) == "ok"
+        problems[f"{value}_bad_ok"] = int((ok & ~(numbers.notna() & (numbers > 0) & numbers.abs().lt(float("inf")))).sum())
+        problems[f"{value}_present_not_ok"] = int((~ok & numbers.notna()).sum())
+    return dg.AssetCheckResult(
+        check_name=SCORES_VALID, asset_key=asset, passed=not any(problems.values()), metadata=problems
+    )
+
+
+def stage_checks(asset: str, scores: bool = False) -> list[dg.AssetCheckSpec]:
+    specs = [dg.AssetCheckSpec(ACCOUNTED, asset=asset, description="Every raw row of the partition appears exactly once.")]
+    if scores:
+        specs.append(dg.AssetCheckSpec(SCORES_VALID, asset=asset, description="ok scores are finite and > 0; others are absent."))
+    return specs

@@ -10,7 +10,15 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.common import PARTITION_META, markdown_preview, numeric_metadata, pairs_from_frame, with_partition
+from reflection_assets.assets.common import (
+    PARTITION_META,
+    accounting_check,
+    markdown_preview,
+    numeric_metadata,
+    pairs_from_frame,
+    stage_checks,
+    with_partition,
+)
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.cache import CallCache
@@ -56,6 +64,7 @@ def run_stage(
     teacher: Teacher,
     warehouse: Warehouse,
     mlflow: MlflowTracking,
+    raw: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Estimate, then reflect with the shared cache; metadata and MLflow get the counts."""
     settings = config.settings(teacher)
@@ -83,11 +92,13 @@ def run_stage(
             "preview": markdown_preview(frame, ["row_id", "outcome", "new_instruction", "new_output", "error"]),
             **link,
         },
+        check_results=[accounting_check(name, frame, raw)],
     )
 
 
 @dg.asset(
     description="Stage 1 (teacher): criticise each pair and write a new self-contained instruction and answer.",
+    check_specs=stage_checks("instruction_reflections"),
     kinds={"duckdb", "python"},
     **COMMON,
 )
@@ -99,11 +110,12 @@ def instruction_reflections(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ) -> dg.MaterializeResult:
-    return run_stage(context, "instruction", pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow)
+    return run_stage(context, "instruction", pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions)
 
 
 @dg.asset(
     description="Stage 3 (teacher): criticise the answer of the pair stage 1 chose and write a better one.",
+    check_specs=stage_checks("response_reflections"),
     kinds={"duckdb", "python"},
     **COMMON,
 )
@@ -121,4 +133,4 @@ def response_reflections(
     frame["instruction"] = current["current_instruction"].values
     frame["input"] = current["current_input"].values
     frame["output"] = current["current_output"].values
-    return run_stage(context, "response", pairs_from_frame(frame), config, teacher, warehouse, mlflow)
+    return run_stage(context, "response", pairs_from_frame(frame), config, teacher, warehouse, mlflow, raw_instructions)

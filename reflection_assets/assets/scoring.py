@@ -9,6 +9,9 @@ import pandas as pd
 
 from reflection_assets.assets.common import (
     PARTITION_META,
+    accounting_check,
+    range_check,
+    stage_checks,
     histogram_metadata,
     markdown_preview,
     numeric_metadata,
@@ -62,6 +65,7 @@ def replace_pairs(raw: pd.DataFrame, instruction: pd.Series, input_: pd.Series, 
 
 @dg.asset(
     description="IFD and r-IFD of the raw pairs under the student (Cherry-style baseline; input of ifd_topk).",
+    check_specs=stage_checks("raw_ifd_scores", scores=True),
     kinds={"duckdb", "pytorch"},
     **COMMON,
 )
@@ -85,11 +89,16 @@ def raw_ifd_scores(
         value=frame,
         metadata={"rows": dg.MetadataValue.int(len(frame)), **numeric_metadata(summary),
                   "ifd_histogram": plot, **link},
+        check_results=[
+            accounting_check("raw_ifd_scores", frame, raw_instructions),
+            range_check("raw_ifd_scores", frame, [("ifd_ppl", "ifd_status"), ("rifd_ppl", "rifd_status")]),
+        ],
     )
 
 
 @dg.asset(
     description="Stage 1 (student): keep the reflected instruction pair when its IFD is higher than the original's.",
+    check_specs=stage_checks("instruction_ifd_scores", scores=True),
     kinds={"duckdb", "pytorch"},
     **COMMON,
 )
@@ -122,11 +131,16 @@ def instruction_ifd_scores(
                   "ifd_histogram": plot,
                   "preview": markdown_preview(frame, ["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"]),
                   **link},
+        check_results=[
+            accounting_check("instruction_ifd_scores", frame, raw_instructions),
+            range_check("instruction_ifd_scores", frame, [("ifd_original", "ifd_original_status"), ("ifd_reflected", "ifd_reflected_status")]),
+        ],
     )
 
 
 @dg.asset(
     description="Stage 2 (student): IFD and r-IFD of the current pair and of its reflected answer; the answer with lower r-IFD wins.",
+    check_specs=stage_checks("response_scores", scores=True),
     kinds={"duckdb", "pytorch"},
     **COMMON,
 )
@@ -166,6 +180,11 @@ def response_scores(
                   "rifd_histogram": plot,
                   "preview": markdown_preview(frame, ["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"]),
                   **link},
+        check_results=[
+            accounting_check("response_scores", frame, raw_instructions),
+            range_check("response_scores", frame, [("final_ifd", "final_ifd_status"), ("final_rifd", "final_rifd_status"),
+                                                   ("current_rifd", "current_rifd_status"), ("reflected_rifd", "reflected_rifd_status")]),
+        ],
     )
 
 

@@ -179,4 +179,24 @@ def arm_datasets(
     )
 
 
-assert tuple(ARMS) == tuple(arm_partitions.get_partition_keys())
+
+
+
+REQUIRED_SELECTION_COLUMNS = [
+    "dataset", "row_id", "instruction_choice", "response_choice", "final_instruction", "final_input",
+    "final_output", "final_ifd", "final_rifd", "final_ifd_status", "final_rifd_status", "selected", "selection_reason",
+]
+
+
+@dg.asset_check(
+    asset=selected_dataset,
+    blocking=True,
+    description="The selection has the expected columns and keeps at least one row (an empty selection trains nothing).",
+)
+def selected_dataset_usable(selected_dataset: pd.DataFrame) -> dg.AssetCheckResult:
+    missing = [c for c in REQUIRED_SELECTION_COLUMNS if c not in selected_dataset.columns]
+    selected = int(selected_dataset["selected"].astype(bool).sum()) if "selected" in selected_dataset else 0
+    return dg.AssetCheckResult(
+        passed=not missing and selected > 0,
+        metadata={"missing_columns": dg.MetadataValue.json(missing), "rows_selected": selected},
+    )

@@ -1,0 +1,89 @@
+"""The whole graph on a tiny partition, with the real embedded teacher and student."""
+
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+
+from reflection_assets.definitions import ASSET_MODULES
+from reflection_assets.deployment import build_resources
+from reflection_assets.partitions import DATASETS
+from reflection_assets.paths import warehouse_path
+from reflection_assets.selection.lineage import LINEAGE_SQL
+
+pytestmark = pytest.mark.slow
+
+ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
+CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
+PER_DATASET = ["raw_instructions", "rejected_rows", "raw_ifd_scores", "instruction_reflections",
+               "instruction_ifd_scores", "response_reflections", "response_scores"]
+TEACHER = {"max_new_tokens": 12, "critique_tokens": 8}
+RUN_CONFIG = {"ops": {"instruction_reflections": {"config": TEACHER}, "response_reflections": {"config": TEACHER}}}
+
+ROWS = [
+    {"instruction": "What is 7 times 6?", "input": "", "output": "42"},
+    {"instruction": "Summarise the text in one sentence.", "input": "Cats sleep a lot. They nap in the sun.", "output": "Cats nap."},
+    {"instruction": "Name the capital of France.", "output": "Paris is the capital of France."},
+    {"instruction": "Name the capital of France.", "output": "Paris is the capital of France."},  # duplicate
+]
+
+
+def run(instance, selection, partition=None, run_config=None):
+    return dg.materialize(
+        [*ASSETS, *CHECKS], selection=selection, partition_key=partition, instance=instance,
+        resources=build_resources(), run_config=run_config or {}, raise_on_error=False,
+    )
+
+
+def metadata(result, asset):
+    return result.asset_materializations_for_node(asset)[0].metadata
+
+
+@pytest.fixture
+def tiny_source(tmp_path):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    return path
+
+
+def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance, tiny_source):
+    from reflection_assets.sources import DatasetSource, register_source
+
+    register_source(warehouse_path(), "tiny", DatasetSource(str(tiny_source)))
+    dagster_instance.add_dynamic_partitions(DATASETS, ["tiny"])
+
+    first = run(dagster_instance, PER_DATASET, "tiny", RUN_CONFIG)
+    assert first.success
+    checks = first.get_asset_check_evaluations()
+    assert len(checks) == 9 and all(c.passed for c in checks), [(c.asset_key, c.check_name, c.metadata) for c in checks if not c.passed]
+    assert metadata(first, "instruction_reflections")["calls_made"].value == 3
+
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        for table in PER_DATASET[2:]:
+            assert conn.execute(f"SELECT count(*), count(DISTINCT row_id) FROM {table}").fetchone() == (3, 3), table
+        outcomes = conn.execute("SELECT outcome FROM instruction_reflections").fetchall()
+        assert {o for (o,) in outcomes} <= {"reflected", "parse_failed", "teacher_error", "skipped"}
+        assert conn.execute("SELECT reason FROM rejected_rows").fetchall() == [("duplicate",)]
+
+    # Re-materializing the same input: every teacher call and every forward pass is a cache hit.
+    second = run(dagster_instance, PER_DATASET, "tiny", RUN_CONFIG)
+    assert second.success
+    for asset in ("instruction_reflections", "response_reflections"):
+        meta = metadata(second, asset)
+        assert meta["calls_made"].value == 0 and meta["calls_cached"].value == 3, asset
+    for asset in ("raw_ifd_scores", "instruction_ifd_scores", "response_scores"):
+        assert metadata(second, asset)["sequences_computed"].value == 0, asset
+
+    selection = run(dagster_instance, ["selected_dataset"])
+    meta = metadata(selection, "selected_dataset")
+    assert meta["rows_scored"].value == 3
+    for arm in ("full", "random"):
+        result = run(dagster_instance, ["arm_datasets"], arm)
+        assert result.success
+        assert metadata(result, "arm_datasets")["rows"].value == (3 if arm == "full" else meta["rows_selected"].value)
+
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        raw_id = conn.execute("SELECT row_id FROM raw_instructions LIMIT 1").fetchone()[0]
+        steps = {s for (s,) in conn.execute(f"SELECT stage FROM ({LINEAGE_SQL})", [raw_id]).fetchall()}
+    assert {"raw", "instruction_reflection", "response_score", "selection", "arm"} <= steps
