@@ -1,0 +1,90 @@
+import dataclasses
+import multiprocessing
+import time
+
+import duckdb
+import pytest
+
+from reflection_assets.schema import Pair
+from reflection_assets.scoring.cache import SCORER_VERSION, CacheScope, StudentScoreCache, is_lock_error, sequence_key
+from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, settings_for, unique_sequences
+from reflection_assets.scoring.sequences import Seq
+
+SCOPE = CacheScope("fp", "alpaca", "th", "bos", 512, "float32", "cpu")
+PAIRS = [
+    Pair(instruction="Give three tips for staying healthy .", output="Eat well , sleep enough and exercise daily ."),
+    Pair(instruction="Name a colour .", output="Blue is a colour ."),
+    Pair(instruction="What is two plus two ?", output="Four ."),
+]
+
+
+def test_key_depends_on_every_scope_field_and_on_the_ids():
+    seq = Seq((1, 2), (3,))
+    base = sequence_key(SCOPE.key(), seq)
+    assert SCOPE.scorer_version == SCORER_VERSION
+    for field, value in [("model_fingerprint", "other"), ("template", "chat"), ("template_hash", "x"), ("start_token", "eos"),
+                         ("max_length", 256), ("dtype", "bfloat16"), ("device_kind", "cuda"), ("scorer_version", "0")]:
+        assert sequence_key(dataclasses.replace(SCOPE, **{field: value}).key(), seq) != base, field
+    assert sequence_key(SCOPE.key(), Seq((1,), (2, 3))) != base  # same concatenation, different split
+    assert sequence_key(SCOPE.key(), Seq((1, 2), (3,))) == base
+
+
+def test_put_then_get_roundtrip_keeps_first_value(tmp_path):
+    cache = StudentScoreCache(tmp_path / "w.duckdb")
+    assert cache.get(["a"]) == {}
+    cache.put(SCOPE, {"a": (1.5, 3), "b": (2.5, 4)})
+    cache.put(SCOPE, {"a": (9.0, 3)})
+    assert cache.get(["a", "b", "c"]) == {"a": 1.5, "b": 2.5}
+    assert cache.count() == 2
+
+
+def _hold_lock(path: str, seconds: float, ready) -> None:
+    connection = duckdb.connect(path)
+    ready.set()
+    time.sleep(seconds)
+    connection.close()
+
+
+def test_a_locked_database_is_retried_until_free(tmp_path):
+    path = str(tmp_path / "w.duckdb")
+    StudentScoreCache(path).put(SCOPE, {"x": (1.0, 1)})
+    ready = multiprocessing.get_context("spawn").Event()
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(path, 2.0, ready))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(duckdb.Error) as info:
+            duckdb.connect(path)
+        assert is_lock_error(info.value)
+        started = time.monotonic()
+        StudentScoreCache(path).put(SCOPE, {"y": (2.0, 1)})  # waits for the other process
+        assert time.monotonic() - started > 0.1
+    finally:
+        holder.join(60)
+    assert StudentScoreCache(path).get(["x", "y"]) == {"x": 1.0, "y": 2.0}
+
+
+def test_second_scoring_run_does_no_forward_pass(tmp_path, llama_student):
+    cache = StudentScoreCache(tmp_path / "w.duckdb")
+    config = ScoringConfig(template="alpaca")
+    first = score_pairs(PAIRS, llama_student, config, cache=cache)
+    calls = llama_student.engine.forward_calls
+    assert calls > 0 and cache.count() == 4 * len(PAIRS)
+    second = score_pairs(PAIRS, llama_student, config, cache=cache)
+    assert llama_student.engine.forward_calls == calls
+    assert second == first
+    # A changed setting is a different key: it is computed again.
+    score_pairs(PAIRS, llama_student, ScoringConfig(template="alpaca", start_token="eos"), cache=cache)
+    assert llama_student.engine.forward_calls > calls
+
+
+def test_only_new_rows_are_computed(tmp_path, llama_student):
+    cache = StudentScoreCache(tmp_path / "w.duckdb")
+    score_pairs(PAIRS[:2], llama_student, ScoringConfig(template="alpaca"), cache=cache)
+    before = cache.count()
+    seen = []
+    score_pairs(PAIRS, llama_student, ScoringConfig(template="alpaca"), cache=cache, progress=lambda d, t: seen.append(t))
+    assert cache.count() == before + 4
+    settings = settings_for(llama_student, ScoringConfig(template="alpaca"))
+    new_seqs = unique_sequences(plan_pairs(llama_student, settings, PAIRS[2:]))
+    assert seen[-1] == sum(seq.length for seq in new_seqs)  # only the new pair's four sequences ran

@@ -1,0 +1,112 @@
+import math
+
+import pytest
+import torch
+from scoring_tiny import tiny_gpt2, tiny_llama
+
+from reflection_assets.scoring import statuses
+from reflection_assets.scoring.engine import LossEngine, plan_batches
+from reflection_assets.scoring.reference import reference_loss
+from reflection_assets.scoring.sequences import Seq
+
+VOCAB = 50
+SEQS = [
+    Seq((2, 7, 8, 9), (10, 11, 12)),
+    Seq((2,), (10, 11, 12)),
+    Seq((2, 5), (6,)),
+    Seq((4, 4, 4, 4, 4, 4, 4, 4, 4), (13, 14, 15, 16, 17, 18)),
+    Seq((3,), (20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30)),
+]
+
+
+def hand_loss(model, seq: Seq) -> float:
+    """Mean NLL by hand: full logits of the whole sequence, log_softmax, pick each scored token."""
+    ids = torch.tensor([list(seq.context + seq.scored)])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0].double(), dim=-1)
+    start = len(seq.context)
+    nll = [-logprobs[start + i - 1, token].item() for i, token in enumerate(seq.scored)]
+    return sum(nll) / len(nll)
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+def test_losses_match_hand_computed_nll(build):
+    model = build(VOCAB)
+    engine = LossEngine(model)
+    assert engine.uses_split_head  # the fast path, not the full-logits fallback
+    results = engine.forward(SEQS)
+    for seq, result in zip(SEQS, results):
+        assert result.status == statuses.OK
+        assert result.loss == pytest.approx(hand_loss(model, seq), abs=1e-5)
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+@pytest.mark.parametrize("budget", [1, 12, 40, 10_000])
+def test_batching_and_padding_give_the_one_at_a_time_numbers(build, budget):
+    model = build(VOCAB)
+    engine = LossEngine(model)
+    batched = {}
+    for results in engine.run(SEQS, batch_tokens=budget):
+        batched.update(results)
+    for seq in SEQS:
+        assert batched[seq].loss == pytest.approx(reference_loss(model, seq), abs=1e-5)
+    expected_calls = len(plan_batches([s.length for s in SEQS], budget))
+    assert engine.forward_calls == expected_calls
+
+
+def test_plan_batches_longest_first_within_budget():
+    lengths = [5, 9, 3, 9, 1, 7]
+    batches = plan_batches(lengths, 20)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert batches[0][0] in (1, 3)
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 20
+    assert plan_batches([50, 2], 10) == [[0], [1]]  # a sequence over budget gets its own batch
+
+
+def test_full_logits_fallback_when_the_head_post_processes_logits():
+    model = tiny_llama(VOCAB)
+    original = model.forward
+
+    def capped_forward(*args, **kwargs):  # a model that soft-caps its logits (Gemma-2 style)
+        out = original(*args, **kwargs)
+        out.logits = 5.0 * torch.tanh(out.logits / 5.0)
+        return out
+
+    model.forward = capped_forward
+    engine = LossEngine(model)
+    assert not engine.uses_split_head
+    results = engine.forward(SEQS)
+    for seq, result in zip(SEQS, results):
+        assert result.loss == pytest.approx(hand_loss(model, seq), abs=1e-5)
+
+
+def test_a_failing_sequence_gets_an_error_status_and_the_rest_are_scored():
+    model = tiny_llama(VOCAB)
+    bad = Seq((2, 3), (VOCAB + 5,))  # an id outside the vocabulary
+    engine = LossEngine(model)
+    results = {}
+    for chunk in engine.run(SEQS + [bad], batch_tokens=10_000):
+        results.update(chunk)
+    assert results[bad].status.startswith(statuses.ERROR_PREFIX) and results[bad].loss is None
+    for seq in SEQS:
+        assert results[seq].status == statuses.OK
+        assert results[seq].loss == pytest.approx(hand_loss(model, seq), abs=1e-5)
+
+
+def test_non_finite_loss_is_an_error_status():
+    model = tiny_llama(VOCAB)
+    with torch.no_grad():
+        model.lm_head.weight[11] = float("nan")
+    result = LossEngine(model).forward([Seq((2,), (11,)), Seq((2,), (12,))])
+    assert result[0].status == statuses.error(statuses.NONFINITE) and result[0].loss is None
+
+
+def test_progress_reports_tokens_done_and_total():
+    calls = []
+    engine = LossEngine(tiny_llama(VOCAB))
+    list(engine.run(SEQS, batch_tokens=12, progress=lambda done, total: calls.append((done, total))))
+    total = sum(s.length for s in SEQS)
+    assert calls[-1] == (total, total)
+    assert all(t == total for _, t in calls) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert math.isclose(len(calls), engine.forward_calls)
