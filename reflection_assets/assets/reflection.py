@@ -65,7 +65,7 @@ def run_stage(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
     raw: pd.DataFrame,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[pd.DataFrame]:
     """Estimate, then reflect with the shared cache; metadata and MLflow get the counts."""
     settings = config.settings(teacher)
     cache = CallCache(warehouse.database)
@@ -109,7 +109,7 @@ def instruction_reflections(
     teacher: Teacher,
     warehouse: Warehouse,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult:
+):  # no return annotation: with check_specs the op has several outputs
     return run_stage(context, "instruction", pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions)
 
 
@@ -127,7 +127,7 @@ def response_reflections(
     teacher: Teacher,
     warehouse: Warehouse,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult:
+):  # no return annotation: with check_specs the op has several outputs
     current = instruction_ifd_scores.set_index("row_id")
     frame = raw_instructions.set_index("row_id").loc[current.index].reset_index()
     frame["instruction"] = current["current_instruction"].values

@@ -33,6 +33,18 @@ from resources.warehouse import Warehouse
 COMMON = dict(partitions_def=dataset_partitions, group_name="scoring", pool="gpu", metadata=PARTITION_META)
 
 
+class ForwardTokens:
+    """Progress callback that also remembers how many tokens went through the model (0: all cached)."""
+
+    def __init__(self, log, label: str):
+        self.progress = Progress(log, label, unit="tokens")
+        self.total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.total = total
+        self.progress(done, total)
+
+
 def score(
     context: dg.AssetExecutionContext,
     student: StudentModel,
@@ -41,19 +53,23 @@ def score(
     label: str,
     ifd: bool = True,
     rifd: bool = True,
-) -> pd.DataFrame:
-    """Score pairs through the shared cache, logging progress with rate and ETA."""
+) -> tuple[pd.DataFrame, int]:
+    """Score pairs through the shared cache, logging progress with rate and ETA.
+
+    Returns the scores and the number of tokens that needed a forward pass.
+    """
     loaded = student.load()
-    progress = Progress(context.log.info, label, unit="sequences")
-    return scores_frame(
+    tracker = ForwardTokens(context.log.info, label)
+    frame = scores_frame(
         pairs,
         loaded,
         student.scoring_config(),
         ifd=ifd,
         rifd=rifd,
         cache=StudentScoreCache(warehouse.database),
-        progress=progress,
+        progress=tracker,
     )
+    return frame, tracker.total
 
 
 def replace_pairs(raw: pd.DataFrame, instruction: pd.Series, input_: pd.Series, output: pd.Series) -> list[Pair]:
@@ -75,8 +91,8 @@ def raw_ifd_scores(
     student: StudentModel,
     warehouse: Warehouse,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult:
-    scores = score(context, student, warehouse, pairs_from_frame(raw_instructions), "raw_ifd_scores")
+):  # no return annotation: with check_specs the op has several outputs
+    scores, computed = score(context, student, warehouse, pairs_from_frame(raw_instructions), "raw_ifd_scores")
     frame = with_partition(scores, context.partition_key)
     summary = score_summary(frame)
     plot, png = histogram_metadata(
@@ -87,7 +103,8 @@ def raw_ifd_scores(
                       params=student_params(student), artifacts={"raw_ifd_histogram.png": png})
     return dg.MaterializeResult(
         value=frame,
-        metadata={"rows": dg.MetadataValue.int(len(frame)), **numeric_metadata(summary),
+        metadata={"rows": dg.MetadataValue.int(len(frame)), "tokens_computed": dg.MetadataValue.int(computed),
+                  **numeric_metadata(summary),
                   "ifd_histogram": plot, **link},
         check_results=[
             accounting_check("raw_ifd_scores", frame, raw_instructions),
@@ -110,11 +127,11 @@ def instruction_ifd_scores(
     student: StudentModel,
     warehouse: Warehouse,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult:
+):  # no return annotation: with check_specs the op has several outputs
     reflected = instruction_reflections[instruction_reflections["outcome"] == "reflected"]
     raw_by_id = raw_instructions.set_index("row_id").loc[reflected["row_id"]].reset_index()
     reflected_pairs = replace_pairs(raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"])
-    reflected_scores = score(context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False)
+    reflected_scores, computed = score(context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False)
     decisions = decide_instruction(raw_instructions, instruction_reflections, raw_ifd_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
     counts = {f"choice_{k}": int(v) for k, v in frame["instruction_choice"].value_counts().items()}
@@ -127,7 +144,8 @@ def instruction_ifd_scores(
                       params=student_params(student), artifacts={"instruction_ifd_histogram.png": png})
     return dg.MaterializeResult(
         value=frame,
-        metadata={"rows": dg.MetadataValue.int(len(frame)), **numeric_metadata({**counts, **reasons}),
+        metadata={"rows": dg.MetadataValue.int(len(frame)), "tokens_computed": dg.MetadataValue.int(computed),
+                  **numeric_metadata({**counts, **reasons}),
                   "ifd_histogram": plot,
                   "preview": markdown_preview(frame, ["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"]),
                   **link},
@@ -152,17 +170,17 @@ def response_scores(
     student: StudentModel,
     warehouse: Warehouse,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult:
+):  # no return annotation: with check_specs the op has several outputs
     current = instruction_ifd_scores.set_index("row_id")
     raw = raw_instructions.set_index("row_id").loc[current.index].reset_index()
     current_pairs = replace_pairs(raw, current["current_instruction"], current["current_input"], current["current_output"])
-    current_scores = score(context, student, warehouse, current_pairs, "response_scores (current)")
+    current_scores, computed_current = score(context, student, warehouse, current_pairs, "response_scores (current)")
 
     won = response_reflections[response_reflections["outcome"] == "reflected"].set_index("row_id")
     won_raw = raw.set_index("row_id").loc[won.index].reset_index()
     won_current = current.loc[won.index]
     reflected_pairs = replace_pairs(won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"])
-    reflected_scores = score(context, student, warehouse, reflected_pairs, "response_scores (reflected)")
+    reflected_scores, computed_reflected = score(context, student, warehouse, reflected_pairs, "response_scores (reflected)")
 
     decisions = decide_response(instruction_ifd_scores, response_reflections, current_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
@@ -176,7 +194,9 @@ def response_scores(
                       params=student_params(student), artifacts={"response_rifd_histogram.png": png})
     return dg.MaterializeResult(
         value=frame,
-        metadata={"rows": dg.MetadataValue.int(len(frame)), **numeric_metadata({**counts, **reasons}),
+        metadata={"rows": dg.MetadataValue.int(len(frame)),
+                  "tokens_computed": dg.MetadataValue.int(computed_current + computed_reflected),
+                  **numeric_metadata({**counts, **reasons}),
                   "rifd_histogram": plot,
                   "preview": markdown_preview(frame, ["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"]),
                   **link},

@@ -68,7 +68,7 @@ def selected_dataset(
     response_scores: pd.DataFrame,
     raw_ifd_scores: pd.DataFrame,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[pd.DataFrame]:
     try:
         settings = config.settings()
     except ValueError as error:
@@ -151,7 +151,7 @@ def arm_datasets(
     response_reflections: pd.DataFrame,
     selected_dataset: pd.DataFrame,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[pd.DataFrame]:
     arm = context.partition_key
     inputs = ArmInputs(
         raw=raw_instructions,

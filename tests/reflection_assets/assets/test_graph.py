@@ -73,7 +73,7 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
         meta = metadata(second, asset)
         assert meta["calls_made"].value == 0 and meta["calls_cached"].value == 3, asset
     for asset in ("raw_ifd_scores", "instruction_ifd_scores", "response_scores"):
-        assert metadata(second, asset)["sequences_computed"].value == 0, asset
+        assert metadata(second, asset)["tokens_computed"].value == 0, asset
 
     selection = run(dagster_instance, ["selected_dataset"])
     meta = metadata(selection, "selected_dataset")
