@@ -22,7 +22,11 @@ from reflection_assets.selection import (
     select_rows,
 )
 from reflection_assets.selection.export import export_arm
+from reflection_assets.selection.reflection_format import REFLECTION_FORMAT_PROMPT_VERSION, REFLECTION_SYSTEM_PROMPT
+from resources.student import StudentModel
+from resources.teacher import Teacher
 from resources.tracking import MlflowTracking
+from resources.warehouse import Warehouse
 
 ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
 
@@ -37,6 +41,8 @@ class SelectionConfig(dg.Config):
     extension_keep_lost_answers: bool = False
     extension_budget_fraction: Optional[float] = None
     extension_budget_count: Optional[int] = None
+    response_style: str = "plain"  # plain | reflection (Reflection-70B: <thinking>, <reflection>, <output>)
+    format_max_new_tokens: int = 384
 
     def settings(self) -> SelectionSettings:
         return SelectionSettings(
@@ -68,17 +74,27 @@ def selected_dataset(
     response_scores: pd.DataFrame,
     raw_ifd_scores: pd.DataFrame,
     mlflow: MlflowTracking,
+    teacher: Teacher,
+    student: StudentModel,
+    warehouse: Warehouse,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     try:
         settings = config.settings()
     except ValueError as error:
         raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
+    if config.response_style not in ("plain", "reflection"):
+        raise dg.Failure(f"response_style must be 'plain' or 'reflection', not {config.response_style!r}", allow_retries=False)
     datasets = sorted(response_scores["dataset"].unique()) if len(response_scores) else []
     context.log.info(f"selecting over dataset partitions {datasets} ({len(response_scores)} rows)")
     selection = select_rows(response_scores, settings)
     counts = decision_counts_dict(selection)
+    # Selection itself reads scored tables only: no teacher call, no forward pass (the metadata says so).
+    style_numbers: dict = {"teacher_calls_made": 0, "tokens_computed": 0}
+    if config.response_style == "reflection":
+        selection, style_numbers = rewrite_in_reflection_format(context, selection, config, teacher, student, warehouse)
     chosen = selected_pairs(selection)
-    paths = export_arm(chosen, exports_dir() / "selected", "selected")
+    system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
+    paths = export_arm(chosen, exports_dir() / "selected", "selected", system=system)
     selected_mask = selection["selected"].astype(bool)
     ifd_plot, ifd_png = histogram_metadata(
         {"raw": ok_values(raw_ifd_scores, "ifd_ppl", "ifd_status"),
@@ -99,6 +115,8 @@ def selected_dataset(
             "datasets": dg.MetadataValue.json(datasets),
             "decision_counts": dg.MetadataValue.md(decision_counts(selection).to_markdown(index=False)),
             **numeric_metadata(counts),
+            **numeric_metadata(style_numbers),
+            "response_style": config.response_style,
             "ifd_histogram": ifd_plot,
             "rifd_histogram": rifd_plot,
             "preview": markdown_preview(selection[selected_mask], SELECTED_COLUMNS),
@@ -106,6 +124,56 @@ def selected_dataset(
             **link,
         },
     )
+
+
+def rewrite_in_reflection_format(
+    context: dg.AssetExecutionContext,
+    selection: pd.DataFrame,
+    config: SelectionConfig,
+    teacher: Teacher,
+    student: StudentModel,
+    warehouse: Warehouse,
+) -> tuple[pd.DataFrame, dict]:
+    """Reflection-70B option: the teacher rewrites each selected answer (guided, cached like every call).
+
+    Rewrites that fail the format validator keep the plain answer and say why. The rewritten pairs
+    are scored again and the scores recorded; they do not change which rows are selected.
+    """
+    from reflection_assets.assets.scoring import score
+    from reflection_assets.schema import Pair
+    from reflection_assets.teacher.cache import CallCache
+    from reflection_assets.teacher.prompts import PROMPT_VERSION
+    from reflection_assets.teacher.runner import reflect_rows
+    from reflection_assets.teacher.settings import ReflectionSettings
+
+    selection = selection.copy()
+    selection["plain_output"] = selection["final_output"]
+    selection["reflection_format"] = "not_selected"
+    chosen = selection[selection["selected"].astype(bool)]
+    pairs = [Pair(r.final_instruction, r.final_output, r.final_input, row_id=r.row_id) for r in chosen.itertuples()]
+    settings = ReflectionSettings(
+        max_new_tokens=config.format_max_new_tokens,
+        guided=teacher.supports_guided,
+        prompt_version=f"{PROMPT_VERSION}+{REFLECTION_FORMAT_PROMPT_VERSION}",
+    )
+    outcomes, stats = reflect_rows(pairs, "format", teacher, CallCache(warehouse.database), settings, log=context.log.info)
+    by_id = outcomes.set_index("row_id")
+    ok = by_id["outcome"] == "reflected"
+    reasons = by_id["outcome"].where(ok, "kept_plain:" + by_id["outcome"] + ":" + by_id["error"].astype(str))
+    index = selection.index[selection["selected"].astype(bool)]
+    selection.loc[index, "reflection_format"] = reasons.loc[selection.loc[index, "row_id"]].str.replace("reflected", "ok").values
+    formatted_ids = set(by_id.index[ok])
+    rewrite = selection["row_id"].isin(formatted_ids) & selection["selected"].astype(bool)
+    selection.loc[rewrite, "final_output"] = by_id.loc[selection.loc[rewrite, "row_id"], "new_output"].values
+
+    formatted = [Pair(r.final_instruction, r.final_output, r.final_input, row_id=r.row_id) for r in selection[rewrite].itertuples()]
+    scores, tokens = score(context, student, warehouse, formatted, "reflection-format scores")
+    scored = scores.set_index("row_id")
+    for column in ("ifd_ppl", "rifd_ppl", "ifd_status", "rifd_status"):
+        selection[f"formatted_{column}"] = selection["row_id"].map(scored[column]) if len(scored) else None
+    numbers = {"format_rows": len(pairs), "format_ok": int(ok.sum()), "format_kept_plain": int((~ok).sum()),
+               "format_calls_cached": stats.calls_cached, "teacher_calls_made": stats.calls_made, "tokens_computed": tokens}
+    return selection, numbers
 
 
 def log_selection(context, mlflow: MlflowTracking, chosen: pd.DataFrame, counts: dict, config: SelectionConfig, plots: dict) -> dict:

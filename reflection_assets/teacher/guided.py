@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reflection_assets.selection.reflection_format import guided_markers
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
 from reflection_assets.teacher.types import GuidePlan, GuideStep, Stage
 
@@ -36,11 +37,25 @@ def response_plan(critique_tokens: int, section_tokens: int) -> GuidePlan:
     )
 
 
+def format_plan(section_tokens: int) -> GuidePlan:
+    """Reflection-70B layout: <thinking> ... </thinking> (reflections inside), then <output> ... </output>."""
+    thinking, output = guided_markers()
+    return GuidePlan(
+        steps=(
+            GuideStep(thinking.prefix, section_tokens, stop=(thinking.stop,)),
+            GuideStep(f"\n{thinking.stop}{output.prefix}", section_tokens, stop=(output.stop,)),
+        ),
+        suffix=f"\n{output.stop}",
+    )
+
+
 def plan_for(stage: Stage, critique_tokens: int, section_tokens: int) -> GuidePlan:
     if stage == "instruction":
         return instruction_plan(critique_tokens, section_tokens)
     if stage == "response":
         return response_plan(critique_tokens, section_tokens)
+    if stage == "format":
+        return format_plan(section_tokens)
     raise ValueError(f"unknown reflection stage {stage!r}")
 
 

@@ -116,9 +116,21 @@ def parse_response_reflection(text: str, stopped_naturally: bool = True) -> Pars
     return ParsedReflection(True, answer=answer.text)
 
 
+def parse_reflection_format(text: str, stopped_naturally: bool = True) -> ParsedReflection:
+    """Accept a Reflection-70B rewrite (<thinking>, optional <reflection>, <output>) as the new answer."""
+    from reflection_assets.selection.reflection_format import validate_reflection_format
+
+    ok, reason = validate_reflection_format(text.strip())
+    if ok:
+        return ParsedReflection(True, answer=text.strip())
+    return ParsedReflection(False, reason=reason if stopped_naturally else f"truncated:{reason}")
+
+
 def parse_reflection(stage: str, text: str, stopped_naturally: bool = True) -> ParsedReflection:
     if stage == "instruction":
         return parse_instruction_reflection(text, stopped_naturally)
     if stage == "response":
         return parse_response_reflection(text, stopped_naturally)
+    if stage == "format":
+        return parse_reflection_format(text, stopped_naturally)
     raise ValueError(f"unknown reflection stage {stage!r}")

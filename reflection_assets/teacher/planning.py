@@ -14,6 +14,8 @@ from reflection_assets.teacher.prompts import messages_for
 from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.types import ChatRequest, Sampling, Stage
 
+STAGES = ("instruction", "response", "format")
+
 
 @dataclass(frozen=True)
 class PlannedCall:
@@ -43,8 +45,8 @@ def plan_calls(
     pairs: list[Pair], stage: Stage, identity: dict, settings: ReflectionSettings
 ) -> tuple[list[PlannedCall], list[int]]:
     """Planned calls for the rows within `limit`, and the indices left out by it."""
-    if stage not in ("instruction", "response"):
-        raise ValueError(f"unknown reflection stage {stage!r}; expected 'instruction' or 'response'")
+    if stage not in STAGES:
+        raise ValueError(f"unknown reflection stage {stage!r}; expected one of {STAGES}")
     n = len(pairs) if settings.limit is None else min(settings.limit, len(pairs))
     planned = []
     for index, pair in enumerate(pairs[:n]):

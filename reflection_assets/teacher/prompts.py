@@ -95,4 +95,8 @@ def messages_for(stage: Stage, pair: Pair) -> list[Message]:
         return instruction_messages(pair)
     if stage == "response":
         return response_messages(pair)
-    raise ValueError(f"unknown reflection stage {stage!r}; expected 'instruction' or 'response'")
+    if stage == "format":
+        from reflection_assets.selection.reflection_format import build_reflection_format_prompt
+
+        return build_reflection_format_prompt(pair)
+    raise ValueError(f"unknown reflection stage {stage!r}; expected 'instruction', 'response' or 'format'")

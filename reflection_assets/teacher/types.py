@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
-Stage = Literal["instruction", "response"]
+Stage = Literal["instruction", "response", "format"]  # format: Reflection-70B rewrite of a selected answer
 STAGES: tuple[str, ...] = ("instruction", "response")
 
 # Status of one teacher call (a guided call made of several requests is still one call).

@@ -1,0 +1,88 @@
+"""selected_dataset on hand-made stage-2 decisions: published filter, extensions, Reflection-70B option."""
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from reflection_assets.definitions import ASSET_MODULES
+from reflection_assets.deployment import build_resources
+from reflection_assets.partitions import DATASETS
+from reflection_assets.paths import warehouse_path
+from reflection_assets.selection.reflection_format import validate_reflection_format
+
+ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
+CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
+
+# (instruction_choice, response_choice, final_ifd, final_rifd)
+ROWS = {
+    "a": ("reflected", "reflected", 0.8, 0.7),  # passes
+    "b": ("original", "reflected", 0.6, 0.9),  # passes
+    "c": ("reflected", "original", 0.5, 0.5),  # answer lost: only the extension keeps it
+    "d": ("original", "reflected", 1.0, 0.5),  # IFD exactly 1 fails
+}
+
+
+def _decisions() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"dataset": "p", "row_id": rid, "instruction_choice": q, "instruction_reason": "x", "response_choice": a,
+         "response_reason": "y", "final_instruction": f"What is {i} plus {i}?", "final_input": "",
+         "final_output": f"{2 * i}", "final_ifd": ifd, "final_rifd": rifd, "final_ifd_status": "ok",
+         "final_rifd_status": "ok"}
+        for i, (rid, (q, a, ifd, rifd)) in enumerate(ROWS.items(), start=1)
+    ])
+
+
+@pytest.fixture
+def stage_two_tables(dagster_instance):
+    path = warehouse_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    decisions = _decisions()
+    raw = pd.DataFrame({"dataset": "p", "row_id": list(ROWS), "ifd_ppl": [0.5] * 4, "ifd_status": "ok",
+                        "rifd_ppl": [0.5] * 4, "rifd_status": "ok"})
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE response_scores AS SELECT * FROM decisions")
+        conn.execute("CREATE TABLE raw_ifd_scores AS SELECT * FROM raw")
+    dagster_instance.add_dynamic_partitions(DATASETS, ["p"])
+    return dagster_instance
+
+
+def _select(instance, **config):
+    result = dg.materialize(
+        [*ASSETS, *CHECKS], selection=["selected_dataset"], instance=instance, resources=build_resources(),
+        run_config={"ops": {"selected_dataset": {"config": config}}},
+    )
+    meta = result.asset_materializations_for_node("selected_dataset")[0].metadata
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        table = conn.execute("SELECT * FROM selected_dataset ORDER BY row_id").df()
+    return result, meta, table
+
+
+def test_published_rule_then_extension_reuse_nothing(stage_two_tables):
+    result, meta, table = _select(stage_two_tables)
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    assert table.loc[table["selected"], "row_id"].tolist() == ["a", "b"]
+    assert meta["teacher_calls_made"].value == 0 and meta["tokens_computed"].value == 0
+
+    _, meta, table = _select(stage_two_tables, extension_keep_lost_answers=True)
+    assert table.loc[table["selected"], "row_id"].tolist() == ["a", "b", "c"]
+    assert meta["teacher_calls_made"].value == 0 and meta["tokens_computed"].value == 0
+
+
+@pytest.mark.slow
+def test_reflection_format_option_rewrites_validates_scores_and_caches(stage_two_tables):
+    _, meta, table = _select(stage_two_tables, response_style="reflection", format_max_new_tokens=24)
+    chosen = table[table["selected"]]
+    assert meta["format_rows"].value == 2 and meta["teacher_calls_made"].value == 2
+    for row in chosen.itertuples():
+        assert row.plain_output == str(2 * (list(ROWS).index(row.row_id) + 1))
+        if row.reflection_format == "ok":
+            assert validate_reflection_format(row.final_output) == (True, "ok")
+            assert row.formatted_ifd_status in ("ok", "prompt_too_long") or row.formatted_ifd_status.startswith("error")
+        else:
+            assert row.reflection_format.startswith("kept_plain:") and row.final_output == row.plain_output
+    assert (table.loc[~table["selected"], "reflection_format"] == "not_selected").all()
+
+    # Same rows again: the rewrites and their scores come from the caches.
+    _, again, _ = _select(stage_two_tables, response_style="reflection", format_max_new_tokens=24)
+    assert again["teacher_calls_made"].value == 0 and again["tokens_computed"].value == 0
