@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", choices=TEMPLATE_CHOICES, default=None, help="default: chat when the student has a chat template, else alpaca")
     parser.add_argument("--start-token", choices=START_CHOICES, default="bos", help="context of the unconditioned pass (default: bos)")
     parser.add_argument("--max-length", type=int, default=512, metavar="N", help="prompt + scored tokens per pass (default: 512)")
-    parser.add_argument("--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per forward pass (default: 4096 on CPU, 32768 on CUDA)")
+    parser.add_argument("--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per forward pass (default: 1024 on CPU, 32768 on CUDA)")
     parser.add_argument("--cache", type=Path, default=None, metavar="DB", help="DuckDB file whose student_scores table caches losses")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16 ... (default: float32 on CPU, bfloat16 on CUDA)")

@@ -1,0 +1,12 @@
+"""Student scoring: IFD and r-IFD of instruction pairs (DESIGN.md section 1).
+
+Modules, one concern each (import what you need; this package imports nothing heavy itself):
+- templates: prompt templates, prompt ids, start token, template hash
+- sequences: tokenization rules -> the (context, scored) id sequences of each pass, statuses
+- engine: batched forward passes, logits only at scored positions
+- metrics: losses -> ifd_ppl / ifd_loss with a status (`PairScore` rows)
+- cache: the `student_scores` DuckDB cache (short connections, lock retries)
+- scorer: `score_pairs` / `scores_frame`, the entry points for assets and the CLI
+- reference: the one-sample-at-a-time loop the engine is measured against
+- statuses, progress, student: status names, rate/ETA logging, the loaded student
+"""

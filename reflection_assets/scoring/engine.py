@@ -20,7 +20,7 @@ from reflection_assets.scoring import statuses
 from reflection_assets.scoring.sequences import Seq
 
 ProgressFn = Callable[[int, int], None]  # (done, total) in non-padding tokens
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 32768}
+DEFAULT_BATCH_TOKENS = {"cpu": 1024, "cuda": 32768}  # CPU: small batches stay in cache (measured)
 HEAD_CHUNK_ROWS = 1024  # rows of the vocab projection at a time: bounds the logits' memory
 BATCH_ERRORS = (RuntimeError, ValueError, IndexError)  # torch.OutOfMemoryError is a RuntimeError
 

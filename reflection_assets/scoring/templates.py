@@ -160,14 +160,24 @@ def start_ids(tokenizer: Any, name: str, start_token: str) -> list[int]:
     raise ValueError(f"the tokenizer has no {start_token} token")
 
 
+def _render_chat_probe(tokenizer: Any, probe: dict) -> str:
+    """Render a probe conversation; templates that refuse a system turn or history get a simpler one."""
+    from jinja2.exceptions import TemplateError
+
+    simpler = [probe, {**probe, "system": ""}, {**probe, "system": "", "history": ()}]
+    for attempt in simpler[:-1]:
+        try:
+            return tokenizer.apply_chat_template(chat_messages(**attempt), add_generation_prompt=True, tokenize=False)
+        except TemplateError:
+            continue
+    return tokenizer.apply_chat_template(chat_messages(**simpler[-1]), add_generation_prompt=True, tokenize=False)
+
+
 def template_hash(tokenizer: Any, name: str, start_token: str) -> str:
     """Hash of what the template renders (part of the cache key): a probe prompt, its reverse, the start."""
     probe = dict(instruction="Q", input_text="I", system="S", history=(Turn("user", "u"), Turn("assistant", "a")))
     if name == CHAT:
-        rendered = [
-            tokenizer.apply_chat_template(chat_messages(**probe), add_generation_prompt=True, tokenize=False),
-            getattr(tokenizer, "chat_template", ""),
-        ]
+        rendered = [_render_chat_probe(tokenizer, probe), getattr(tokenizer, "chat_template", "")]
     else:
         rendered = [render_text(name, **probe)]
     rendered += [REVERSE_PROMPT, start_ids(tokenizer, name, start_token)]

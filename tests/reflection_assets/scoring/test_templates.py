@@ -82,3 +82,14 @@ def test_template_hash_tracks_template_and_start(chat_tokenizer):
     hashes = {T.template_hash(chat_tokenizer, name, start) for name in ("alpaca", "chat") for start in ("bos", "eos")}
     assert len(hashes) == 4
     assert T.template_hash(chat_tokenizer, "chat", "bos") == T.template_hash(chat_tokenizer, "chat", "bos")
+
+
+def test_template_hash_survives_a_template_that_refuses_system_turns():
+    from scoring_tiny import build_tokenizer
+
+    strict = build_tokenizer(add_bos=False, chat=True)
+    strict.chat_template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        + strict.chat_template
+    )
+    assert len(T.template_hash(strict, "chat", "bos")) == 20

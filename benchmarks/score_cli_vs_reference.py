@@ -1,0 +1,94 @@
+"""Whole-process timing: `reflection-tuning score` against the reference loop, side by side.
+
+Each side is a fresh Python process that imports its stack, loads the model from the local
+safetensors cache, scores the same pairs and writes JSONL -- what a user waits for. The two
+alternate (A B, then B A, ...) so a change in machine load hits both; the ratio is the sum of
+the reference's times over the sum of the command's, and the outputs are checked to agree.
+
+    python benchmarks/score_cli_vs_reference.py --n 120 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOSS_FIELDS = ("loss_cond", "loss_alone", "rloss_cond", "rloss_alone")
+
+
+def run(cmd: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def worst(a: Path, b: Path) -> float:
+    rows_a = [json.loads(line) for line in a.read_text().splitlines()]
+    rows_b = [json.loads(line) for line in b.read_text().splitlines()]
+    assert [r["id"] for r in rows_a] == [r["id"] for r in rows_b], "row order differs"
+    return max(
+        (abs(x[f] - y[f]) for x, y in zip(rows_a, rows_b) for f in LOSS_FIELDS if x[f] is not None and y[f] is not None),
+        default=0.0,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=2, help="each round runs both once; odd rounds start with the reference")
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--student", default="bundled")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for both sides (default: torch's choice)")
+    args = parser.parse_args()
+
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if args.threads:  # one thread per process is far less sensitive to other processes on a shared CPU
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    work = Path(tempfile.mkdtemp(prefix="score-bench-"))
+    pairs = work / "pairs.jsonl"
+    python = sys.executable
+    run([python, "benchmarks/ifd_throughput.py", "--write-pairs", str(pairs), "--n", str(args.n)], env)
+    common = ["--input", str(pairs), "--max-length", str(args.max_length)]
+    cli = [python, "-m", "reflection_assets.cli", "score", *common, "--output", str(work / "cli.jsonl"),
+           "--student", args.student, "--quiet"]  # fmt: skip
+    ref = [python, "benchmarks/ifd_throughput.py", "--reference-only", *common, "--output", str(work / "ref.jsonl"),
+           "--model", args.student]  # fmt: skip
+    # Warm the model cache (GGUF de-quantized once) and the OS file cache; not timed.
+    run([python, "-c", f"from resources.model_store import local_dir; local_dir({args.student!r})"], env)
+
+    times: dict[str, list[float]] = {"cli": [], "reference": []}
+    for round_no in range(args.rounds):
+        order = [("reference", ref), ("cli", cli)] if round_no % 2 == 0 else [("cli", cli), ("reference", ref)]
+        for name, cmd in order:
+            times[name].append(run(cmd, env))
+            print(f"round {round_no + 1}: {name} {times[name][-1]:.1f}s", flush=True)
+    ratio = sum(times["reference"]) / sum(times["cli"])
+    per_round = [r / c for r, c in zip(times["reference"], times["cli"])]
+    load = os.getloadavg()
+    print(
+        json.dumps(
+            {
+                "pairs": args.n, "max_length": args.max_length, "rounds": args.rounds, "threads": args.threads or "default",
+                "cli_s": [round(t, 1) for t in times["cli"]], "reference_s": [round(t, 1) for t in times["reference"]],
+                "ratio": round(ratio, 2), "ratio_per_round": [round(r, 2) for r in per_round],
+                "worst_abs_diff": worst(work / "cli.jsonl", work / "ref.jsonl"),
+                "cpu_count": os.cpu_count(), "loadavg_after": [round(x, 2) for x in load],
+            }  # fmt: skip
+        ),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
