@@ -80,6 +80,11 @@ class TransformersTeacher(Teacher):
     dtype: Optional[str] = Field(default=None, description="torch dtype name; default fp32 on CPU, bf16 on CUDA.")
     batch_size: int = Field(default=8, description="Prompts per generate() call.")
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model's repository.")
+    num_threads: Optional[int] = Field(
+        default=None,
+        description="torch CPU threads, process-wide (None: torch's default). 1 avoids OpenMP oversubscription "
+        "when other processes share the cores.",
+    )
 
     _model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
@@ -99,6 +104,11 @@ class TransformersTeacher(Teacher):
         """Load once per resource instance; later calls reuse the model."""
         if self._model is None:
             from resources.model_store import load_model_and_tokenizer
+
+            if self.num_threads:
+                import torch
+
+                torch.set_num_threads(self.num_threads)
 
             model, tokenizer, _ = load_model_and_tokenizer(
                 self.model_ref, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code

@@ -15,12 +15,16 @@ from reflection_assets.teacher.types import GuidePlan, GuideStep, Stage
 
 
 def instruction_plan(critique_tokens: int, section_tokens: int) -> GuidePlan:
-    """Critique, then [New Instruction] ... [End], then [New Answer] ... [End]."""
+    """Critique, then [New Instruction] ... [End], then [New Answer] ... [End].
+
+    A section also ends where the teacher writes another marker itself (as the parser reads it),
+    so a small teacher that skips [End] still gets its next section.
+    """
     return GuidePlan(
         steps=(
             GuideStep("", critique_tokens, stop=(NEW_INSTRUCTION,), required_stop=False),
-            GuideStep(f"\n\n{NEW_INSTRUCTION}\n", section_tokens, stop=(END,)),
-            GuideStep(f"\n{END}\n{NEW_ANSWER}\n", section_tokens, stop=(END,)),
+            GuideStep(f"\n\n{NEW_INSTRUCTION}\n", section_tokens, stop=(END, NEW_ANSWER, NEW_INSTRUCTION)),
+            GuideStep(f"\n{END}\n{NEW_ANSWER}\n", section_tokens, stop=(END, NEW_INSTRUCTION, NEW_ANSWER)),
         ),
         suffix=f"\n{END}",
     )
@@ -31,7 +35,7 @@ def response_plan(critique_tokens: int, section_tokens: int) -> GuidePlan:
     return GuidePlan(
         steps=(
             GuideStep("", critique_tokens, stop=(BETTER_ANSWER,), required_stop=False),
-            GuideStep(f"\n\n{BETTER_ANSWER}\n", section_tokens, stop=(END,)),
+            GuideStep(f"\n\n{BETTER_ANSWER}\n", section_tokens, stop=(END, BETTER_ANSWER)),
         ),
         suffix=f"\n{END}",
     )

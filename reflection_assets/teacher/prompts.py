@@ -9,7 +9,7 @@ from __future__ import annotations
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.types import Message, Stage
 
-PROMPT_VERSION = "reflect-v1"
+PROMPT_VERSION = "reflect-v2"
 
 NEW_INSTRUCTION = "[New Instruction]"
 NEW_ANSWER = "[New Answer]"
@@ -31,13 +31,9 @@ After the review, write an improved instruction that fixes those weaknesses and 
 together with an excellent answer to it. The new instruction must stand on its own: copy into it any \
 text, data or context it needs, because the reader will not see the original.
 
-Finish with exactly this layout and nothing after it:
-{NEW_INSTRUCTION}
-(the new instruction)
-{END}
-{NEW_ANSWER}
-(the answer to the new instruction)
-{END}"""
+End your reply with the marker {NEW_INSTRUCTION} on its own line, then your new instruction, then the \
+marker {END}; then the marker {NEW_ANSWER} on its own line, then your answer to the new instruction, \
+then the marker {END}. Write nothing after the last {END}."""
 
 RESPONSE_TASK = f"""Above is an instruction given to an AI assistant and the answer it received.
 
@@ -46,10 +42,8 @@ Point out what is missing or wrong.
 
 After the review, write a better answer to the same instruction.
 
-Finish with exactly this layout and nothing after it:
-{BETTER_ANSWER}
-(the better answer)
-{END}"""
+End your reply with the marker {BETTER_ANSWER} on its own line, then your better answer, then the \
+marker {END}. Write nothing after {END}."""
 
 
 def fold_input(instruction: str, input_text: str) -> str:

@@ -7,6 +7,7 @@ import math
 import socket
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from support.fault_server import FaultServer
 from tenacity import RetryCallState
@@ -137,3 +138,27 @@ def test_teacher_from_env() -> None:
     local = teacher_from_env({})
     assert isinstance(local, TransformersTeacher) and local.model_ref == "bundled" and local.supports_guided
     assert not remote.supports_guided
+
+
+def test_key_from_env_var_stays_out_of_dagster_logs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REFLECTION_TEACHER_API_KEY", SENTINEL)
+    with FaultServer() as server:
+
+        @dg.asset
+        def reflections(context, teacher: OpenAICompatibleTeacher):  # type: ignore[no-untyped-def]
+            pairs = [Pair("ROW=d1 FAULT=500x1 Q", "A"), Pair("ROW=d2 FAULT=echoauth Q", "A")]
+            context.log.info(f"teacher: {teacher!r}")
+            frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"), log=context.log.info)
+            context.log.info(frame.to_string())
+            return dg.MaterializeResult(metadata=stats.metadata())
+
+        teacher = OpenAICompatibleTeacher(base_url=server.url, model="m", api_key=dg.EnvVar("REFLECTION_TEACHER_API_KEY"),
+                                          backoff_initial_s=0.01, backoff_max_s=0.02)
+        with dg.instance_for_test() as instance:
+            result = dg.materialize([reflections], resources={"teacher": teacher}, instance=instance)
+            assert result.success
+            assert set(server.auth_headers) == {f"Bearer {SENTINEL}"}
+            records = instance.get_records_for_run(result.run_id).records
+            dump = "\n".join(repr(r.event_log_entry) for r in records)
+    assert "Bearer ***" in dump  # the echoed credentials were logged, masked
+    assert SENTINEL not in dump

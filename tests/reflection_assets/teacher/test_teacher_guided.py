@@ -46,3 +46,15 @@ def test_cut_at_stop() -> None:
     assert cut_at_stop("abc[End]def", ("[End]",)) == ("abc", True)
     assert cut_at_stop("abc", ("[End]",)) == ("abc", False)
     assert cut_at_stop("a|b#c", ("#", "|")) == ("a", True)
+
+
+def test_a_section_also_ends_at_a_marker_the_teacher_writes_itself() -> None:
+    plan = instruction_plan(32, 64)
+    # A backend that honours stop strings returns the text before the first one (no [End] written).
+    state, text = run(plan, [("Vague.", False), ("Name a moon of Mars.\n\n", False), ("Phobos.", False)])
+    assert "[New Answer]" in plan.steps[1].stop and not state.truncated
+    parsed = parse_instruction_reflection(text)
+    assert parsed.ok and (parsed.instruction, parsed.answer) == ("Name a moon of Mars.", "Phobos.")
+    # A backend that returns the marker too (no stop support) is cut at it.
+    _, text = run(plan, [("Vague.", False), ("Name a moon of Mars.\n[New Answer]\nPhobos", False), ("Phobos.", False)])
+    assert parse_instruction_reflection(text).instruction == "Name a moon of Mars."

@@ -1,0 +1,133 @@
+"""Teacher throughput, measured side by side in one run (DESIGN 8).
+
+1. In-process: the same reflection prompts generated in left-padded batches vs one at a time,
+   every prompt forced to the same number of new tokens (min_new_tokens = max_new_tokens), and
+   the share of greedy outputs that agree between the two paths.
+2. HTTP: the OpenAI-compatible backend against a loopback server with a fixed latency per call,
+   at concurrency 1, 4 and 16; ideal time = calls x latency / concurrency.
+
+    python benchmarks/teacher_throughput.py [--part local|http|all] [--prompts 16] [--new-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the loopback server lives with the test helpers
+
+
+def demo_pairs(n: int) -> list:
+    from reflection_assets.demo_data import DEMO_TRAIN_PATH
+    from reflection_assets.ingest.readers import read_dataset
+
+    return read_dataset(DEMO_TRAIN_PATH).accepted[:n]
+
+
+def bench_local(prompts: int, new_tokens: int, batch_size: int, model_ref: str) -> dict:
+    """Batched vs one-at-a-time generation of the same prompts, equal work per prompt."""
+    from reflection_assets.teacher.planning import build_request
+    from reflection_assets.teacher.settings import ReflectionSettings
+    from reflection_assets.teacher.types import ChatRequest, Sampling
+    from resources.model_store import load_model_and_tokenizer
+    from resources.teacher_local import TransformersTeacher
+
+    model, tokenizer, fingerprint = load_model_and_tokenizer(model_ref)
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name=fingerprint, batch_size=batch_size)
+    sampling = Sampling(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    requests = [
+        ChatRequest(build_request("instruction", p, ReflectionSettings(), guided=False).messages, sampling)
+        for p in demo_pairs(prompts)
+    ]
+    teacher.complete(requests[:1])  # warm-up: first-call allocations are not part of either path
+
+    start = time.perf_counter()
+    batched = teacher.complete(requests)
+    batched_s = time.perf_counter() - start
+    print(f"batched: {batched_s:.1f}s", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    single = [teacher.complete([r])[0] for r in requests]
+    single_s = time.perf_counter() - start
+    print(f"one at a time: {single_s:.1f}s", file=sys.stderr, flush=True)
+
+    generated = sum(r.completion_tokens for r in batched)
+    assert generated == sum(r.completion_tokens for r in single) == prompts * new_tokens, "unequal work"
+    agree = sum(b.text == s.text for b, s in zip(batched, single))
+    return {
+        "model": fingerprint,
+        "prompts": prompts,
+        "batch_size": batch_size,
+        "new_tokens_per_prompt": new_tokens,
+        "mean_prompt_tokens": round(sum(r.prompt_tokens for r in batched) / prompts, 1),
+        "batched_s": round(batched_s, 2),
+        "one_at_a_time_s": round(single_s, 2),
+        "batched_tokens_per_s": round(generated / batched_s, 1),
+        "one_at_a_time_tokens_per_s": round(generated / single_s, 1),
+        "speedup": round(single_s / batched_s, 2),
+        "greedy_agreement": round(agree / prompts, 3),
+    }
+
+
+def bench_http(calls: int, latency_s: float, concurrencies: tuple[int, ...]) -> list[dict]:
+    """Wall time of `calls` requests against a server that takes `latency_s` per call."""
+    from support.fault_server import FaultServer
+
+    from reflection_assets.teacher.types import ChatRequest, Sampling
+    from resources.teacher_http import OpenAICompatibleTeacher
+
+    rows = []
+    with FaultServer(latency_s=latency_s) as server:
+        requests = [ChatRequest.of([{"role": "user", "content": f"ROW=b{i} Reflect."}], Sampling(max_new_tokens=8)) for i in range(calls)]
+        for concurrency in concurrencies:
+            teacher = OpenAICompatibleTeacher(base_url=server.url, model="bench", max_concurrency=concurrency, timeout_s=30)
+            teacher.complete(requests[:concurrency])  # warm-up: connection set-up
+            start = time.perf_counter()
+            results = teacher.complete(requests)
+            wall = time.perf_counter() - start
+            assert all(r.ok for r in results)
+            ideal = calls * latency_s / concurrency
+            rows.append({"concurrency": concurrency, "calls": calls, "latency_s": latency_s, "wall_s": round(wall, 3),
+                         "ideal_s": round(ideal, 3), "ratio_to_ideal": round(wall / ideal, 3)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("local", "http", "all"), default="all")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--model", default="bundled")
+    parser.add_argument("--calls", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 avoids OpenMP oversubscription on a shared machine)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                    "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if args.part in ("local", "all"):
+        report["local"] = bench_local(args.prompts, args.new_tokens, args.batch_size, args.model)
+        print(json.dumps(report["local"], indent=2), flush=True)
+    if args.part in ("http", "all"):
+        report["http"] = bench_http(args.calls, args.latency, (1, 4, 16))
+        for row in report["http"]:
+            print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
