@@ -39,13 +39,17 @@ SNIFF_BYTES = 8192
 
 
 def container_of(path: Path, fmt: str, head: bytes) -> str:
-    """"json", "csv" or "parquet": explicit csv/parquet win, else extension, else magic bytes."""
+    """"json", "csv" or "parquet": explicit csv/parquet win, else extension, else magic bytes.
+
+    A JSON extension wins over the bytes: a `.jsonl` file whose first line happens to start with
+    "PAR1" is still read line by line (its rows rejected with reasons), never as Parquet.
+    """
     if fmt in ("csv", "parquet"):
         return fmt
     suffix = path.suffix.lower()
     if suffix in CSV_DELIMITERS:
         return "csv"
-    if suffix in PARQUET_SUFFIXES or head.startswith(PARQUET_MAGIC):
+    if suffix in PARQUET_SUFFIXES or (suffix not in JSON_SUFFIXES and head.startswith(PARQUET_MAGIC)):
         return "parquet"
     return "json"
 

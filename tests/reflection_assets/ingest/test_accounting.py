@@ -99,3 +99,12 @@ def _whole_json(data: bytes) -> bool:
     except (ValueError, RecursionError):
         return False
     return True
+
+
+def test_jsonl_whose_first_bytes_look_like_parquet_is_read_as_lines(tmp_path):
+    # Found by the property test above: magic bytes must not override a .jsonl name.
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'PAR1 not json\n{"instruction": "a", "output": "b"}\n')
+    result = read_dataset(path, format="alpaca")
+    assert result.rows_read == 2 and len(result.accepted) == 1
+    assert [r.reason for r in result.rejected] == ["invalid_json"]
