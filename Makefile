@@ -27,8 +27,10 @@ concurrency: install
 demo: install concurrency
 	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning demo
 
+# One OpenMP thread per process: tests run servers (webserver, transformers serve) beside the test
+# process, and two-thread torch processes fighting over 2 cores spin instead of working.
 test: install concurrency
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 dev: install concurrency
 	$(BIN)/dagster dev -w workspace.yaml
