@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     from resources.model_store import ModelReferenceError
     from reflection_assets.scoring.cache import StudentScoreCache
-    from reflection_assets.scoring.progress import RateLogger
+    from reflection_assets.progress import Progress
     from reflection_assets.scoring.scorer import ScoringConfig, score_pairs, settings_for
     from reflection_assets.scoring.student import load_student
 
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         _err(f"error: {exc}")
         return 2
     cache = StudentScoreCache(args.cache) if args.cache else None
-    progress = None if args.quiet else RateLogger(_err, every_s=10.0)
+    progress = None if args.quiet else Progress(_err, "scored", unit="tokens", every_s=10.0)
     scores = score_pairs(pairs, student, config, cache=cache, progress=progress)
     write_rows(args.output, [score.to_dict() for score in scores])
 
