@@ -3,7 +3,8 @@
 Each side is a fresh Python process that imports its stack, loads the model from the local
 safetensors cache, scores the same pairs and writes JSONL -- what a user waits for. The two
 alternate (A B, then B A, ...) so a change in machine load hits both; the ratio is the sum of
-the reference's times over the sum of the command's, and the outputs are checked to agree.
+the reference's times over the sum of the command's (wall and CPU time), and the outputs are
+checked to agree.
 
     python benchmarks/score_cli_vs_reference.py --n 120 --rounds 2
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,13 +25,23 @@ REPO = Path(__file__).resolve().parents[1]
 LOSS_FIELDS = ("loss_cond", "loss_alone", "rloss_cond", "rloss_alone")
 
 
-def run(cmd: list[str], env: dict) -> float:
-    started = time.perf_counter()
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one child process.
+
+    CPU time is the steadier figure on a shared machine: other processes stretch the wall time
+    of whichever side happens to run beside them, but hardly the work each side does.
+    """
+    cpu_before, started = cpu_of_children(), time.perf_counter()
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, cpu_of_children() - cpu_before
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-2000:]}")
-    return elapsed
+    return elapsed, cpu
 
 
 def worst(a: Path, b: Path) -> float:
@@ -66,23 +78,26 @@ def main() -> int:
     # Warm the model cache (GGUF de-quantized once) and the OS file cache; not timed.
     run([python, "-c", f"from resources.model_store import local_dir; local_dir({args.student!r})"], env)
 
-    times: dict[str, list[float]] = {"cli": [], "reference": []}
+    wall: dict[str, list[float]] = {"cli": [], "reference": []}
+    cpu: dict[str, list[float]] = {"cli": [], "reference": []}
     for round_no in range(args.rounds):
         order = [("reference", ref), ("cli", cli)] if round_no % 2 == 0 else [("cli", cli), ("reference", ref)]
         for name, cmd in order:
-            times[name].append(run(cmd, env))
-            print(f"round {round_no + 1}: {name} {times[name][-1]:.1f}s", flush=True)
-    ratio = sum(times["reference"]) / sum(times["cli"])
-    per_round = [r / c for r, c in zip(times["reference"], times["cli"])]
-    load = os.getloadavg()
+            elapsed, used = run(cmd, env)
+            wall[name].append(elapsed)
+            cpu[name].append(used)
+            print(f"round {round_no + 1}: {name} wall {elapsed:.1f}s cpu {used:.1f}s load {os.getloadavg()[0]:.1f}", flush=True)
+    ratio = lambda t: round(sum(t["reference"]) / sum(t["cli"]), 2)  # noqa: E731
     print(
         json.dumps(
             {
                 "pairs": args.n, "max_length": args.max_length, "rounds": args.rounds, "threads": args.threads or "default",
-                "cli_s": [round(t, 1) for t in times["cli"]], "reference_s": [round(t, 1) for t in times["reference"]],
-                "ratio": round(ratio, 2), "ratio_per_round": [round(r, 2) for r in per_round],
+                "cli_wall_s": [round(t, 1) for t in wall["cli"]], "reference_wall_s": [round(t, 1) for t in wall["reference"]],
+                "cli_cpu_s": [round(t, 1) for t in cpu["cli"]], "reference_cpu_s": [round(t, 1) for t in cpu["reference"]],
+                "wall_ratio": ratio(wall), "cpu_ratio": ratio(cpu),
+                "wall_ratio_per_round": [round(r / c, 2) for r, c in zip(wall["reference"], wall["cli"])],
                 "worst_abs_diff": worst(work / "cli.jsonl", work / "ref.jsonl"),
-                "cpu_count": os.cpu_count(), "loadavg_after": [round(x, 2) for x in load],
+                "cpu_count": os.cpu_count(), "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             }  # fmt: skip
         ),
         flush=True,

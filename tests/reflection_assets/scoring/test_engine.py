@@ -110,3 +110,36 @@ def test_progress_reports_tokens_done_and_total():
     assert calls[-1] == (total, total)
     assert all(t == total for _, t in calls) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert math.isclose(len(calls), engine.forward_calls)
+
+
+SHARED = (5, 6, 7, 8, 9, 10, 11, 12, 13, 14)  # a ten-token prompt prefix many sequences start with
+PREFIXED = [Seq(SHARED + (15 + i % 7,) * (1 + i % 3), (20 + i % 11, 31 + i % 5)) for i in range(16)] + [Seq((2,), (3, 4))]
+
+
+@pytest.mark.parametrize("budget", [12, 40, 10_000])
+def test_a_shared_prefix_runs_once_and_gives_the_one_at_a_time_numbers(budget, monkeypatch):
+    import reflection_assets.scoring.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "prefix_groups", lambda contexts: __import__(
+        "reflection_assets.scoring.prefixes", fromlist=["prefix_groups"]).prefix_groups(contexts, min_length=4, min_saved=4))
+    model = tiny_llama(VOCAB)
+    sharing, plain = LossEngine(model), LossEngine(model, share_prefixes=False)
+    seqs = list(dict.fromkeys(PREFIXED))
+    got = {k: v for chunk in sharing.run(seqs, batch_tokens=budget) for k, v in chunk.items()}
+    want = {k: v for chunk in plain.run(seqs, batch_tokens=budget) for k, v in chunk.items()}
+    assert sharing.prefix_calls == 1
+    assert sharing.tokens_processed < plain.tokens_processed == sum(s.length for s in seqs)
+    for seq in seqs:
+        assert got[seq].status == statuses.OK
+        assert got[seq].loss == pytest.approx(reference_loss(model, seq), abs=1e-5)
+        assert got[seq].loss == pytest.approx(want[seq].loss, abs=1e-5)
+
+
+def test_prefix_sharing_is_off_when_the_probe_disagrees(monkeypatch):
+    model = tiny_llama(VOCAB)
+    engine = LossEngine(model)
+    monkeypatch.setattr(LossEngine, "_compute_prefix", lambda self, tokens: None)  # e.g. a sliding-window cache
+    assert engine.shared_prefix(SHARED) is None
+    results = {k: v for chunk in engine.run(list(dict.fromkeys(PREFIXED))) for k, v in chunk.items()}
+    assert engine.prefix_calls == 0
+    assert all(r.status == statuses.OK for r in results.values())
