@@ -70,6 +70,10 @@ def content_problem(content: str) -> str | None:
     return None
 
 
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def _last_problem(sections: list[Section]) -> str | None:
     problems = [content_problem(s.text) for s in sections]
     return next((p for p in reversed(problems) if p), None)
@@ -98,6 +102,10 @@ def parse_instruction_reflection(text: str, stopped_naturally: bool = True) -> P
         answer = usable[0]
         if not answer.terminated and not stopped_naturally:
             return ParsedReflection(False, reason="truncated_answer")
+        if _normalized(answer.text) == _normalized(instruction.text):
+            # Small teachers fill both sections with the same sentence; as a pair it is trivially
+            # "predictable" (IFD near 0) and teaches nothing.
+            return ParsedReflection(False, reason="answer_repeats_instruction")
         return ParsedReflection(True, instruction.text, answer.text)
     return ParsedReflection(False, reason=f"{_last_problem(instructions)}_instruction")
 

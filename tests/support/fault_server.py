@@ -105,7 +105,8 @@ def reply_text(body: dict, row: str) -> str:
     messages = body.get("messages", [])
     prompt = "\n".join(str(m.get("content", "")) for m in messages)
     if messages and messages[-1].get("role") == "assistant":  # guided: continue a section
-        return f"Section written for {row}."
+        opened = messages[-1].get("content", "").rstrip().rsplit("[", 1)[-1].rstrip("]")  # e.g. "New Answer"
+        return f"{opened} written for {row}."
     if body.get("stop"):  # guided: the bounded critique before the first marker
         return f"The pair {row} could be more demanding."
     if "[Better Answer]" in prompt:

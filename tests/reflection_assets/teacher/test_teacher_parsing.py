@@ -53,6 +53,9 @@ def test_large_teacher_reply_parses() -> None:
         ("[New Instruction]\nDo X well.\n[End]\n[New Answer]\n<your answer here>\n[End]", "placeholder_answer"),
         ("[New Instruction]\n...\n[End]\n[New Answer]\nFine.\n[End]", "empty_instruction"),
         ("[New Instruction]\nDo X well.\n[End]\nThat is all.", "missing_answer_marker"),
+        # seen from the bundled 135M teacher on Alpaca: the same sentence in both sections
+        ("[New Instruction]\nI'm ready to help. What's your next question?\n[End]\n"
+         "[New Answer]\nI'm ready to  help. what's your next question?\n[End]", "answer_repeats_instruction"),
     ],
 )
 def test_unusable_replies_name_their_reason(text: str, reason: str) -> None:

@@ -162,7 +162,8 @@ def test_guided_generation_over_http(server: FaultServer, tmp_path: Path) -> Non
                                 ReflectionSettings(guided=True, critique_tokens=16, max_new_tokens=32))
     assert (frame["outcome"] == "reflected").all()
     assert stats.calls_made == 2 and stats.requests == 6  # critique + two sections per row
-    assert frame["new_instruction"].iloc[0] == "Section written for r0."
+    assert frame["new_instruction"].iloc[0] == "New Instruction written for r0."
+    assert frame["new_output"].iloc[0] == "New Answer written for r0."
     continued = [s.body for s in server.seen if s.body["messages"][-1]["role"] == "assistant"]
     assert len(continued) == 4 and all(b["continue_final_message"] and not b["add_generation_prompt"] for b in continued)
     assert continued[0]["messages"][-1]["content"].endswith("[New Instruction]\n")
