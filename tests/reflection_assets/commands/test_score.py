@@ -55,7 +55,7 @@ def test_score_writes_one_row_per_input_row(tmp_path, student_dir):
 def test_cache_makes_the_second_run_free(tmp_path, student_dir, monkeypatch):
     calls = []
     original = LossEngine.forward
-    monkeypatch.setattr(LossEngine, "forward", lambda self, batch: calls.append(len(batch)) or original(self, batch))
+    monkeypatch.setattr(LossEngine, "forward", lambda self, batch, prefix=None: calls.append(len(batch)) or original(self, batch, prefix))
     db = tmp_path / "cache.duckdb"
     assert score(tmp_path, student_dir, ROWS, "--cache", str(db))[0] == 0
     first = len(calls)
