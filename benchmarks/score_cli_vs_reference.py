@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ifd_throughput import LOSS_FIELDS  # benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
-LOSS_FIELDS = ("loss_cond", "loss_alone", "rloss_cond", "rloss_alone")
 
 
 def cpu_of_children() -> float:

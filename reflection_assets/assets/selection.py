@@ -140,7 +140,6 @@ def rewrite_in_reflection_format(
     are scored again and the scores recorded; they do not change which rows are selected.
     """
     from reflection_assets.assets.scoring import score
-    from reflection_assets.schema import Pair
     from reflection_assets.teacher.cache import CallCache
     from reflection_assets.teacher.prompts import PROMPT_VERSION
     from reflection_assets.teacher.runner import reflect_rows
@@ -149,8 +148,8 @@ def rewrite_in_reflection_format(
     selection = selection.copy()
     selection["plain_output"] = selection["final_output"]
     selection["reflection_format"] = "not_selected"
-    chosen = selection[selection["selected"].astype(bool)]
-    pairs = [Pair(r.final_instruction, r.final_output, r.final_input, row_id=r.row_id) for r in chosen.itertuples()]
+    selected = selection["selected"].astype(bool)
+    pairs = final_pairs(selection[selected])
     settings = ReflectionSettings(
         max_new_tokens=config.format_max_new_tokens,
         guided=teacher.supports_guided,
@@ -160,20 +159,26 @@ def rewrite_in_reflection_format(
     by_id = outcomes.set_index("row_id")
     ok = by_id["outcome"] == "reflected"
     reasons = by_id["outcome"].where(ok, "kept_plain:" + by_id["outcome"] + ":" + by_id["error"].astype(str))
-    index = selection.index[selection["selected"].astype(bool)]
+    index = selection.index[selected]
     selection.loc[index, "reflection_format"] = reasons.loc[selection.loc[index, "row_id"]].str.replace("reflected", "ok").values
     formatted_ids = set(by_id.index[ok])
-    rewrite = selection["row_id"].isin(formatted_ids) & selection["selected"].astype(bool)
+    rewrite = selection["row_id"].isin(formatted_ids) & selected
     selection.loc[rewrite, "final_output"] = by_id.loc[selection.loc[rewrite, "row_id"], "new_output"].values
 
-    formatted = [Pair(r.final_instruction, r.final_output, r.final_input, row_id=r.row_id) for r in selection[rewrite].itertuples()]
-    scores, tokens = score(context, student, warehouse, formatted, "reflection-format scores")
+    scores, tokens = score(context, student, warehouse, final_pairs(selection[rewrite]), "reflection-format scores")
     scored = scores.set_index("row_id")
     for column in ("ifd_ppl", "rifd_ppl", "ifd_status", "rifd_status"):
         selection[f"formatted_{column}"] = selection["row_id"].map(scored[column]) if len(scored) else None
     numbers = {"format_rows": len(pairs), "format_ok": int(ok.sum()), "format_kept_plain": int((~ok).sum()),
                "format_calls_cached": stats.calls_cached, "teacher_calls_made": stats.calls_made, "tokens_computed": tokens}
     return selection, numbers
+
+
+def final_pairs(frame: pd.DataFrame) -> list:
+    """The final (instruction, input, output) of each selection row as scoring/teacher `Pair`s."""
+    from reflection_assets.schema import Pair
+
+    return [Pair(r.final_instruction, r.final_output, r.final_input, row_id=r.row_id) for r in frame.itertuples()]
 
 
 def log_selection(context, mlflow: MlflowTracking, chosen: pd.DataFrame, counts: dict, config: SelectionConfig, plots: dict) -> dict:

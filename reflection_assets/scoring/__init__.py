@@ -8,5 +8,6 @@ Modules, one concern each (import what you need; this package imports nothing he
 - cache: the `student_scores` DuckDB cache (short connections, lock retries)
 - scorer: `score_pairs` / `scores_frame`, the entry points for assets and the CLI
 - reference: the one-sample-at-a-time loop the engine is measured against
-- statuses, progress, student: status names, rate/ETA logging, the loaded student
+- prefixes: which sequences share a prompt prefix that runs once
+- statuses, student: status names, the loaded student (progress lines: reflection_assets.progress)
 """

@@ -12,9 +12,7 @@ from reflection_assets.teacher.cache import call_key
 from reflection_assets.teacher.guided import plan_for
 from reflection_assets.teacher.prompts import messages_for
 from reflection_assets.teacher.settings import ReflectionSettings
-from reflection_assets.teacher.types import ChatRequest, Sampling, Stage
-
-STAGES = ("instruction", "response", "format")
+from reflection_assets.teacher.types import STAGES, ChatRequest, Sampling, Stage
 
 
 @dataclass(frozen=True)

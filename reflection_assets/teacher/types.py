@@ -10,7 +10,7 @@ from typing import Callable, Literal
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 Stage = Literal["instruction", "response", "format"]  # format: Reflection-70B rewrite of a selected answer
-STAGES: tuple[str, ...] = ("instruction", "response")
+STAGES: tuple[str, ...] = ("instruction", "response", "format")
 
 # Status of one teacher call (a guided call made of several requests is still one call).
 CALL_OK = "ok"
