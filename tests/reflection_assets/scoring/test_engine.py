@@ -1,11 +1,14 @@
+import functools
 import math
 
 import pytest
 import torch
 from scoring_tiny import tiny_gpt2, tiny_llama
 
+import reflection_assets.scoring.engine as engine_module
 from reflection_assets.scoring import statuses
-from reflection_assets.scoring.engine import LossEngine, plan_batches
+from reflection_assets.scoring.engine import LossEngine, Prefix, plan_batches
+from reflection_assets.scoring.prefixes import prefix_groups
 from reflection_assets.scoring.reference import reference_loss
 from reflection_assets.scoring.sequences import Seq
 
@@ -116,12 +119,14 @@ SHARED = (5, 6, 7, 8, 9, 10, 11, 12, 13, 14)  # a ten-token prompt prefix many s
 PREFIXED = [Seq(SHARED + (15 + i % 7,) * (1 + i % 3), (20 + i % 11, 31 + i % 5)) for i in range(16)] + [Seq((2,), (3, 4))]
 
 
+def small_prefixes_count(monkeypatch) -> None:
+    """Let the tiny test sequences' ten-token prefix form a group (the defaults want more)."""
+    monkeypatch.setattr(engine_module, "prefix_groups", functools.partial(prefix_groups, min_length=4, min_saved=4))
+
+
 @pytest.mark.parametrize("budget", [12, 40, 10_000])
 def test_a_shared_prefix_runs_once_and_gives_the_one_at_a_time_numbers(budget, monkeypatch):
-    import reflection_assets.scoring.engine as engine_module
-
-    monkeypatch.setattr(engine_module, "prefix_groups", lambda contexts: __import__(
-        "reflection_assets.scoring.prefixes", fromlist=["prefix_groups"]).prefix_groups(contexts, min_length=4, min_saved=4))
+    small_prefixes_count(monkeypatch)
     model = tiny_llama(VOCAB)
     sharing, plain = LossEngine(model), LossEngine(model, share_prefixes=False)
     seqs = list(dict.fromkeys(PREFIXED))
@@ -143,3 +148,43 @@ def test_prefix_sharing_is_off_when_the_probe_disagrees(monkeypatch):
     results = {k: v for chunk in engine.run(list(dict.fromkeys(PREFIXED))) for k, v in chunk.items()}
     assert engine.prefix_calls == 0
     assert all(r.status == statuses.OK for r in results.values())
+
+
+def test_prefix_sharing_is_off_when_the_probe_gives_other_numbers(monkeypatch):
+    small_prefixes_count(monkeypatch)
+    model = tiny_llama(VOCAB)
+    original = Prefix.cache_for
+
+    def zeroed(self, rows, config):  # keys and values that do not match the prefix
+        return original(Prefix(self.length, tuple((k * 0, v * 0) for k, v in self.layers)), rows, config)
+
+    monkeypatch.setattr(Prefix, "cache_for", zeroed)
+    engine = LossEngine(model)
+    results = {k: v for chunk in engine.run(list(dict.fromkeys(PREFIXED))) for k, v in chunk.items()}
+    assert engine.prefix_calls == 0 and not engine._can_share_prefixes()
+    for seq, result in results.items():
+        assert result.loss == pytest.approx(reference_loss(model, seq), abs=1e-5)
+
+
+def test_a_prefix_that_fails_after_the_probe_falls_back_to_full_sequences(monkeypatch):
+    small_prefixes_count(monkeypatch)
+    model = tiny_llama(VOCAB)
+    engine = LossEngine(model)
+    assert engine._can_share_prefixes()  # the probe passed; the failures below come later
+
+    def fail(self, rows, config):
+        raise RuntimeError("out of memory while copying the prefix")
+
+    monkeypatch.setattr(Prefix, "cache_for", fail)  # every batch with a prefix fails, down to one row
+    results = {k: v for chunk in engine.run(list(dict.fromkeys(PREFIXED)), batch_tokens=40) for k, v in chunk.items()}
+    assert engine.prefix_calls == 1
+    for seq, result in results.items():
+        assert result.status == statuses.OK
+        assert result.loss == pytest.approx(reference_loss(model, seq), abs=1e-5)
+
+    def fail_prefix(self, tokens):
+        raise RuntimeError("out of memory computing the prefix")
+
+    monkeypatch.setattr(LossEngine, "_compute_prefix", fail_prefix)
+    again = {k: v for chunk in engine.run(list(dict.fromkeys(PREFIXED))) for k, v in chunk.items()}
+    assert all(again[seq].loss == pytest.approx(results[seq].loss, abs=1e-5) for seq in results)
