@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install concurrency demo test dev validate-defs mlflow-ui clean
+.PHONY: install concurrency demo experiment test dev validate-defs mlflow-ui clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ concurrency: install
 
 demo: install concurrency
 	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning demo
+
+# The same graph on real data (REFLECTION_DATA: any file `validate` reads; EXPERIMENT_ROWS first pairs of it),
+# with a report under data/reports/ and in MLflow. The teacher comes from REFLECTION_TEACHER_* when set.
+EXPERIMENT_ROWS ?= 200
+experiment: install concurrency
+	@test -n "$$REFLECTION_DATA" || { echo "set REFLECTION_DATA to a dataset file, e.g. ../shared/data/alpaca_cherry_5pct.json"; exit 2; }
+	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning experiment --rows $(EXPERIMENT_ROWS)
 
 # One OpenMP thread per process: tests run servers (webserver, transformers serve) beside the test
 # process, and two-thread torch processes fighting over 2 cores spin instead of working.

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "score": "Compute IFD / r-IFD of instruction pairs with the student model.",
     "estimate": "Estimate teacher calls and tokens for rows not yet cached.",
     "demo": "Materialize the whole default asset graph on the embedded demo set.",
+    "experiment": "Run the whole graph on real data and write a report (markdown, JSON, MLflow).",
 }
 
 

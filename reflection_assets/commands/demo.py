@@ -1,8 +1,8 @@
-"""`reflection-tuning demo`: materialize the whole default graph, in order, on one Dagster instance.
+"""`reflection-tuning demo`: the whole default graph on the embedded demo set, offline, on a CPU.
 
-No CLI command adds a dynamic partition and one run cannot mix partitionings, so this driver
-registers the dataset partition, then runs the per-dataset job, the selection job and the
-per-arm job, all recorded in the instance (`DAGSTER_HOME`) so the web UI shows them.
+Prints one line per stage (time and counts), the decision table, the ablation table and where to
+look next; Dagster's event stream stays in the instance (`make dev` shows it), `--verbose` brings
+it and the libraries' warnings back to the terminal.
 """
 
 from __future__ import annotations
@@ -10,78 +10,97 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+
+# The demo trains and evaluates the method and the two baselines that isolate it (the teacher's
+# rewrites without the student's choice, and a random draw of the same size); `--arms` adds more.
+DEMO_ARMS = ("selective", "reflected_all", "random")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA or the demo set)")
     parser.add_argument("--partition", default=None, help="partition key (default: derived from the source, or 'demo')")
-    parser.add_argument("--arms", default=None, help="comma-separated arms to build (default: all)")
+    parser.add_argument("--arms", default=",".join(DEMO_ARMS), help=f"comma-separated arms (default: {','.join(DEMO_ARMS)})")
     parser.add_argument("--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)")
     parser.add_argument("--limit", type=int, default=None, help="reflect only the first N rows (trial runs)")
+    parser.add_argument("--verbose", action="store_true", help="Dagster's events and the libraries' warnings on the terminal")
 
 
 def run(args: argparse.Namespace) -> int:
-    if not os.environ.get("DAGSTER_HOME"):
-        print("DAGSTER_HOME is not set: run `make demo`, or export DAGSTER_HOME=$PWD", file=sys.stderr)
+    from reflection_assets.commands.console import quiet_libraries
+    from reflection_assets.commands.driver import register_dataset, require_dagster_home, run_steps
+
+    if not require_dagster_home():
         return 2
-    import dagster as dg
-
-    from reflection_assets.definitions import defs
-    from reflection_assets.partitions import ARMS, DATASETS, DEMO_PARTITION
-    from reflection_assets.paths import warehouse_path
-    from reflection_assets.sources import DatasetSource, partition_key_for, register_source
-
-    source = args.source or os.environ.get("REFLECTION_DATA")
-    key = args.partition or (partition_key_for(source) if source else DEMO_PARTITION)
-    instance = dg.DagsterInstance.get()
-    if source:
-        register_source(warehouse_path(), key, DatasetSource(source))
-    instance.add_dynamic_partitions(DATASETS, [key])
-    started = time.monotonic()
-
-    steps: list[tuple[str, str | None]] = [("dataset_job", key), ("selection_job", None)]
-    arms = args.arms.split(",") if args.arms else list(ARMS)
-    steps += [("arms_job", arm) for arm in arms]
-    for job_name, partition in steps:
-        try:
-            job = defs.resolve_job_def(job_name)
-        except Exception:  # noqa: BLE001 - a job not defined in this build is skipped, and said so
-            print(f"- {job_name}: not defined, skipped")
-            continue
-        label = f"{job_name}[{partition}]" if partition else job_name
-        print(f"- {label} ...", flush=True)
-        run_config = dataset_run_config(args) if job_name == "dataset_job" else None
-        result = job.execute_in_process(
-            instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False
-        )
-        if not result.success:
-            print(f"{label} failed (run {result.run_id}); see `make dev` -> Runs for the logs", file=sys.stderr)
-            return 1
-    print(summary(str(warehouse_path()), time.monotonic() - started))
-    return 0
+    quiet_libraries(args.verbose)
+    key = register_dataset(args.source or os.environ.get("REFLECTION_DATA"), args.partition)
+    print(f"reflection-tuning demo: dataset partition '{key}', arms {args.arms}", flush=True)
+    result = run_steps(graph_steps(key, args), verbose=args.verbose, echo=lambda s: print(s, flush=True))
+    print(closing(result.seconds))
+    return 0 if result.ok else 1
 
 
-def dataset_run_config(args: argparse.Namespace) -> dict:
-    """Short teacher outputs keep the CPU demo to minutes; everything else keeps its defaults."""
+def graph_steps(key: str, args: argparse.Namespace) -> list:
+    from reflection_assets.commands.driver import Step
+
     stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
-    return {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
+    dataset_config = {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
+    steps = [Step("dataset_job", key, dataset_config), Step("selection_job")]
+    steps += [Step("arms_job", arm) for arm in args.arms.split(",") if arm]
+    steps.append(Step("evaluation_job"))
+    return steps
 
 
-def summary(database: str, seconds: float) -> str:
-    """Where to look after the demo: tables and their sizes, MLflow, the UI."""
+def closing(seconds: float) -> str:
+    """The results as small tables, then where to look."""
     from reflection_assets.deployment import build_resources
+    from reflection_assets.paths import exports_dir, warehouse_path
     from resources.warehouse import connect
 
-    lines = [f"\nDone in {seconds:.0f}s. Warehouse: {database}"]
-    with connect(database, read_only=True) as conn:
-        tables = conn.execute("SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()
-        for (table,) in tables:
-            count = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-            lines.append(f"  {table:28s} {count:>8d} rows")
+    lines = [f"\nDone in {seconds:.0f} s."]
+    with connect(str(warehouse_path()), read_only=True) as conn:
+        lines += result_tables(conn)
     tracking = build_resources()["mlflow"]
     lines += [
-        f"MLflow store: {tracking.resolved_uri()}  (make mlflow-ui)",
-        "Dagster UI with lineage and run logs: make dev  (http://127.0.0.1:3000)",
+        "",
+        "Where to look:",
+        "  web UI (assets, lineage, run logs, plots):  make dev     -> http://127.0.0.1:3000",
+        f"  MLflow (runs, loss curves, reports):        make mlflow-ui -> {tracking.resolved_uri()}",
+        f"  warehouse (one table per asset):            {warehouse_path()}",
+        f"  exports (selected rows, arms):              {exports_dir()}",
     ]
     return "\n".join(lines)
+
+
+def result_tables(conn) -> list[str]:
+    from reflection_assets.commands.report import build_report
+
+    report = build_report(conn, [], 0.0)
+    return table_lines(report)
+
+
+def table_lines(report: dict) -> list[str]:
+    from reflection_assets.commands.console import markdown_table
+
+    lines: list[str] = []
+    if "decisions" in report:
+        lines += ["", f"Decisions ({report['rows_selected']} rows selected):",
+                  markdown_table(report["decisions"],
+                                 ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"])]
+    else:
+        lines += ["", "No selection was made (see the selection step above)."]
+    if report.get("training"):
+        lines += ["", "Training:", markdown_table(report["training"],
+                                                  ["arm", "status", "rows_trained", "first_loss", "final_loss",
+                                                   "train_seconds", "skipped_reason"])]
+    if report.get("ablation"):
+        rows = [dict(row, interval=_interval(row)) for row in report["ablation"]]
+        lines += ["", "Ablation (delta vs the base model, 95 % paired bootstrap interval):",
+                  markdown_table(rows, ["arm", "suite", "metric", "n", "value", "delta_vs_base", "interval", "verdict"])]
+    return lines
+
+
+def _interval(row: dict) -> str:
+    low, high = row.get("ci_low"), row.get("ci_high")
+    return "" if low is None or high is None else f"[{low:+.3f}, {high:+.3f}]"
+
+

@@ -1,0 +1,104 @@
+"""Run the asset graph job by job on one Dagster instance, printing one line per stage as it finishes.
+
+No CLI command adds a dynamic partition and one run cannot mix partitionings, so the drivers
+(`demo`, `experiment`) register the dataset partition, then run the per-dataset job, the selection
+job, the per-arm job for each arm and the evaluation job, all recorded in the instance
+(`DAGSTER_HOME`) so the web UI shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from reflection_assets.commands.console import StageLine, console_run_config, stage_lines
+
+
+@dataclass(frozen=True)
+class Step:
+    job: str
+    partition: str | None = None
+    run_config: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.job}[{self.partition}]" if self.partition else self.job
+
+
+@dataclass
+class GraphRun:
+    ok: bool
+    seconds: float
+    stages: list[StageLine] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    failed: str = ""
+
+
+def register_dataset(source: str | None, partition: str | None) -> str:
+    """The dataset partition key, registered in the instance (and its source in the warehouse)."""
+    import dagster as dg
+
+    from reflection_assets.partitions import DATASETS, DEMO_PARTITION
+    from reflection_assets.paths import warehouse_path
+    from reflection_assets.sources import DatasetSource, partition_key_for, register_source
+
+    key = partition or (partition_key_for(source) if source else DEMO_PARTITION)
+    if source:
+        register_source(warehouse_path(), key, DatasetSource(source))
+    dg.DagsterInstance.get().add_dynamic_partitions(DATASETS, [key])
+    return key
+
+
+def failure_message(result: Any) -> str:
+    """The first failed step and the first line of its error, for the console."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            message = (error.message if error else "").strip().splitlines()
+            return f"{event.step_key}: {message[0] if message else 'failed'}"
+    return "failed"
+
+
+def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], None] = print) -> GraphRun:
+    """Execute each job in order; stop at the first failure and say where to read its logs."""
+    import dagster as dg
+
+    from reflection_assets.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    started = time.monotonic()
+    run = GraphRun(ok=True, seconds=0.0)
+    for step in steps:
+        try:
+            job = defs.resolve_job_def(step.job)
+        except Exception:  # noqa: BLE001 - a job this build does not define is skipped, and said so
+            echo(f"  {step.label}: not defined in this build, skipped")
+            continue
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=step.partition,
+            run_config=console_run_config(step.run_config, verbose),
+            raise_on_error=False,
+        )
+        run.run_ids.append(result.run_id)
+        lines = stage_lines(instance, result.run_id)
+        run.stages += lines
+        for line in lines:
+            echo(line.render())
+        if not result.success:
+            run.ok, run.failed = False, f"{step.label}: {failure_message(result)}"
+            echo(f"{step.label} failed (run {result.run_id}): {failure_message(result)}")
+            echo("  the run's full log is in the web UI: make dev -> Runs")
+            break
+    run.seconds = time.monotonic() - started
+    return run
+
+
+def require_dagster_home() -> bool:
+    if os.environ.get("DAGSTER_HOME"):
+        return True
+    print("DAGSTER_HOME is not set: run `make demo`, or export DAGSTER_HOME=$PWD", file=sys.stderr)
+    return False

@@ -1,0 +1,121 @@
+"""`reflection-tuning experiment`: the whole graph on real data, with a report a practitioner keeps.
+
+The data comes from `--source` or `REFLECTION_DATA` (any format `validate` reads); `--rows N` takes
+the first N accepted pairs into a sample file under `data/experiments/`, so the partition names
+exactly what was run. The teacher is whatever the environment configures (`REFLECTION_TEACHER_*`),
+else the in-process model. The report (markdown and JSON: time per stage, teacher outcomes,
+decisions, arms, training losses, the ablation table with intervals) goes to
+`data/reports/<partition>-<time>/` and to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# CPU-sensible defaults: the baselines that isolate the student's choice, 128-token sections.
+EXPERIMENT_ARMS = ("selective", "reflected_all", "ifd_topk", "random")
+MLFLOW_EXPERIMENT = "reflection-tuning-experiments"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA)")
+    parser.add_argument("--rows", type=int, default=200, help="first N accepted pairs of the source (0: all; default 200)")
+    parser.add_argument("--arms", default=",".join(EXPERIMENT_ARMS), help="comma-separated arms to train and evaluate")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="teacher tokens per reflection section")
+    parser.add_argument("--partition", default=None, help="partition key (default: from the source and --rows)")
+    parser.add_argument("--verbose", action="store_true", help="Dagster's events and the libraries' warnings on the terminal")
+
+
+def sample_file(source: str, rows: int, folder: Path) -> tuple[str, int]:
+    """The first `rows` accepted pairs of `source` as JSONL: Alpaca fields when no pair has a system
+    prompt or earlier turns (so instruction/input stay apart and row ids stay the source's), chat
+    messages otherwise (system and turns kept)."""
+    from reflection_assets.ingest import read_dataset
+
+    pairs = read_dataset(source).accepted[:rows]
+    as_messages = any(p.system or p.history for p in pairs)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(source.rstrip('/')).stem}-{len(pairs)}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for pair in pairs:
+            record = _messages(pair) if as_messages else {"instruction": pair.instruction, "input": pair.input,
+                                                          "output": pair.output}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return str(path), len(pairs)
+
+
+def _messages(pair) -> dict:
+    messages = [{"role": "system", "content": pair.system}] if pair.system else []
+    messages += [{"role": t.role, "content": t.content} for t in pair.history]
+    user = pair.instruction + (f"\n\n{pair.input}" if pair.input else "")
+    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": pair.output}]
+    return {"messages": messages}
+
+
+def run(args: argparse.Namespace) -> int:
+    from reflection_assets.commands.console import quiet_libraries
+    from reflection_assets.commands.demo import table_lines
+    from reflection_assets.commands.driver import Step, register_dataset, require_dagster_home, run_steps
+    from reflection_assets.commands.report import build_report, write_report
+    from reflection_assets.ingest import DatasetReadError
+    from reflection_assets.paths import data_dir, warehouse_path
+    from resources.warehouse import connect
+
+    if not require_dagster_home():
+        return 2
+    source = args.source or os.environ.get("REFLECTION_DATA")
+    if not source:
+        print("no data: pass --source FILE or set REFLECTION_DATA (any format `reflection-tuning validate` reads)",
+              file=sys.stderr)
+        return 2
+    quiet_libraries(args.verbose)
+    try:
+        data, rows = sample_file(source, args.rows, data_dir() / "experiments") if args.rows else (source, None)
+    except DatasetReadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    key = register_dataset(data, args.partition)
+    teacher = os.environ.get("REFLECTION_TEACHER_BASE_URL") or "in-process " + os.environ.get("REFLECTION_TEACHER_MODEL", "bundled")
+    settings = {"source": source, "sample": data, "rows": rows, "partition": key, "arms": args.arms,
+                "max_new_tokens": args.max_new_tokens, "teacher": teacher,
+                "student": os.environ.get("REFLECTION_STUDENT", "bundled")}
+    print(f"reflection-tuning experiment: {rows if rows is not None else 'all'} rows of {source} as partition '{key}'",
+          flush=True)
+    stage = {"max_new_tokens": args.max_new_tokens}
+    steps = [Step("dataset_job", key, {"ops": {n: {"config": stage} for n in ("instruction_reflections", "response_reflections")}}),
+             Step("selection_job")]
+    steps += [Step("arms_job", arm) for arm in args.arms.split(",") if arm]
+    steps.append(Step("evaluation_job"))
+    result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
+    with connect(str(warehouse_path()), read_only=True) as conn:
+        report = build_report(conn, result.stages, result.seconds, settings)
+    report["ok"], report["failed"] = result.ok, result.failed
+    folder = data_dir() / "reports" / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
+    paths = write_report(report, folder, title=f"Selective Reflection-Tuning experiment: {key}")
+    link = log_to_mlflow(report, paths)
+    print("\n".join(table_lines(report)))
+    print(f"\nDone in {result.seconds:.0f} s. Report: {paths['markdown']} (and report.json){link}")
+    return 0 if result.ok else 1
+
+
+def log_to_mlflow(report: dict, paths: dict[str, Path]) -> str:
+    """The report files and headline numbers as one MLflow run; returns a ' MLflow run: ...' suffix."""
+    import mlflow
+
+    from reflection_assets.deployment import build_resources
+
+    mlflow.set_tracking_uri(build_resources()["mlflow"].resolved_uri())
+    mlflow.set_experiment(MLFLOW_EXPERIMENT)
+    with mlflow.start_run(run_name=report["settings"].get("partition", "experiment")) as run:
+        mlflow.log_params({k: str(v)[:250] for k, v in report["settings"].items()})
+        mlflow.log_metric("total_seconds", report["total_seconds"])
+        if "rows_selected" in report:
+            mlflow.log_metric("rows_selected", report["rows_selected"])
+        for path in paths.values():
+            mlflow.log_artifact(str(path))
+    return f"; MLflow run: {run.info.run_id}"

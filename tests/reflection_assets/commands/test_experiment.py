@@ -1,0 +1,44 @@
+"""`reflection-tuning experiment`: the sample file it runs, and clear refusals for user mistakes."""
+
+import json
+
+from reflection_assets.cli import main
+from reflection_assets.commands.experiment import sample_file
+from reflection_assets.demo_data import DEMO_TRAIN_PATH
+from reflection_assets.ingest import read_dataset
+
+
+def test_sample_file_keeps_the_first_pairs_whole(tmp_path):
+    path, rows = sample_file(str(DEMO_TRAIN_PATH), 5, tmp_path)
+    assert rows == 5
+    lines = [json.loads(line) for line in open(path)]
+    assert len(lines) == 5
+    original = read_dataset(str(DEMO_TRAIN_PATH)).accepted[:5]
+    again = read_dataset(path).accepted
+    assert [p.content_id() for p in again] == [p.content_id() for p in original]  # same rows, same ids
+
+
+def test_sample_file_keeps_system_prompts_and_turns(tmp_path):
+    source = tmp_path / "chat.jsonl"
+    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Name a colour."},
+                         {"role": "assistant", "content": "Blue."}]}
+    source.write_text(json.dumps(chat) + "\n")
+    path, rows = sample_file(str(source), 10, tmp_path / "out")
+    (pair,) = read_dataset(path).accepted
+    (original,) = read_dataset(str(source)).accepted
+    assert rows == 1 and pair.content_id() == original.content_id() and pair.system == "Be brief."
+
+
+def test_no_data_is_a_clear_refusal(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["experiment"]) == 2
+    assert "REFLECTION_DATA" in capsys.readouterr().err
+
+
+def test_unreadable_data_names_the_file(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    bad = tmp_path / "cut.json"
+    bad.write_text('[{"instruction": "a", "output": "b"}, {"instr')
+    assert main(["experiment", "--source", str(bad), "--rows", "3"]) == 2
+    assert "cut.json" in capsys.readouterr().err
