@@ -79,7 +79,7 @@ def llama1b(tokenizer, device: str, dtype):
 def load(model: str, device: str | None, dtype: str | None):
     """A Student: the bundled/other reference through the model store, or the random 1B Llama."""
     from reflection_assets.scoring.student import Student, load_student
-    from resources.model_store import load_tokenizer, pick_device, pick_dtype
+    from reflection_assets.model_store import load_tokenizer, pick_device, pick_dtype
 
     if model != "llama1b":
         return load_student(model, device=device, dtype=dtype)

@@ -77,7 +77,7 @@ def main() -> int:
     ref = [python, "benchmarks/ifd_throughput.py", "--reference-only", *common, "--output", str(work / "ref.jsonl"),
            "--model", args.student]  # fmt: skip
     # Warm the model cache (GGUF de-quantized once) and the OS file cache; not timed.
-    run([python, "-c", f"from resources.model_store import local_dir; local_dir({args.student!r})"], env)
+    run([python, "-c", f"from reflection_assets.model_store import local_dir; local_dir({args.student!r})"], env)
 
     wall: dict[str, list[float]] = {"cli": [], "reference": []}
     cpu: dict[str, list[float]] = {"cli": [], "reference": []}

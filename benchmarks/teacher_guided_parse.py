@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from reflection_assets.teacher.cache import CallCache
     from reflection_assets.teacher.runner import reflect_rows
     from reflection_assets.teacher.settings import ReflectionSettings
-    from resources.model_store import load_model_and_tokenizer
+    from reflection_assets.model_store import load_model_and_tokenizer
     from resources.teacher_local import TransformersTeacher
 
     pairs = read_dataset(DEMO_TRAIN_PATH).accepted[: args.rows]

@@ -34,7 +34,7 @@ def bench_local(prompts: int, new_tokens: int, batch_size: int, model_ref: str) 
     from reflection_assets.teacher.planning import build_request
     from reflection_assets.teacher.settings import ReflectionSettings
     from reflection_assets.teacher.types import ChatRequest, Sampling
-    from resources.model_store import load_model_and_tokenizer
+    from reflection_assets.model_store import load_model_and_tokenizer
     from resources.teacher_local import TransformersTeacher
 
     model, tokenizer, fingerprint = load_model_and_tokenizer(model_ref)

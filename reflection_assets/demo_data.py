@@ -12,6 +12,7 @@ DEMO_TRAIN_PATH = DEMO_DIR / "demo_train.jsonl"  # Alpaca rows, about a quarter 
 DEMO_EVAL_PATH = DEMO_DIR / "demo_eval.jsonl"  # held out: no row shared with the train set
 
 DATA_ENV = "REFLECTION_DATA"
+DEMO_PARTITION = "demo"  # the dataset partition that reads DEMO_TRAIN_PATH unless told otherwise
 
 
 def default_source() -> str:

@@ -22,7 +22,7 @@ TEMPLATES = ("auto", "alpaca", "vicuna", "chat", "plain")
 @functools.lru_cache(maxsize=2)
 def _load(ref: str, device: str, dtype: str, trust_remote_code: bool) -> "Student":
     from reflection_assets.scoring.student import Student
-    from resources.model_store import load_model_and_tokenizer
+    from reflection_assets.model_store import load_model_and_tokenizer
 
     model, tokenizer, fingerprint = load_model_and_tokenizer(
         ref, dtype=dtype, device=device, trust_remote_code=trust_remote_code

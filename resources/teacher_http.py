@@ -23,6 +23,7 @@ from pydantic import Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
+from reflection_assets.teacher.backend import normalise
 from reflection_assets.teacher.guided import GuidedState
 from reflection_assets.teacher.types import (
     CALL_ERROR,
@@ -34,7 +35,7 @@ from reflection_assets.teacher.types import (
     OnResult,
     Sampling,
 )
-from resources.teacher import Teacher, normalise
+from resources.teacher import Teacher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """In-process transformers teacher: left-padded, length-sorted batches; CUDA when present.
 
-Defaults to the bundled SmolLM2-135M-Instruct (through resources.model_store, which de-quantizes
+Defaults to the bundled SmolLM2-135M-Instruct (through reflection_assets.model_store, which de-quantizes
 the GGUF once); any Hugging Face id or local directory works. Guided generation is always
 available here because the backend controls the assistant turn itself.
 """
@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 from pydantic import Field, PrivateAttr
 
+from reflection_assets.teacher.backend import normalise
 from reflection_assets.teacher.guided import GuidedState, cut_at_stop
 from reflection_assets.teacher.types import (
     CALL_ERROR,
@@ -24,7 +25,7 @@ from reflection_assets.teacher.types import (
     OnResult,
     Sampling,
 )
-from resources.teacher import Teacher, normalise
+from resources.teacher import Teacher
 
 
 @dataclass
@@ -103,7 +104,7 @@ class TransformersTeacher(Teacher):
     def load(self) -> tuple[Any, Any]:
         """Load once per resource instance; later calls reuse the model."""
         if self._model is None:
-            from resources.model_store import load_model_and_tokenizer
+            from reflection_assets.model_store import load_model_and_tokenizer
 
             if self.num_threads:
                 import torch
@@ -119,7 +120,7 @@ class TransformersTeacher(Teacher):
     def cache_identity(self) -> dict:
         """Weights fingerprint plus resolved dtype and device kind, without loading the model."""
         if self._identity is None:
-            from resources import model_store
+            from reflection_assets import model_store
 
             source = model_store.resolve_reference(self.model_ref)
             if source.kind == "gguf":

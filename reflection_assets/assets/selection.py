@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from reflection_assets.assets.common import histogram_metadata, markdown_preview, numeric_metadata, ok_values
-from reflection_assets.partitions import ARMS, arm_partitions
+from reflection_assets.partitions import arm_partitions
 from reflection_assets.paths import exports_dir
 from reflection_assets.selection import (
     ArmInputs,
@@ -22,7 +22,7 @@ from reflection_assets.selection import (
     select_rows,
 )
 from reflection_assets.selection.export import export_arm
-from reflection_assets.selection.reflection_format import REFLECTION_FORMAT_PROMPT_VERSION, REFLECTION_SYSTEM_PROMPT
+from reflection_assets.reflection70b import REFLECTION_FORMAT_PROMPT_VERSION, REFLECTION_SYSTEM_PROMPT
 from resources.student import StudentModel
 from resources.teacher import Teacher
 from resources.tracking import MlflowTracking

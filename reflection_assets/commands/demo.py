@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from reflection_assets.definitions import defs
-    from reflection_assets.partitions import ARMS, DATASETS, DEMO_PARTITION
+    from reflection_assets.demo_data import DEMO_PARTITION
+    from reflection_assets.partitions import DATASETS
+    from reflection_assets.selection.columns import ARMS
     from reflection_assets.paths import warehouse_path
     from reflection_assets.sources import DatasetSource, partition_key_for, register_source
 
@@ -71,7 +73,7 @@ def dataset_run_config(args: argparse.Namespace) -> dict:
 def summary(database: str, seconds: float) -> str:
     """Where to look after the demo: tables and their sizes, MLflow, the UI."""
     from reflection_assets.deployment import build_resources
-    from resources.warehouse import connect
+    from reflection_assets.database import connect
 
     lines = [f"\nDone in {seconds:.0f}s. Warehouse: {database}"]
     with connect(database, read_only=True) as conn:

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from reflection_assets.teacher.cache import CallCache
     from reflection_assets.teacher.estimate import estimate_cost
     from reflection_assets.teacher.settings import ReflectionSettings
-    from resources.teacher import TeacherError, teacher_from_env
+    from reflection_assets.deployment import build_teacher
+    from reflection_assets.teacher.backend import TeacherError
 
     try:
         settings = ReflectionSettings(
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit, max_calls=args.max_calls, max_tokens=args.max_tokens,
         )
         pairs = read_dataset(args.input).accepted
-        identity = teacher_from_env().cache_identity()
+        identity = build_teacher().cache_identity()
     except (ValueError, DatasetReadError, TeacherError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         _err("error: --max-length must be at least 2 and --batch-tokens positive")
         return 2
 
-    from resources.model_store import ModelReferenceError
+    from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.scoring.cache import StudentScoreCache
     from reflection_assets.progress import Progress
     from reflection_assets.scoring.scorer import ScoringConfig, score_pairs, settings_for

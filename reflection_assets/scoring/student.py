@@ -34,7 +34,7 @@ class Student:
 
 def load_student(ref: str = "bundled", device: str | None = None, dtype: str | None = None) -> Student:
     """Load through the model store: fp32 on CPU, bf16 on CUDA unless told otherwise."""
-    from resources.model_store import load_model_and_tokenizer
+    from reflection_assets.model_store import load_model_and_tokenizer
 
     model, tokenizer, fingerprint = load_model_and_tokenizer(ref, dtype=dtype, device=device)
     return Student(model, tokenizer, fingerprint)

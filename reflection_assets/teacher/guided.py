@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reflection_assets.selection.reflection_format import guided_markers
+from reflection_assets.reflection70b import guided_markers
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
 from reflection_assets.teacher.types import GuidePlan, GuideStep, Stage
 

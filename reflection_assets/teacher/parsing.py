@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from reflection_assets.reflection70b import validate_reflection_format
+
 _FLAGS = re.IGNORECASE
 _NEW_INSTRUCTION = re.compile(r"\[\s*new[\s_-]*instruction\s*\]", _FLAGS)
 _NEW_ANSWER = re.compile(r"\[\s*new[\s_-]*(?:answer|response)\s*\]", _FLAGS)
@@ -126,8 +128,6 @@ def parse_response_reflection(text: str, stopped_naturally: bool = True) -> Pars
 
 def parse_reflection_format(text: str, stopped_naturally: bool = True) -> ParsedReflection:
     """Accept a Reflection-70B rewrite (<thinking>, optional <reflection>, <output>) as the new answer."""
-    from reflection_assets.selection.reflection_format import validate_reflection_format
-
     ok, reason = validate_reflection_format(text.strip())
     if ok:
         return ParsedReflection(True, answer=text.strip())

@@ -6,6 +6,7 @@ the way a pair is rendered changes, so old answers are never reused for a new pr
 
 from __future__ import annotations
 
+from reflection_assets.reflection70b import build_reflection_format_prompt
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.types import Message, Stage
 
@@ -90,7 +91,5 @@ def messages_for(stage: Stage, pair: Pair) -> list[Message]:
     if stage == "response":
         return response_messages(pair)
     if stage == "format":
-        from reflection_assets.selection.reflection_format import build_reflection_format_prompt
-
         return build_reflection_format_prompt(pair)
     raise ValueError(f"unknown reflection stage {stage!r}; expected 'instruction', 'response' or 'format'")

@@ -8,13 +8,14 @@ small batches while the run goes on, so a crashed run re-run pays only for what 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
 from reflection_assets.hashing import stable_json
 from reflection_assets.progress import Progress
 from reflection_assets.schema import Pair
+from reflection_assets.teacher.backend import TeacherBackend
 from reflection_assets.teacher.budget import Budget
 from reflection_assets.teacher.cache import BatchWriter, CallCache, CallRecord, request_payload
 from reflection_assets.teacher.outcomes import SKIPPED, Outcome, kept, outcome_of, outcomes_frame
@@ -22,9 +23,6 @@ from reflection_assets.teacher.planning import PlannedCall, plan_calls, row_id_o
 from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.stats import RunStats
 from reflection_assets.teacher.types import CALL_OK, CALL_SKIPPED, ChatResult, Stage
-
-if TYPE_CHECKING:  # the runner needs only the interface; importing it would pull in Dagster
-    from resources.teacher import Teacher
 
 ProgressFn = Callable[[int, int], None]
 LogFn = Callable[[str], None]
@@ -52,7 +50,7 @@ def group_by_key(planned: list[PlannedCall]) -> list[list[PlannedCall]]:
 def reflect_rows(
     pairs: Sequence[Pair],
     stage: Stage,
-    teacher: "Teacher",
+    teacher: TeacherBackend,
     cache: CallCache,
     settings: ReflectionSettings | None = None,
     progress: ProgressFn | None = None,

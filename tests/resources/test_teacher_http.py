@@ -12,12 +12,13 @@ import pytest
 from support.fault_server import FaultServer
 from tenacity import RetryCallState
 
+from reflection_assets.deployment import build_teacher
 from reflection_assets.schema import Pair
+from reflection_assets.teacher.backend import TeacherError
 from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.types import ChatRequest
-from resources.teacher import TeacherError, teacher_from_env
 from resources.teacher_http import (
     OpenAICompatibleTeacher,
     Reply,
@@ -128,14 +129,14 @@ def test_choose_without_logprobs_reads_the_text() -> None:
     assert option_probabilities(vague, ["A", "B"]) == [0.5, 0.5]
 
 
-def test_teacher_from_env() -> None:
-    remote = teacher_from_env({"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "qwen",
+def test_build_teacher() -> None:
+    remote = build_teacher({"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "qwen",
                                "REFLECTION_TEACHER_API_KEY": SENTINEL})
     assert isinstance(remote, OpenAICompatibleTeacher) and remote.api_key == SENTINEL and SENTINEL not in repr(remote)
     assert remote.cache_identity() == {"backend": "openai", "model": "qwen"}
     with pytest.raises(TeacherError, match="REFLECTION_TEACHER_MODEL"):
-        teacher_from_env({"REFLECTION_TEACHER_BASE_URL": "http://x/v1"})
-    local = teacher_from_env({})
+        build_teacher({"REFLECTION_TEACHER_BASE_URL": "http://x/v1"})
+    local = build_teacher({})
     assert isinstance(local, TransformersTeacher) and local.model_ref == "bundled" and local.supports_guided
     assert not remote.supports_guided
 

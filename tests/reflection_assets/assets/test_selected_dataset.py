@@ -9,7 +9,7 @@ from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import warehouse_path
-from reflection_assets.selection.reflection_format import validate_reflection_format
+from reflection_assets.reflection70b import validate_reflection_format
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)

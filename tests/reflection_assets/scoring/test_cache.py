@@ -6,7 +6,8 @@ import duckdb
 import pytest
 
 from reflection_assets.schema import Pair
-from reflection_assets.scoring.cache import SCORER_VERSION, CacheScope, StudentScoreCache, is_lock_error, sequence_key
+from reflection_assets.database import is_lock_error
+from reflection_assets.scoring.cache import SCORER_VERSION, CacheScope, StudentScoreCache, sequence_key
 from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, settings_for, unique_sequences
 from reflection_assets.scoring.sequences import Seq
 

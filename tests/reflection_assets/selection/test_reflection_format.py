@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 
 from reflection_assets.schema import Pair
-from reflection_assets.selection.reflection_format import (
+from reflection_assets.reflection70b import (
     REFLECTION_SYSTEM_PROMPT,
-    apply_reflection_format,
     build_reflection_format_prompt,
     extract_output,
     guided_markers,
     join_guided,
     validate_reflection_format,
 )
+from reflection_assets.selection.reflection_format import apply_reflection_format
 
 GOOD = [
     "<thinking>\n2 + 2 is 5.\n<reflection>No: 2 + 2 is 4.</reflection>\nSo 4.\n</thinking>\n<output>\n4\n</output>",
