@@ -7,6 +7,7 @@ import pandas as pd
 
 from reflection_assets.plots import histogram_png, png_markdown
 from reflection_assets.schema import PARTITION_COLUMN, Pair
+from reflection_assets.scoring.statuses import OK
 
 PARTITION_META = {"partition_expr": PARTITION_COLUMN}
 
@@ -24,7 +25,7 @@ def with_partition(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def ok_values(frame: pd.DataFrame, value: str, status: str) -> list[float]:
     """Scores whose status is ok; anything else is absent, never 0."""
-    mask = frame[status] == "ok"
+    mask = frame[status] == OK
     return [float(v) for v in frame.loc[mask, value].tolist() if v is not None and not pd.isna(v)]
 
 
@@ -100,7 +101,7 @@ def range_check(asset: str, frame: pd.DataFrame, pairs: list[tuple[str, str]]) -
         if value not in frame or status not in frame:
             continue
         numbers = pd.to_numeric(frame[value], errors="coerce")
-        ok = frame[status].astype(str) == "ok"
+        ok = frame[status].astype(str) == OK
         problems[f"{value}_bad_ok"] = int((ok & ~(numbers.notna() & (numbers > 0) & numbers.abs().lt(float("inf")))).sum())
         problems[f"{value}_present_not_ok"] = int((~ok & numbers.notna()).sum())
     return dg.AssetCheckResult(

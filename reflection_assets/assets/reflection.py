@@ -25,6 +25,7 @@ from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.estimate import estimate_cost
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
+from reflection_assets.teacher.types import INSTRUCTION, RESPONSE, Stage
 from resources.teacher import Teacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
@@ -58,7 +59,7 @@ class ReflectionConfig(dg.Config):
 
 def run_stage(
     context: dg.AssetExecutionContext,
-    stage: str,
+    stage: Stage,
     pairs: list[Pair],
     config: ReflectionConfig,
     teacher: Teacher,
@@ -110,7 +111,7 @@ def instruction_reflections(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    return run_stage(context, "instruction", pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions)
+    return run_stage(context, INSTRUCTION, pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions)
 
 
 @dg.asset(
@@ -133,4 +134,4 @@ def response_reflections(
     frame["instruction"] = current["current_instruction"].values
     frame["input"] = current["current_input"].values
     frame["output"] = current["current_output"].values
-    return run_stage(context, "response", pairs_from_frame(frame), config, teacher, warehouse, mlflow, raw_instructions)
+    return run_stage(context, RESPONSE, pairs_from_frame(frame), config, teacher, warehouse, mlflow, raw_instructions)

@@ -26,6 +26,7 @@ from reflection_assets.schema import Pair
 from reflection_assets.scoring.cache import StudentScoreCache
 from reflection_assets.scoring.scorer import scores_frame
 from reflection_assets.selection import decide_instruction, decide_response
+from reflection_assets.teacher.outcomes import REFLECTED
 from resources.student import StudentModel
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
@@ -128,7 +129,7 @@ def instruction_ifd_scores(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    reflected = instruction_reflections[instruction_reflections["outcome"] == "reflected"]
+    reflected = instruction_reflections[instruction_reflections["outcome"] == REFLECTED]
     raw_by_id = raw_instructions.set_index("row_id").loc[reflected["row_id"]].reset_index()
     reflected_pairs = replace_pairs(raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"])
     reflected_scores, computed = score(context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False)
@@ -176,7 +177,7 @@ def response_scores(
     current_pairs = replace_pairs(raw, current["current_instruction"], current["current_input"], current["current_output"])
     current_scores, computed_current = score(context, student, warehouse, current_pairs, "response_scores (current)")
 
-    won = response_reflections[response_reflections["outcome"] == "reflected"].set_index("row_id")
+    won = response_reflections[response_reflections["outcome"] == REFLECTED].set_index("row_id")
     won_raw = raw.set_index("row_id").loc[won.index].reset_index()
     won_current = current.loc[won.index]
     reflected_pairs = replace_pairs(won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"])

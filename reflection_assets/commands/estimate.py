@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from reflection_assets.teacher.cache import DEFAULT_CACHE_PATH
+from reflection_assets.teacher.types import INSTRUCTION, RESPONSE
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -20,7 +21,7 @@ EXIT_BAD_INPUT = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="PAIRS.jsonl", help="dataset file or folder (any format `validate` reads)")
-    parser.add_argument("--stage", choices=("instruction", "response"), default="instruction", help="reflection stage (default: instruction)")
+    parser.add_argument("--stage", choices=(INSTRUCTION, RESPONSE), default=INSTRUCTION, help="reflection stage (default: instruction)")
     parser.add_argument("--cache", default=DEFAULT_CACHE_PATH, metavar="DB", help=f"llm_calls DuckDB file (default: {DEFAULT_CACHE_PATH})")
     parser.add_argument("--max-new-tokens", type=int, default=512, metavar="N", help="generation cap per call (default: 512)")
     parser.add_argument("--guided", action="store_true", help="estimate guided generation (critique + one request per section)")

@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-TEMPLATE_CHOICES = ("alpaca", "vicuna", "chat", "plain")
-START_CHOICES = ("bos", "eos", "header")
+from reflection_assets.scoring.templates import START_TOKENS, TEMPLATES  # light: no torch, no tokenizer
+
 
 
 class InputError(ValueError):
@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, type=Path, metavar="PAIRS.jsonl", help="rows with instruction, optional input, output, optional id")
     parser.add_argument("--output", required=True, type=Path, metavar="SCORES.jsonl", help="one score row per input row")
     parser.add_argument("--student", default="bundled", metavar="REF", help="bundled (default), a .gguf file, a model directory or a hub id")
-    parser.add_argument("--template", choices=TEMPLATE_CHOICES, default=None, help="default: chat when the student has a chat template, else alpaca")
-    parser.add_argument("--start-token", choices=START_CHOICES, default="bos", help="context of the unconditioned pass (default: bos)")
+    parser.add_argument("--template", choices=TEMPLATES, default=None, help="default: chat when the student has a chat template, else alpaca")
+    parser.add_argument("--start-token", choices=START_TOKENS, default="bos", help="context of the unconditioned pass (default: bos)")
     parser.add_argument("--max-length", type=int, default=512, metavar="N", help="prompt + scored tokens per pass (default: 512)")
     parser.add_argument("--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per forward pass (default: 1024 on CPU, 32768 on CUDA)")
     parser.add_argument("--cache", type=Path, default=None, metavar="DB", help="DuckDB file whose student_scores table caches losses")

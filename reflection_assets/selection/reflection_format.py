@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from reflection_assets.reflection70b import validate_reflection_format
-from reflection_assets.selection.columns import REFLECTED
+from reflection_assets.scoring.statuses import OK
 from reflection_assets.selection.frames import require, text
+from reflection_assets.teacher.outcomes import REFLECTED
 
 
 def apply_reflection_format(
@@ -38,8 +39,8 @@ def apply_reflection_format(
             reasons.append(f"rewrite_{out}")
         else:
             ok, why = validate_reflection_format(candidate, require_reflection)
-            reasons.append("ok" if ok else f"invalid:{why}")
-    good = np.array([r == "ok" for r in reasons], dtype=bool)
+            reasons.append(OK if ok else f"invalid:{why}")
+    good = np.array([r == OK for r in reasons], dtype=bool)
     result = pairs.copy()
     result["plain_output"] = text(pairs["output"]).to_numpy()
     result["output"] = np.where(good, texts, result["plain_output"].to_numpy())

@@ -12,7 +12,7 @@ import pandas as pd
 
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.parsing import parse_reflection
-from reflection_assets.teacher.types import CALL_OK, CALL_SKIPPED, ChatResult
+from reflection_assets.teacher.types import CALL_OK, CALL_SKIPPED, INSTRUCTION, ChatResult
 
 REFLECTED = "reflected"
 PARSE_FAILED = "parse_failed"
@@ -70,7 +70,7 @@ def outcome_of(pair: Pair, row_id: str, stage: str, call_key: str, result: ChatR
     parsed = parse_reflection(stage, result.text, stopped_naturally=result.finish_reason != "length")
     if not parsed.ok:
         return kept(pair, row_id, stage, PARSE_FAILED, parsed.reason, call_key, result.text, result, cached)
-    if stage == "instruction":
+    if stage == INSTRUCTION:
         instruction, input_text, output = parsed.instruction, "", parsed.answer
     else:
         instruction, input_text, output = pair.instruction, pair.input, parsed.answer

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from reflection_assets.reflection70b import validate_reflection_format
+from reflection_assets.teacher.types import FORMAT, INSTRUCTION, RESPONSE
 
 _FLAGS = re.IGNORECASE
 _NEW_INSTRUCTION = re.compile(r"\[\s*new[\s_-]*instruction\s*\]", _FLAGS)
@@ -135,10 +136,10 @@ def parse_reflection_format(text: str, stopped_naturally: bool = True) -> Parsed
 
 
 def parse_reflection(stage: str, text: str, stopped_naturally: bool = True) -> ParsedReflection:
-    if stage == "instruction":
+    if stage == INSTRUCTION:
         return parse_instruction_reflection(text, stopped_naturally)
-    if stage == "response":
+    if stage == RESPONSE:
         return parse_response_reflection(text, stopped_naturally)
-    if stage == "format":
+    if stage == FORMAT:
         return parse_reflection_format(text, stopped_naturally)
     raise ValueError(f"unknown reflection stage {stage!r}")

@@ -6,11 +6,12 @@ Kept free of Dagster and HTTP so the runner, the cache and the parsers stay pure
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 Stage = Literal["instruction", "response", "format"]  # format: Reflection-70B rewrite of a selected answer
-STAGES: tuple[str, ...] = ("instruction", "response", "format")
+STAGES: tuple[str, ...] = get_args(Stage)
+INSTRUCTION, RESPONSE, FORMAT = STAGES
 
 # Status of one teacher call (a guided call made of several requests is still one call).
 CALL_OK = "ok"
