@@ -1,6 +1,9 @@
-"""Small helpers the assets share: rows <-> pairs, score summaries, plots as metadata."""
+"""Small helpers the assets share: rows <-> pairs, score summaries, plots as metadata, the closing result."""
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -8,6 +11,7 @@ import pandas as pd
 from reflection_assets.plots import histogram_png, png_markdown
 from reflection_assets.schema import PARTITION_COLUMN, Pair
 from reflection_assets.scoring.statuses import OK
+from resources.tracking import MlflowTracking
 
 PARTITION_META = {"partition_expr": PARTITION_COLUMN}
 
@@ -73,6 +77,55 @@ def markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = 8, wid
                 shown[column].astype(str).str.slice(0, width).str.replace("\n", " ").str.replace("|", "\\|")
             )
     return dg.MetadataValue.md(shown.to_markdown(index=False))
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One histogram: shown in the asset's metadata under `key`, logged to MLflow as `artifact`."""
+
+    key: str
+    artifact: str
+    values: dict[str, list[float]]
+    title: str
+    xlabel: str
+
+
+def stage_result(
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowTracking,
+    name: str,
+    frame: pd.DataFrame,
+    *,
+    numbers: dict[str, Any],
+    params: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    histograms: Sequence[Histogram] = (),
+    preview: list[str] | None = None,
+    check_results: Sequence[dg.AssetCheckResult] = (),
+) -> dg.MaterializeResult:
+    """How a stage asset ends: its counts as metadata and MLflow metrics, histograms in both, a preview.
+
+    `numbers` become metadata (numbers and text) and, the numeric ones with `rows`, MLflow metrics;
+    `metadata` is added as given (values MLflow does not need).
+    """
+    plots = [(h, *histogram_metadata(h.values, h.title, h.xlabel)) for h in histograms]
+    metrics = {k: v for k, v in numbers.items() if isinstance(v, (int, float))}
+    link = mlflow.log(
+        context, name, metrics={"rows": len(frame), **metrics}, params=params,
+        artifacts={h.artifact: png for h, _, png in plots},
+    )
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "rows": dg.MetadataValue.int(len(frame)),
+            **(metadata or {}),
+            **numeric_metadata(numbers),
+            **{h.key: plot for h, plot, _ in plots},
+            **({"preview": markdown_preview(frame, preview)} if preview else {}),
+            **link,
+        },
+        check_results=list(check_results) or None,
+    )
 
 
 ACCOUNTED = "rows_accounted_for"

@@ -10,15 +10,7 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.common import (
-    PARTITION_META,
-    accounting_check,
-    markdown_preview,
-    numeric_metadata,
-    pairs_from_frame,
-    stage_checks,
-    with_partition,
-)
+from reflection_assets.assets.common import PARTITION_META, accounting_check, pairs_from_frame, stage_checks, stage_result, with_partition
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.cache import CallCache
@@ -74,25 +66,14 @@ def run_stage(
     context.log.info(f"cost estimate before spending: {estimate}")
     outcomes, stats = reflect_rows(pairs, stage, teacher, cache, settings, log=context.log.info)
     frame = with_partition(outcomes, context.partition_key)
-    numbers = stats.metadata()
     estimated = {f"estimate_{k}": v for k, v in estimate.items() if isinstance(v, int) and not isinstance(v, bool)}
     name = f"{stage}_reflections"
-    link = mlflow.log(
-        context,
-        name,
-        metrics={k: v for k, v in {**numbers, **estimated}.items() if isinstance(v, (int, float))},
+    return stage_result(
+        context, mlflow, name, frame,
+        numbers={**stats.metadata(), **estimated},
         params={"backend": stats.backend, "model": stats.model, "prompt_version": stats.prompt_version,
                 "max_new_tokens": settings.max_new_tokens, "guided": settings.guided, "temperature": settings.temperature},
-    )
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={
-            "rows": dg.MetadataValue.int(len(frame)),
-            **numeric_metadata(numbers),
-            **numeric_metadata(estimated),
-            "preview": markdown_preview(frame, ["row_id", "outcome", "new_instruction", "new_output", "error"]),
-            **link,
-        },
+        preview=["row_id", "outcome", "new_instruction", "new_output", "error"],
         check_results=[accounting_check(name, frame, raw)],
     )
 
