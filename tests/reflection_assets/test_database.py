@@ -4,6 +4,7 @@ import multiprocessing as mp
 import time
 
 import duckdb
+from support.duckdb_lock import hold_lock
 
 from reflection_assets.database import connect, is_lock_error, table_exists
 
@@ -28,20 +29,13 @@ def test_two_writer_processes_at_once_lose_nothing(tmp_path):
         assert conn.execute("SELECT worker, count(*) FROM t GROUP BY 1 ORDER BY 1").fetchall() == [(0, 40), (1, 40)]
 
 
-def _hold(database: str, seconds: float, ready) -> None:  # type: ignore[no-untyped-def]
-    connection = duckdb.connect(database)
-    ready.set()
-    time.sleep(seconds)
-    connection.close()
-
-
 def test_connect_waits_for_a_held_lock_and_counts_the_waits(tmp_path):
     database = str(tmp_path / "w.duckdb")
     with connect(database) as conn:
         conn.execute("CREATE TABLE t (x INT)")
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    holder = ctx.Process(target=_hold, args=(database, 1.5, ready))
+    holder = ctx.Process(target=hold_lock, args=(database, 1.5, ready))
     holder.start()
     waits: list[int] = []
     try:

@@ -4,6 +4,7 @@ import time
 
 import duckdb
 import pytest
+from support.duckdb_lock import hold_lock
 
 from reflection_assets.schema import Pair
 from reflection_assets.database import is_lock_error
@@ -39,18 +40,11 @@ def test_put_then_get_roundtrip_keeps_first_value(tmp_path):
     assert cache.count() == 2
 
 
-def _hold_lock(path: str, seconds: float, ready) -> None:
-    connection = duckdb.connect(path)
-    ready.set()
-    time.sleep(seconds)
-    connection.close()
-
-
 def test_a_locked_database_is_retried_until_free(tmp_path):
     path = str(tmp_path / "w.duckdb")
     StudentScoreCache(path).put(SCOPE, {"x": (1.0, 1)})
     ready = multiprocessing.get_context("spawn").Event()
-    holder = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(path, 2.0, ready))
+    holder = multiprocessing.get_context("spawn").Process(target=hold_lock, args=(path, 2.0, ready))
     holder.start()
     try:
         assert ready.wait(60)
