@@ -7,7 +7,8 @@ the CLI and the tests all go through it, so they agree on what a setting means.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 from dagster_duckdb_pandas import DuckDBPandasIOManager

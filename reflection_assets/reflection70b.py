@@ -51,7 +51,12 @@ _TEXT_NOT_ALLOWED = {
     "between": "text_between_thinking_and_output",
     "end": "text_after_output",
 }
-_UNFINISHED = {"start": "no_thinking", "thinking": "unclosed_thinking", "between": "no_output", "output": "unclosed_output"}
+_UNFINISHED = {
+    "start": "no_thinking",
+    "thinking": "unclosed_thinking",
+    "between": "no_output",
+    "output": "unclosed_output",
+}
 
 
 @dataclass(frozen=True)

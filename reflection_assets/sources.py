@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reflection_assets.demo_data import DEMO_PARTITION, DEMO_TRAIN_PATH
 from reflection_assets.database import connect, table_exists
+from reflection_assets.demo_data import DEMO_PARTITION, DEMO_TRAIN_PATH
 
 REGISTRY_TABLE = "dataset_sources"
 

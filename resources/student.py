@@ -32,7 +32,9 @@ class StudentModel(dg.ConfigurableResource):
     model: str = Field(default="bundled", description="`bundled`, a .gguf file, a local directory or a HF id")
     device: str = "auto"
     dtype: str = "auto"
-    template: TemplateSetting = Field(default=AUTO, description="auto: chat when the student has a chat template, else alpaca")
+    template: TemplateSetting = Field(
+        default=AUTO, description="auto: chat when the student has a chat template, else alpaca"
+    )
     start_token: StartToken = Field(default="bos", description="context of the unconditioned pass")
     max_length: int = 512
     batch_tokens: int = Field(default=0, description="token budget per batch (0: per-device default)")

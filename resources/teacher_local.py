@@ -8,8 +8,9 @@ available here because the backend controls the assistant turn itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from pydantic import Field, PrivateAttr
 
@@ -92,7 +93,7 @@ class TransformersTeacher(Teacher):
     _identity: Optional[dict] = PrivateAttr(default=None)
 
     @classmethod
-    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8) -> "TransformersTeacher":
+    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8) -> TransformersTeacher:
         """Wrap a model already in memory (tests, benchmarks, notebooks)."""
         teacher = cls(model_ref=name, batch_size=batch_size)
         teacher._model, teacher._tokenizer = model.eval(), prepare_tokenizer(tokenizer)

@@ -58,7 +58,9 @@ def imported_names(path: Path, name: str) -> set[str]:
 
 def import_graph() -> dict[str, set[str]]:
     modules = project_modules()
-    return {name: {m for m in imported_names(path, name) if m in modules and m != name} for name, path in modules.items()}
+    return {
+        name: {m for m in imported_names(path, name) if m in modules and m != name} for name, path in modules.items()
+    }
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -115,7 +117,9 @@ def test_no_import_cycles() -> None:
 def test_pure_modules_import_no_dagster_and_no_resources() -> None:
     modules = project_modules()
     offenders = {
-        name: sorted(m for m in imported_names(path, name) if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IN_PURE))
+        name: sorted(
+            m for m in imported_names(path, name) if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IN_PURE)
+        )
         for name, path in modules.items()
         if is_pure(name)
     }

@@ -48,7 +48,9 @@ def score_summary(frame: pd.DataFrame, prefix: str = "") -> dict[str, float | in
     return out
 
 
-def histogram_metadata(values_by_label: dict[str, list[float]], title: str, xlabel: str) -> tuple[dg.MetadataValue, bytes]:
+def histogram_metadata(
+    values_by_label: dict[str, list[float]], title: str, xlabel: str
+) -> tuple[dg.MetadataValue, bytes]:
     """A histogram as markdown metadata (rendered in the UI) and the PNG bytes (for MLflow)."""
     finite = {k: [v for v in vs if math.isfinite(v)] for k, vs in values_by_label.items()}
     png = histogram_png(finite, title=title, xlabel=xlabel)
@@ -155,7 +157,9 @@ def range_check(asset: str, frame: pd.DataFrame, pairs: list[tuple[str, str]]) -
             continue
         numbers = pd.to_numeric(frame[value], errors="coerce")
         ok = frame[status].astype(str) == OK
-        problems[f"{value}_bad_ok"] = int((ok & ~(numbers.notna() & (numbers > 0) & numbers.abs().lt(float("inf")))).sum())
+        problems[f"{value}_bad_ok"] = int(
+            (ok & ~(numbers.notna() & (numbers > 0) & numbers.abs().lt(float("inf")))).sum()
+        )
         problems[f"{value}_present_not_ok"] = int((~ok & numbers.notna()).sum())
     return dg.AssetCheckResult(
         check_name=SCORES_VALID, asset_key=asset, passed=not any(problems.values()), metadata=problems
@@ -163,7 +167,11 @@ def range_check(asset: str, frame: pd.DataFrame, pairs: list[tuple[str, str]]) -
 
 
 def stage_checks(asset: str, scores: bool = False) -> list[dg.AssetCheckSpec]:
-    specs = [dg.AssetCheckSpec(ACCOUNTED, asset=asset, description="Every raw row of the partition appears exactly once.")]
+    specs = [
+        dg.AssetCheckSpec(ACCOUNTED, asset=asset, description="Every raw row of the partition appears exactly once.")
+    ]
     if scores:
-        specs.append(dg.AssetCheckSpec(SCORES_VALID, asset=asset, description="ok scores are finite and > 0; others are absent."))
+        specs.append(
+            dg.AssetCheckSpec(SCORES_VALID, asset=asset, description="ok scores are finite and > 0; others are absent.")
+        )
     return specs

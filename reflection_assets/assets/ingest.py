@@ -3,11 +3,11 @@
 
 import dagster as dg
 
+from reflection_assets.assets.common import ACCOUNTED, PARTITION_META, markdown_preview
 from reflection_assets.ingest.detect import DatasetFormat
 from reflection_assets.ingest.errors import DatasetReadError
 from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.partitions import dataset_partitions
-from reflection_assets.assets.common import ACCOUNTED, PARTITION_META, markdown_preview
 from reflection_assets.sources import DatasetSource, UnknownDatasetError, resolve_source
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse

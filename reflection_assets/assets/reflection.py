@@ -10,7 +10,14 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.common import PARTITION_META, accounting_check, pairs_from_frame, stage_checks, stage_result, with_partition
+from reflection_assets.assets.common import (
+    PARTITION_META,
+    accounting_check,
+    pairs_from_frame,
+    stage_checks,
+    stage_result,
+    with_partition,
+)
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.cache import CallCache
@@ -69,10 +76,19 @@ def run_stage(
     estimated = {f"estimate_{k}": v for k, v in estimate.items() if isinstance(v, int) and not isinstance(v, bool)}
     name = f"{stage}_reflections"
     return stage_result(
-        context, mlflow, name, frame,
+        context,
+        mlflow,
+        name,
+        frame,
         numbers={**stats.metadata(), **estimated},
-        params={"backend": stats.backend, "model": stats.model, "prompt_version": stats.prompt_version,
-                "max_new_tokens": settings.max_new_tokens, "guided": settings.guided, "temperature": settings.temperature},
+        params={
+            "backend": stats.backend,
+            "model": stats.model,
+            "prompt_version": stats.prompt_version,
+            "max_new_tokens": settings.max_new_tokens,
+            "guided": settings.guided,
+            "temperature": settings.temperature,
+        },
         preview=["row_id", "outcome", "new_instruction", "new_output", "error"],
         check_results=[accounting_check(name, frame, raw)],
     )
@@ -92,7 +108,9 @@ def instruction_reflections(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    return run_stage(context, INSTRUCTION, pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions)
+    return run_stage(
+        context, INSTRUCTION, pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions
+    )
 
 
 @dg.asset(

@@ -128,8 +128,12 @@ def instruction_ifd_scores(
 ):  # no return annotation: with check_specs the op has several outputs
     reflected = instruction_reflections[instruction_reflections["outcome"] == REFLECTED]
     raw_by_id = raw_instructions.set_index("row_id").loc[reflected["row_id"]].reset_index()
-    reflected_pairs = replace_pairs(raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"])
-    reflected_scores, computed = score(context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False)
+    reflected_pairs = replace_pairs(
+        raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"]
+    )
+    reflected_scores, computed = score(
+        context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False
+    )
     decisions = decide_instruction(raw_instructions, instruction_reflections, raw_ifd_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
     histogram = Histogram(
@@ -138,19 +142,31 @@ def instruction_ifd_scores(
         "IFD of original vs reflected instruction pairs", "IFD",
     )
     return stage_result(
-        context, mlflow, "instruction_ifd_scores", frame,
-        numbers=choice_counts(frame, "instruction"), params=student_params(student),
-        metadata={"tokens_computed": dg.MetadataValue.int(computed)}, histograms=[histogram],
+        context,
+        mlflow,
+        "instruction_ifd_scores",
+        frame,
+        numbers=choice_counts(frame, "instruction"),
+        params=student_params(student),
+        metadata={"tokens_computed": dg.MetadataValue.int(computed)},
+        histograms=[histogram],
         preview=["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"],
         check_results=[
             accounting_check("instruction_ifd_scores", frame, raw_instructions),
-            range_check("instruction_ifd_scores", frame, [("ifd_original", "ifd_original_status"), ("ifd_reflected", "ifd_reflected_status")]),
+            range_check(
+                "instruction_ifd_scores",
+                frame,
+                [("ifd_original", "ifd_original_status"), ("ifd_reflected", "ifd_reflected_status")],
+            ),
         ],
     )
 
 
 @dg.asset(
-    description="Stage 2 (student): IFD and r-IFD of the current pair and of its reflected answer; the answer with lower r-IFD wins.",
+    description=(
+        "Stage 2 (student): IFD and r-IFD of the current pair and of its reflected answer; "
+        "the answer with lower r-IFD wins."
+    ),
     check_specs=stage_checks("response_scores", scores=True),
     kinds={"duckdb", "pytorch"},
     **COMMON,
@@ -166,14 +182,20 @@ def response_scores(
 ):  # no return annotation: with check_specs the op has several outputs
     current = instruction_ifd_scores.set_index("row_id")
     raw = raw_instructions.set_index("row_id").loc[current.index].reset_index()
-    current_pairs = replace_pairs(raw, current["current_instruction"], current["current_input"], current["current_output"])
+    current_pairs = replace_pairs(
+        raw, current["current_instruction"], current["current_input"], current["current_output"]
+    )
     current_scores, computed_current = score(context, student, warehouse, current_pairs, "response_scores (current)")
 
     won = response_reflections[response_reflections["outcome"] == REFLECTED].set_index("row_id")
     won_raw = raw.set_index("row_id").loc[won.index].reset_index()
     won_current = current.loc[won.index]
-    reflected_pairs = replace_pairs(won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"])
-    reflected_scores, computed_reflected = score(context, student, warehouse, reflected_pairs, "response_scores (reflected)")
+    reflected_pairs = replace_pairs(
+        won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"]
+    )
+    reflected_scores, computed_reflected = score(
+        context, student, warehouse, reflected_pairs, "response_scores (reflected)"
+    )
 
     decisions = decide_response(instruction_ifd_scores, response_reflections, current_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
@@ -183,14 +205,27 @@ def response_scores(
         "r-IFD of current vs reflected answers", "r-IFD",
     )
     return stage_result(
-        context, mlflow, "response_scores", frame,
-        numbers=choice_counts(frame, "response"), params=student_params(student),
+        context,
+        mlflow,
+        "response_scores",
+        frame,
+        numbers=choice_counts(frame, "response"),
+        params=student_params(student),
         metadata={"tokens_computed": dg.MetadataValue.int(computed_current + computed_reflected)},
-        histograms=[histogram], preview=["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"],
+        histograms=[histogram],
+        preview=["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"],
         check_results=[
             accounting_check("response_scores", frame, raw_instructions),
-            range_check("response_scores", frame, [("final_ifd", "final_ifd_status"), ("final_rifd", "final_rifd_status"),
-                                                   ("current_rifd", "current_rifd_status"), ("reflected_rifd", "reflected_rifd_status")]),
+            range_check(
+                "response_scores",
+                frame,
+                [
+                    ("final_ifd", "final_ifd_status"),
+                    ("final_rifd", "final_rifd_status"),
+                    ("current_rifd", "current_rifd_status"),
+                    ("reflected_rifd", "reflected_rifd_status"),
+                ],
+            ),
         ],
     )
 

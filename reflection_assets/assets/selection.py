@@ -44,7 +44,9 @@ class SelectionConfig(dg.Config):
     extension_keep_lost_answers: bool = False
     extension_budget_fraction: Optional[float] = None
     extension_budget_count: Optional[int] = None
-    response_style: Literal["plain", "reflection"] = "plain"  # reflection: Reflection-70B (<thinking>, <reflection>, <output>)
+    response_style: Literal["plain", "reflection"] = (
+        "plain"  # reflection: Reflection-70B (<thinking>, <reflection>, <output>)
+    )
     format_max_new_tokens: int = 384
 
     def settings(self) -> SelectionSettings:
@@ -140,7 +142,16 @@ class ArmConfig(dg.Config):
 
 
 @dg.asset(
-    ins={name: ALL for name in ("raw_instructions", "raw_ifd_scores", "instruction_reflections", "instruction_ifd_scores", "response_reflections")},
+    ins={
+        name: ALL
+        for name in (
+            "raw_instructions",
+            "raw_ifd_scores",
+            "instruction_reflections",
+            "instruction_ifd_scores",
+            "response_reflections",
+        )
+    },
     partitions_def=arm_partitions,
     metadata={"partition_expr": "arm"},
     group_name="arms",
@@ -170,7 +181,12 @@ def arm_datasets(
     )
     result = build_arm(arm, inputs)
     paths = export_arm(result.frame, exports_dir() / "arms" / arm, arm)
-    numbers = {"rows": len(result.frame), "target": result.target, "candidates": result.candidates, "shortfall": result.shortfall}
+    numbers = {
+        "rows": len(result.frame),
+        "target": result.target,
+        "candidates": result.candidates,
+        "shortfall": result.shortfall,
+    }
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
     link = mlflow.log(context, "arm_datasets", metrics=numbers, params={"arm": arm, "seed": config.seed})
@@ -194,7 +210,9 @@ REQUIRED_SELECTION_COLUMNS = [
 @dg.asset_check(
     asset=selected_dataset,
     blocking=True,
-    description="The selection has the expected columns and keeps at least one row (an empty selection trains nothing).",
+    description=(
+        "The selection has the expected columns and keeps at least one row (an empty selection trains nothing)."
+    ),
 )
 def selected_dataset_usable(selected_dataset: pd.DataFrame) -> dg.AssetCheckResult:
     missing = [c for c in REQUIRED_SELECTION_COLUMNS if c not in selected_dataset.columns]

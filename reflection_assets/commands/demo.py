@@ -14,10 +14,14 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA or the demo set)")
+    parser.add_argument(
+        "--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA or the demo set)"
+    )
     parser.add_argument("--partition", default=None, help="partition key (default: derived from the source, or 'demo')")
     parser.add_argument("--arms", default=None, help="comma-separated arms to build (default: all)")
-    parser.add_argument("--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="reflect only the first N rows (trial runs)")
 
 
@@ -28,13 +32,13 @@ def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from reflection_assets.definitions import defs
-    from reflection_assets.demo_data import DEMO_PARTITION
+    from reflection_assets.demo_data import DATA_ENV, DEMO_PARTITION
     from reflection_assets.partitions import DATASETS
-    from reflection_assets.selection.columns import ARMS
     from reflection_assets.paths import warehouse_path
+    from reflection_assets.selection.columns import ARMS
     from reflection_assets.sources import DatasetSource, partition_key_for, register_source
 
-    source = args.source or os.environ.get("REFLECTION_DATA")
+    source = args.source or os.environ.get(DATA_ENV)
     key = args.partition or (partition_key_for(source) if source else DEMO_PARTITION)
     instance = dg.DagsterInstance.get()
     if source:
@@ -72,8 +76,8 @@ def dataset_run_config(args: argparse.Namespace) -> dict:
 
 def summary(database: str, seconds: float) -> str:
     """Where to look after the demo: tables and their sizes, MLflow, the UI."""
-    from reflection_assets.deployment import build_resources
     from reflection_assets.database import connect
+    from reflection_assets.deployment import build_resources
 
     lines = [f"\nDone in {seconds:.0f}s. Warehouse: {database}"]
     with connect(database, read_only=True) as conn:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import duckdb
 
@@ -42,7 +42,16 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     scorer_version VARCHAR,
     created_at TIMESTAMP DEFAULT current_timestamp
 )"""
-_SCOPE_COLUMNS = ("model_fingerprint", "template", "template_hash", "start_token", "max_length", "dtype", "device_kind", "scorer_version")
+_SCOPE_COLUMNS = (
+    "model_fingerprint",
+    "template",
+    "template_hash",
+    "start_token",
+    "max_length",
+    "dtype",
+    "device_kind",
+    "scorer_version",
+)
 
 
 @dataclass(frozen=True)

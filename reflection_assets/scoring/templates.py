@@ -8,7 +8,8 @@ its rendered text again would add a second BOS on Llama-3-style templates).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, get_args
+from collections.abc import Sequence
+from typing import Any, Literal, get_args
 
 from reflection_assets.hashing import content_hash
 from reflection_assets.schema import Turn
@@ -88,7 +89,9 @@ def user_message(instruction: str, input_text: str) -> str:
     return f"{instruction}\n\n{input_text}" if input_text else instruction
 
 
-def render_text(name: str, instruction: str, input_text: str = "", system: str = "", history: Sequence[Turn] = ()) -> str:
+def render_text(
+    name: str, instruction: str, input_text: str = "", system: str = "", history: Sequence[Turn] = ()
+) -> str:
     """Prompt text of a text template (alpaca / vicuna / plain), earlier turns as a transcript."""
     with_input, no_input = _TEXT_TEMPLATES[name]
     prefix = transcript(system, history)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from reflection_assets.teacher.planning import estimate_prompt_tokens
 from reflection_assets.teacher.types import Admit, ChatRequest, ChatResult, Message, OnResult

@@ -1,15 +1,16 @@
 """llm_calls: a content-addressed cache of teacher calls in DuckDB.
 
 A connection is opened only for one short read or write batch (`reflection_assets.database`, which
-waits out another process's lock). Only successful calls are reused; failed ones are recorded for inspection and tried again on the next run.
+waits out another process's lock). Only successful calls are reused; failed ones are recorded for
+inspection and tried again on the next run.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import duckdb
 import pandas as pd

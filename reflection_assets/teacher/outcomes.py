@@ -66,7 +66,9 @@ def outcome_of(pair: Pair, row_id: str, stage: str, call_key: str, result: ChatR
     if result.status == CALL_SKIPPED:
         return kept(pair, row_id, stage, SKIPPED, result.error or "skipped", call_key, result=result)
     if result.status != CALL_OK:
-        return kept(pair, row_id, stage, TEACHER_ERROR, result.error or "teacher error", call_key, result.text, result, cached)
+        return kept(
+            pair, row_id, stage, TEACHER_ERROR, result.error or "teacher error", call_key, result.text, result, cached
+        )
     parsed = parse_reflection(stage, result.text, stopped_naturally=result.finish_reason != "length")
     if not parsed.ok:
         return kept(pair, row_id, stage, PARSE_FAILED, parsed.reason, call_key, result.text, result, cached)

@@ -4,9 +4,9 @@ import multiprocessing as mp
 import time
 
 import duckdb
-from support.duckdb_lock import hold_lock
 
 from reflection_assets.database import connect, is_lock_error, table_exists
+from support.duckdb_lock import hold_lock
 
 
 def _writer(database: str, worker: int, batches: int) -> None:

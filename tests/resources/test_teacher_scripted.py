@@ -17,7 +17,12 @@ TEACHER = ScriptedTeacher(replies=[
     CannedReply(match=["Spell cat"], error="HTTP 503: injected"),
     CannedReply(match=["Name a colour"], reply="no markers at all"),
 ])
-PAIRS = [Pair("Add 2 and 3.", "5"), Pair("Spell cat.", "c-a-t"), Pair("Name a colour.", "Red"), Pair("Unscripted.", "?")]
+PAIRS = [
+    Pair("Add 2 and 3.", "5"),
+    Pair("Spell cat.", "c-a-t"),
+    Pair("Name a colour.", "Red"),
+    Pair("Unscripted.", "?"),
+]
 
 
 def by_instruction(frame, pairs=PAIRS):  # type: ignore[no-untyped-def]
@@ -39,7 +44,9 @@ def test_canned_replies_and_injected_failures_become_outcomes(tmp_path: Path) ->
 
 
 def test_caps_skip_calls_before_they_are_made(tmp_path: Path) -> None:
-    frame, stats = reflect_rows(PAIRS, "instruction", TEACHER, CallCache(tmp_path / "c.duckdb"), ReflectionSettings(max_calls=1))
+    frame, stats = reflect_rows(
+        PAIRS, "instruction", TEACHER, CallCache(tmp_path / "c.duckdb"), ReflectionSettings(max_calls=1)
+    )
     assert stats.calls_made == 1 and (frame["outcome"] == "skipped").sum() == 3
 
 

@@ -33,7 +33,9 @@ def test_log_records_a_dataset_as_the_runs_training_input(isolated_data_dir):
 
     tracking = MlflowTracking()
     frame = pd.DataFrame({"row_id": ["a", "b"], "output": ["x", "y"]})
-    run_id = tracking.log(None, "selected_dataset", metrics={"rows": 2}, datasets={"selected_dataset": frame})["mlflow_run_id"].value
+    run_id = tracking.log(None, "selected_dataset", metrics={"rows": 2}, datasets={"selected_dataset": frame})[
+        "mlflow_run_id"
+    ].value
     mlflow.set_tracking_uri(tracking.resolved_uri())
     inputs = mlflow.get_run(run_id).inputs.dataset_inputs
     assert [(i.dataset.name, i.tags[0].value) for i in inputs] == [("selected_dataset", "training")]

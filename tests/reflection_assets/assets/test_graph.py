@@ -1,4 +1,4 @@
-"""The whole graph on a tiny partition: once with the real embedded teacher and student, once with a scripted teacher."""
+"""The whole graph on a tiny partition: with the real embedded teacher and student, and with a scripted teacher."""
 
 import json
 
@@ -25,7 +25,11 @@ RUN_CONFIG = {"ops": {"instruction_reflections": {"config": TEACHER}, "response_
 
 ROWS = [
     {"instruction": "What is 7 times 6?", "input": "", "output": "42"},
-    {"instruction": "Summarise the text in one sentence.", "input": "Cats sleep a lot. They nap in the sun.", "output": "Cats nap."},
+    {
+        "instruction": "Summarise the text in one sentence.",
+        "input": "Cats sleep a lot. They nap in the sun.",
+        "output": "Cats nap.",
+    },
     {"instruction": "Name the capital of France.", "output": "Paris is the capital of France."},
     {"instruction": "Name the capital of France.", "output": "Paris is the capital of France."},  # duplicate
 ]
@@ -58,7 +62,9 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
     first = run(dagster_instance, PER_DATASET, "tiny", RUN_CONFIG)
     assert first.success
     checks = first.get_asset_check_evaluations()
-    assert len(checks) == 9 and all(c.passed for c in checks), [(c.asset_key, c.check_name, c.metadata) for c in checks if not c.passed]
+    assert len(checks) == 9 and all(c.passed for c in checks), [
+        (c.asset_key, c.check_name, c.metadata) for c in checks if not c.passed
+    ]
     assert metadata(first, "instruction_reflections")["calls_made"].value == 3
 
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
@@ -93,17 +99,30 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
 
 def scripted_teacher(france_fails: bool) -> ScriptedTeacher:
     """Exact teacher outcomes per row: reflected, parse failure, and an injected failure for France."""
-    france = CannedReply(match=["capital of France"], error="HTTP 503: injected") if france_fails else CannedReply(
-        match=["capital of France", NEW_INSTRUCTION], reply=f"{NEW_INSTRUCTION}\nName the capital of France and one fact about it.\n{END}\n"
-        f"{NEW_ANSWER}\nParis; it lies on the Seine.\n{END}")
-    return ScriptedTeacher(replies=[
-        france,
-        CannedReply(match=["7 times 6", NEW_INSTRUCTION],
-                    reply=f"Review: too easy.\n{NEW_INSTRUCTION}\nWhat is 7 times 6? Show the steps.\n{END}\n{NEW_ANSWER}\n7 x 6 = 42.\n{END}"),
-        CannedReply(match=["Cats sleep", NEW_INSTRUCTION], reply="I would rather not use the markers."),
-        CannedReply(match=[BETTER_ANSWER], reply=f"Review: short.\n{BETTER_ANSWER}\nA complete, careful answer.\n{END}"),
-        CannedReply(match=["capital of France", BETTER_ANSWER], reply=f"{BETTER_ANSWER}\nParis.\n{END}"),
-    ])
+    france = (
+        CannedReply(match=["capital of France"], error="HTTP 503: injected")
+        if france_fails
+        else CannedReply(
+            match=["capital of France", NEW_INSTRUCTION],
+            reply=f"{NEW_INSTRUCTION}\nName the capital of France and one fact about it.\n{END}\n"
+            f"{NEW_ANSWER}\nParis; it lies on the Seine.\n{END}",
+        )
+    )
+    return ScriptedTeacher(
+        replies=[
+            france,
+            CannedReply(
+                match=["7 times 6", NEW_INSTRUCTION],
+                reply=f"Review: too easy.\n{NEW_INSTRUCTION}\nWhat is 7 times 6? Show the steps.\n{END}\n"
+                f"{NEW_ANSWER}\n7 x 6 = 42.\n{END}",
+            ),
+            CannedReply(match=["Cats sleep", NEW_INSTRUCTION], reply="I would rather not use the markers."),
+            CannedReply(
+                match=[BETTER_ANSWER], reply=f"Review: short.\n{BETTER_ANSWER}\nA complete, careful answer.\n{END}"
+            ),
+            CannedReply(match=["capital of France", BETTER_ANSWER], reply=f"{BETTER_ANSWER}\nParis.\n{END}"),
+        ]
+    )
 
 
 def outcomes(stage: str) -> dict[str, str]:
