@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install concurrency demo experiment test dev validate-defs mlflow-ui clean
+.PHONY: install concurrency demo experiment test lint dev validate-defs mlflow-ui clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ experiment: install concurrency
 # process, and two-thread torch processes fighting over 2 cores spin instead of working.
 test: install concurrency
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff: lint and import order, configured in pyproject.toml ([tool.ruff]).
+lint: install
+	$(BIN)/ruff check .
 
 dev: install concurrency
 	$(BIN)/dagster dev -w workspace.yaml

@@ -56,7 +56,9 @@ def load_rows(n: int) -> tuple[list[dict], str]:
 def to_pairs(rows: list[dict]) -> list:
     from reflection_assets.schema import Pair
 
-    return [Pair(instruction=r["instruction"], input=r.get("input", ""), output=r["output"], row_id=r["id"]) for r in rows]
+    return [
+        Pair(instruction=r["instruction"], input=r.get("input", ""), output=r["output"], row_id=r["id"]) for r in rows
+    ]
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -78,8 +80,8 @@ def llama1b(tokenizer, device: str, dtype):
 
 def load(model: str, device: str | None, dtype: str | None):
     """A Student: the bundled/other reference through the model store, or the random 1B Llama."""
+    from reflection_assets.model_store import load_tokenizer, pick_device, pick_dtype
     from reflection_assets.scoring.student import Student, load_student
-    from resources.model_store import load_tokenizer, pick_device, pick_dtype
 
     if model != "llama1b":
         return load_student(model, device=device, dtype=dtype)
@@ -135,7 +137,9 @@ def worst_deviation(fast, slow) -> float:
     return worst
 
 
-def compare(student, pairs, max_length: int, template: str | None, batch_tokens: int | None, peak: float | None) -> dict:
+def compare(
+    student, pairs, max_length: int, template: str | None, batch_tokens: int | None, peak: float | None
+) -> dict:
     """Reference then engine on the same pairs; returns the figures (also printed)."""
     from reflection_assets.scoring.reference import reference_score_pairs
     from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, settings_for, unique_sequences
@@ -154,7 +158,9 @@ def compare(student, pairs, max_length: int, template: str | None, batch_tokens:
         "pairs": len(pairs), "max_length": max_length, "template": settings.template,
         "device": student.device_kind, "dtype": student.dtype_name,
         "reference_s": round(t_ref, 2), "engine_s": round(t_eng, 2), "ratio": round(t_ref / t_eng, 2),
-        "reference_cpu_s": round(cpu_ref, 2), "engine_cpu_s": round(cpu_eng, 2), "cpu_ratio": round(cpu_ref / cpu_eng, 2),
+        "reference_cpu_s": round(cpu_ref, 2),
+        "engine_cpu_s": round(cpu_eng, 2),
+        "cpu_ratio": round(cpu_ref / cpu_eng, 2),
         "reference_tok_s": round(all_tokens / t_ref, 1), "engine_tok_s": round(unique_tokens / t_eng, 1),
         "tokens_reference": all_tokens, "tokens_engine": unique_tokens, "tokens_engine_processed": processed,
         "worst_abs_diff": worst_deviation(fast, slow),
@@ -194,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--batch-tokens", type=int, default=None)
-    parser.add_argument("--reference-only", action="store_true", help="score --input into --output with the reference loop")
+    parser.add_argument(
+        "--reference-only", action="store_true", help="score --input into --output with the reference loop"
+    )
     parser.add_argument("--input")
     parser.add_argument("--output")
     parser.add_argument("--write-pairs", metavar="PATH", help="write --n distinct pairs as JSONL and exit")
@@ -202,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.write_pairs:
         rows, source = load_rows(args.n)
-        Path(args.write_pairs).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        Path(args.write_pairs).write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
         print(f"wrote {len(rows)} pairs from {source} to {args.write_pairs}", file=sys.stderr)
         return 0
     if args.reference_only:

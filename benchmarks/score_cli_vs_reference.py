@@ -50,7 +50,12 @@ def worst(a: Path, b: Path) -> float:
     rows_b = [json.loads(line) for line in b.read_text().splitlines()]
     assert [r["id"] for r in rows_a] == [r["id"] for r in rows_b], "row order differs"
     return max(
-        (abs(x[f] - y[f]) for x, y in zip(rows_a, rows_b) for f in LOSS_FIELDS if x[f] is not None and y[f] is not None),
+        (
+            abs(x[f] - y[f])
+            for x, y in zip(rows_a, rows_b)
+            for f in LOSS_FIELDS
+            if x[f] is not None and y[f] is not None
+        ),
         default=0.0,
     )
 
@@ -58,10 +63,14 @@ def worst(a: Path, b: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=120)
-    parser.add_argument("--rounds", type=int, default=2, help="each round runs both once; odd rounds start with the reference")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="each round runs both once; odd rounds start with the reference"
+    )
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--student", default="bundled")
-    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for both sides (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="OMP_NUM_THREADS for both sides (default: torch's choice)"
+    )
     args = parser.parse_args()
 
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -77,7 +86,7 @@ def main() -> int:
     ref = [python, "benchmarks/ifd_throughput.py", "--reference-only", *common, "--output", str(work / "ref.jsonl"),
            "--model", args.student]  # fmt: skip
     # Warm the model cache (GGUF de-quantized once) and the OS file cache; not timed.
-    run([python, "-c", f"from resources.model_store import local_dir; local_dir({args.student!r})"], env)
+    run([python, "-c", f"from reflection_assets.model_store import local_dir; local_dir({args.student!r})"], env)
 
     wall: dict[str, list[float]] = {"cli": [], "reference": []}
     cpu: dict[str, list[float]] = {"cli": [], "reference": []}
@@ -87,18 +96,28 @@ def main() -> int:
             elapsed, used = run(cmd, env)
             wall[name].append(elapsed)
             cpu[name].append(used)
-            print(f"round {round_no + 1}: {name} wall {elapsed:.1f}s cpu {used:.1f}s load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"round {round_no + 1}: {name} wall {elapsed:.1f}s cpu {used:.1f}s load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
     ratio = lambda t: round(sum(t["reference"]) / sum(t["cli"]), 2)  # noqa: E731
     print(
         json.dumps(
             {
-                "pairs": args.n, "max_length": args.max_length, "rounds": args.rounds, "threads": args.threads or "default",
-                "cli_wall_s": [round(t, 1) for t in wall["cli"]], "reference_wall_s": [round(t, 1) for t in wall["reference"]],
-                "cli_cpu_s": [round(t, 1) for t in cpu["cli"]], "reference_cpu_s": [round(t, 1) for t in cpu["reference"]],
-                "wall_ratio": ratio(wall), "cpu_ratio": ratio(cpu),
+                "pairs": args.n,
+                "max_length": args.max_length,
+                "rounds": args.rounds,
+                "threads": args.threads or "default",
+                "cli_wall_s": [round(t, 1) for t in wall["cli"]],
+                "reference_wall_s": [round(t, 1) for t in wall["reference"]],
+                "cli_cpu_s": [round(t, 1) for t in cpu["cli"]],
+                "reference_cpu_s": [round(t, 1) for t in cpu["reference"]],
+                "wall_ratio": ratio(wall),
+                "cpu_ratio": ratio(cpu),
                 "wall_ratio_per_round": [round(r / c, 2) for r, c in zip(wall["reference"], wall["cli"])],
                 "worst_abs_diff": worst(work / "cli.jsonl", work / "ref.jsonl"),
-                "cpu_count": os.cpu_count(), "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                "cpu_count": os.cpu_count(),
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             }  # fmt: skip
         ),
         flush=True,

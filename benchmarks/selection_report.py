@@ -45,8 +45,11 @@ def report(database: Path) -> str:
             "FROM selected_dataset GROUP BY 1, 2 ORDER BY 1, 2"
         ):
             lines.append(f"| {choice1} | {choice2} | {rows} | {passed} | {selected} |")
-        lines += ["", "| teacher stage | " + " | ".join(["reflected", "parse_failed", "teacher_error", "skipped"]) + " |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "| teacher stage | " + " | ".join(["reflected", "parse_failed", "teacher_error", "skipped"]) + " |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for table in ("instruction_reflections", "response_reflections"):
             counts = dict(q(f"SELECT outcome, count(*) FROM {table} GROUP BY 1"))
             lines.append(f"| {table} | " + " | ".join(str(counts.get(k, 0)) for k in
@@ -54,7 +57,9 @@ def report(database: Path) -> str:
         arms = dict(q("SELECT arm, count(*) FROM arm_datasets GROUP BY 1"))
         lines += ["", "arm sizes: " + ", ".join(f"{a}={arms.get(a, 0)}" for a in
                                               ("selective", "reflected_all", "ifd_topk", "random", "full"))]
-        raw = q("SELECT count(*), avg(ifd_ppl), avg((ifd_ppl >= 1)::INT) FROM raw_ifd_scores WHERE ifd_status = 'ok'")[0]
+        raw = q("SELECT count(*), avg(ifd_ppl), avg((ifd_ppl >= 1)::INT) FROM raw_ifd_scores WHERE ifd_status = 'ok'")[
+            0
+        ]
         lines.append(f"raw pairs scored: {raw[0]}, mean IFD {raw[1]:.3f}, share IFD >= 1: {raw[2]:.1%}")
     return "\n".join(lines)
 
@@ -91,7 +96,10 @@ def main() -> int:
         return 1
     print(f"## {args.source} ({source or 'embedded demo set'}), teacher max_new_tokens={args.max_new_tokens}\n")
     print(report(work / "data" / "warehouse.duckdb"))
-    print(f"\nwall time: {elapsed / 60:.1f} min (whole graph, CPU, bundled SmolLM2-135M teacher and student); workdir {work}")
+    print(
+        f"\nwall time: {elapsed / 60:.1f} min (whole graph, CPU, bundled SmolLM2-135M teacher and student); "
+        f"workdir {work}"
+    )
     return 0
 
 

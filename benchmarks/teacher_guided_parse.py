@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from reflection_assets.demo_data import DEMO_TRAIN_PATH
     from reflection_assets.ingest.readers import read_dataset
+    from reflection_assets.model_store import load_model_and_tokenizer
     from reflection_assets.teacher.cache import CallCache
     from reflection_assets.teacher.runner import reflect_rows
     from reflection_assets.teacher.settings import ReflectionSettings
-    from resources.model_store import load_model_and_tokenizer
     from resources.teacher_local import TransformersTeacher
 
     pairs = read_dataset(DEMO_TRAIN_PATH).accepted[: args.rows]
@@ -52,14 +52,22 @@ def main(argv: list[str] | None = None) -> int:
         cache = CallCache(Path(tmp) / "llm_calls.duckdb")  # fresh: every row is generated
         for stage in args.stages.split(","):
             for guided in (False, True):
-                settings = ReflectionSettings(max_new_tokens=args.max_new_tokens, critique_tokens=args.critique_tokens, guided=guided)
+                settings = ReflectionSettings(
+                    max_new_tokens=args.max_new_tokens, critique_tokens=args.critique_tokens, guided=guided
+                )
                 start = time.perf_counter()
-                frame, stats = reflect_rows(pairs, stage, teacher, cache, settings, log=lambda m: print(m, file=sys.stderr))
+                frame, stats = reflect_rows(
+                    pairs, stage, teacher, cache, settings, log=lambda m: print(m, file=sys.stderr)
+                )
                 reasons = Counter(frame.loc[frame["outcome"] == "parse_failed", "error"])
                 row = {
-                    "stage": stage, "guided": guided, "parsed_share": round(float((frame["outcome"] == "reflected").mean()), 3),
-                    "outcomes": stats.outcomes, "parse_failures": dict(reasons.most_common()),
-                    "requests": stats.requests, "completion_tokens": stats.completion_tokens,
+                    "stage": stage,
+                    "guided": guided,
+                    "parsed_share": round(float((frame["outcome"] == "reflected").mean()), 3),
+                    "outcomes": stats.outcomes,
+                    "parse_failures": dict(reasons.most_common()),
+                    "requests": stats.requests,
+                    "completion_tokens": stats.completion_tokens,
                     "seconds": round(time.perf_counter() - start, 1),
                     "example": frame.loc[frame["outcome"] == "reflected", "raw_text"].head(1).tolist(),
                 }

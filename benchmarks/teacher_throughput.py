@@ -31,10 +31,10 @@ def demo_pairs(n: int) -> list:
 
 def bench_local(prompts: int, new_tokens: int, batch_size: int, model_ref: str) -> dict:
     """Batched vs one-at-a-time generation of the same prompts, equal work per prompt."""
+    from reflection_assets.model_store import load_model_and_tokenizer
     from reflection_assets.teacher.planning import build_request
     from reflection_assets.teacher.settings import ReflectionSettings
     from reflection_assets.teacher.types import ChatRequest, Sampling
-    from resources.model_store import load_model_and_tokenizer
     from resources.teacher_local import TransformersTeacher
 
     model, tokenizer, fingerprint = load_model_and_tokenizer(model_ref)
@@ -75,16 +75,20 @@ def bench_local(prompts: int, new_tokens: int, batch_size: int, model_ref: str) 
 
 def bench_http(calls: int, latency_s: float, concurrencies: tuple[int, ...]) -> list[dict]:
     """Wall time of `calls` requests against a server that takes `latency_s` per call."""
-    from support.fault_server import FaultServer
-
     from reflection_assets.teacher.types import ChatRequest, Sampling
     from resources.teacher_http import OpenAICompatibleTeacher
+    from support.fault_server import FaultServer
 
     rows = []
     with FaultServer(latency_s=latency_s) as server:
-        requests = [ChatRequest.of([{"role": "user", "content": f"ROW=b{i} Reflect."}], Sampling(max_new_tokens=8)) for i in range(calls)]
+        requests = [
+            ChatRequest.of([{"role": "user", "content": f"ROW=b{i} Reflect."}], Sampling(max_new_tokens=8))
+            for i in range(calls)
+        ]
         for concurrency in concurrencies:
-            teacher = OpenAICompatibleTeacher(base_url=server.url, model="bench", max_concurrency=concurrency, timeout_s=30)
+            teacher = OpenAICompatibleTeacher(
+                base_url=server.url, model="bench", max_concurrency=concurrency, timeout_s=30
+            )
             teacher.complete(requests[:concurrency])  # warm-up: connection set-up
             start = time.perf_counter()
             results = teacher.complete(requests)

@@ -1,8 +1,7 @@
-"""Where the bundled demo datasets live, and which source the pipeline reads by default."""
+"""Where the bundled demo datasets live, and the dataset partition that reads them."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 # Next to this module, inside the installed package (pyproject ships demo_data/*.jsonl), so the
@@ -12,8 +11,5 @@ DEMO_TRAIN_PATH = DEMO_DIR / "demo_train.jsonl"  # Alpaca rows, about a quarter 
 DEMO_EVAL_PATH = DEMO_DIR / "demo_eval.jsonl"  # held out: no row shared with the train set
 
 DATA_ENV = "REFLECTION_DATA"
+DEMO_PARTITION = "demo"  # the dataset partition that reads DEMO_TRAIN_PATH unless told otherwise
 
-
-def default_source() -> str:
-    """$REFLECTION_DATA when set (a file, folder or hub name), else the bundled train set."""
-    return os.environ.get(DATA_ENV) or str(DEMO_TRAIN_PATH)

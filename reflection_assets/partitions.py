@@ -2,11 +2,10 @@
 
 import dagster as dg
 
+from reflection_assets.selection.columns import ARMS
+
 DATASETS = "datasets"
 dataset_partitions = dg.DynamicPartitionsDefinition(name=DATASETS)
 
 # The method and the baselines trained at the selective set's size (plus `full`).
-ARMS = ("selective", "reflected_all", "ifd_topk", "random", "full")
 arm_partitions = dg.StaticPartitionsDefinition(list(ARMS))
-
-DEMO_PARTITION = "demo"

@@ -71,7 +71,7 @@ class Pair:
         return tuple(Turn(t["role"], t["content"]) for t in json.loads(text))
 
     @classmethod
-    def from_row(cls, row: Any) -> "Pair":
+    def from_row(cls, row: Any) -> Pair:
         """Build from a dict / pandas row with RAW_COLUMNS-style fields."""
         get = row.get if hasattr(row, "get") else (lambda k, d=None: getattr(row, k, d))
         return cls(

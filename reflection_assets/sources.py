@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reflection_assets.demo_data import DEMO_TRAIN_PATH
-from reflection_assets.partitions import DEMO_PARTITION
-from resources.warehouse import connect, table_exists
+from reflection_assets.database import connect, table_exists
+from reflection_assets.demo_data import DEMO_PARTITION, DEMO_TRAIN_PATH
 
 REGISTRY_TABLE = "dataset_sources"
 

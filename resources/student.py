@@ -12,22 +12,18 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
+from reflection_assets.scoring.templates import AUTO, StartToken, TemplateSetting
+
 if TYPE_CHECKING:
     from reflection_assets.scoring.scorer import ScoringConfig
     from reflection_assets.scoring.student import Student
 
-TEMPLATES = ("auto", "alpaca", "vicuna", "chat", "plain")
-
 
 @functools.lru_cache(maxsize=2)
-def _load(ref: str, device: str, dtype: str, trust_remote_code: bool) -> "Student":
-    from reflection_assets.scoring.student import Student
-    from resources.model_store import load_model_and_tokenizer
+def _load(ref: str, device: str, dtype: str, trust_remote_code: bool) -> Student:
+    from reflection_assets.scoring.student import load_student
 
-    model, tokenizer, fingerprint = load_model_and_tokenizer(
-        ref, dtype=dtype, device=device, trust_remote_code=trust_remote_code
-    )
-    return Student(model, tokenizer, fingerprint)
+    return load_student(ref, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 class StudentModel(dg.ConfigurableResource):
@@ -36,22 +32,22 @@ class StudentModel(dg.ConfigurableResource):
     model: str = Field(default="bundled", description="`bundled`, a .gguf file, a local directory or a HF id")
     device: str = "auto"
     dtype: str = "auto"
-    template: str = Field(default="auto", description="auto | alpaca | vicuna | chat | plain")
-    start_token: str = Field(default="bos", description="context of the unconditioned pass: bos | eos | header")
+    template: TemplateSetting = Field(
+        default=AUTO, description="auto: chat when the student has a chat template, else alpaca"
+    )
+    start_token: StartToken = Field(default="bos", description="context of the unconditioned pass")
     max_length: int = 512
     batch_tokens: int = Field(default=0, description="token budget per batch (0: per-device default)")
     trust_remote_code: bool = False
 
-    def load(self) -> "Student":
+    def load(self) -> Student:
         return _load(self.model, self.device, self.dtype, self.trust_remote_code)
 
-    def scoring_config(self) -> "ScoringConfig":
+    def scoring_config(self) -> ScoringConfig:
         from reflection_assets.scoring.scorer import ScoringConfig
 
-        if self.template not in TEMPLATES:
-            raise dg.Failure(f"student template must be one of {TEMPLATES}, not {self.template!r}")
         return ScoringConfig(
-            template=None if self.template == "auto" else self.template,
+            template=None if self.template == AUTO else self.template,
             start_token=self.start_token,
             max_length=self.max_length,
             batch_tokens=self.batch_tokens or None,

@@ -14,15 +14,17 @@ import email.utils
 import logging
 import random
 import time
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Coroutine, Optional, Sequence, TypeVar
+from typing import Any, Optional, TypeVar
 
 import httpx
 from pydantic import Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
+from reflection_assets.teacher.backend import normalise
 from reflection_assets.teacher.guided import GuidedState
 from reflection_assets.teacher.types import (
     CALL_ERROR,
@@ -34,7 +36,7 @@ from reflection_assets.teacher.types import (
     OnResult,
     Sampling,
 )
-from resources.teacher import Teacher, normalise
+from resources.teacher import Teacher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -135,12 +137,13 @@ class OpenAICompatibleTeacher(Teacher):
     max_retry_after_s: float = Field(default=120.0, description="Longest Retry-After honoured.")
     continue_final_message: bool = Field(
         default=False,
-        description="Server continues a final assistant message (vLLM's continue_final_message); enables guided generation.",
+        description=(
+            "Server continues a final assistant message (vLLM's continue_final_message); enables guided generation."
+        ),
     )
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
-        for name, value in super().__repr_args__():
-            yield name, value
+        yield from super().__repr_args__()
         yield "api_key", MASK if self.api_key else None
 
     # -- Teacher interface -------------------------------------------------------------------
@@ -180,7 +183,9 @@ class OpenAICompatibleTeacher(Teacher):
         on_result: OnResult | None = None,
     ) -> list[ChatResult]:
         if any(r.guide for r in requests) and not self.supports_guided:
-            raise ValueError("guided generation over HTTP needs continue_final_message=True and a server that supports it")
+            raise ValueError(
+                "guided generation over HTTP needs continue_final_message=True and a server that supports it"
+            )
         results: list[ChatResult | None] = [None] * len(requests)
         indices = iter(range(len(requests)))
 
@@ -206,7 +211,12 @@ class OpenAICompatibleTeacher(Teacher):
         try:
             if request.guide is None:
                 reply = await self.post(client, self.body(request.message_dicts(), request.sampling), counter)
-                text, prompt, completion, finish = reply.text, reply.prompt_tokens, reply.completion_tokens, reply.finish_reason
+                text, prompt, completion, finish = (
+                    reply.text,
+                    reply.prompt_tokens,
+                    reply.completion_tokens,
+                    reply.finish_reason,
+                )
             else:
                 text, prompt, completion, finish = await self._guided(client, request, counter)
         except CallFailed as exc:
@@ -219,7 +229,9 @@ class OpenAICompatibleTeacher(Teacher):
             requests=counter.requests, retries=counter.retries, finish_reason=finish,
         )
 
-    async def _guided(self, client: httpx.AsyncClient, request: ChatRequest, counter: Counter) -> tuple[str, int, int, str]:
+    async def _guided(
+        self, client: httpx.AsyncClient, request: ChatRequest, counter: Counter
+    ) -> tuple[str, int, int, str]:
         assert request.guide is not None
         state, prompt, completion, finish = GuidedState(), 0, 0, "stop"
         for step in request.guide.steps:
@@ -306,7 +318,9 @@ class OpenAICompatibleTeacher(Teacher):
         try:
             data = response.json()
         except ValueError:
-            raise RetryableError(f"HTTP {status} with a body that is not valid JSON ({len(response.content)} bytes)") from None
+            raise RetryableError(
+                f"HTTP {status} with a body that is not valid JSON ({len(response.content)} bytes)"
+            ) from None
         return read_reply(data)
 
     def redact(self, text: str) -> str:

@@ -1,6 +1,6 @@
 """In-process transformers teacher: left-padded, length-sorted batches; CUDA when present.
 
-Defaults to the bundled SmolLM2-135M-Instruct (through resources.model_store, which de-quantizes
+Defaults to the bundled SmolLM2-135M-Instruct (through reflection_assets.model_store, which de-quantizes
 the GGUF once); any Hugging Face id or local directory works. Guided generation is always
 available here because the backend controls the assistant turn itself.
 """
@@ -8,11 +8,13 @@ available here because the backend controls the assistant turn itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from pydantic import Field, PrivateAttr
 
+from reflection_assets.teacher.backend import normalise
 from reflection_assets.teacher.guided import GuidedState, cut_at_stop
 from reflection_assets.teacher.types import (
     CALL_ERROR,
@@ -24,7 +26,7 @@ from reflection_assets.teacher.types import (
     OnResult,
     Sampling,
 )
-from resources.teacher import Teacher, normalise
+from resources.teacher import Teacher
 
 
 @dataclass
@@ -91,7 +93,7 @@ class TransformersTeacher(Teacher):
     _identity: Optional[dict] = PrivateAttr(default=None)
 
     @classmethod
-    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8) -> "TransformersTeacher":
+    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8) -> TransformersTeacher:
         """Wrap a model already in memory (tests, benchmarks, notebooks)."""
         teacher = cls(model_ref=name, batch_size=batch_size)
         teacher._model, teacher._tokenizer = model.eval(), prepare_tokenizer(tokenizer)
@@ -103,7 +105,7 @@ class TransformersTeacher(Teacher):
     def load(self) -> tuple[Any, Any]:
         """Load once per resource instance; later calls reuse the model."""
         if self._model is None:
-            from resources.model_store import load_model_and_tokenizer
+            from reflection_assets.model_store import load_model_and_tokenizer
 
             if self.num_threads:
                 import torch
@@ -119,7 +121,7 @@ class TransformersTeacher(Teacher):
     def cache_identity(self) -> dict:
         """Weights fingerprint plus resolved dtype and device kind, without loading the model."""
         if self._identity is None:
-            from resources import model_store
+            from reflection_assets import model_store
 
             source = model_store.resolve_reference(self.model_ref)
             if source.kind == "gguf":

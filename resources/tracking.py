@@ -86,11 +86,17 @@ class MlflowTracking(dg.ConfigurableResource):
         metrics: dict[str, float] | None = None,
         params: dict[str, Any] | None = None,
         artifacts: dict[str, bytes | str | Path] | None = None,
+        datasets: dict[str, Any] | None = None,
     ) -> dict[str, dg.MetadataValue]:
-        """Log one run with metrics, params and artifacts; return metadata linking to it."""
+        """Log one run with metrics, params, artifacts and datasets; return metadata linking to it.
+
+        `datasets`: name -> pandas DataFrame, logged as the run's training input.
+        """
         import mlflow
 
         with self.start_run(context, name) as run:
+            for dataset_name, frame in (datasets or {}).items():
+                mlflow.log_input(mlflow.data.from_pandas(frame, name=dataset_name), context="training")
             if params:
                 mlflow.log_params({k: str(v)[:500] for k, v in scrub_params(params).items()})
             if metrics:

@@ -1,59 +1,15 @@
-"""DuckDB warehouse: one file, short connections.
-
-DuckDB lets one process write a file at a time, and Dagster's default executor runs steps in
-separate processes. So every caller opens a connection for one short batch (never across a
-model call) and retries with backoff while another process holds the lock.
-"""
+"""DuckDB warehouse resource: one file, short connections (see `reflection_assets.database`)."""
 
 from __future__ import annotations
 
-import contextlib
-import random
-import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import duckdb
 import pandas as pd
 
-LOCK_MARKERS = ("lock", "Conflicting", "being used by another process")
-
-
-def _is_lock_error(error: Exception) -> bool:
-    return isinstance(error, (duckdb.IOException, duckdb.ConnectionException)) and any(
-        marker in str(error) for marker in LOCK_MARKERS
-    )
-
-
-@contextlib.contextmanager
-def connect(database: str | Path, read_only: bool = False, timeout_s: float = 120.0) -> Iterator[Any]:
-    """Open `database`, waiting (bounded, with jittered backoff) while another process holds it."""
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            conn = duckdb.connect(str(database), read_only=read_only)
-            break
-        except Exception as error:  # noqa: BLE001 - only lock errors are retried, the rest re-raised
-            if not _is_lock_error(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def table_exists(conn: Any, table: str) -> bool:
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-        ).fetchone()[0]
-    )
+from reflection_assets.database import connect, table_exists
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -61,7 +17,7 @@ class Warehouse(dg.ConfigurableResource):
 
     database: str
 
-    def connection(self, read_only: bool = False):
+    def connection(self, read_only: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return connect(self.database, read_only=read_only)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:

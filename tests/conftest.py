@@ -30,7 +30,7 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def bundled_model():
     """The real embedded student/teacher (SmolLM2-135M-Instruct), loaded once per session."""
-    from resources.model_store import load_model_and_tokenizer
+    from reflection_assets.model_store import load_model_and_tokenizer
 
     return load_model_and_tokenizer("bundled")
 

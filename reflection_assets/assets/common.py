@@ -1,12 +1,17 @@
-"""Small helpers the assets share: rows <-> pairs, score summaries, plots as metadata."""
+"""Small helpers the assets share: rows <-> pairs, score summaries, plots as metadata, the closing result."""
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from reflection_assets.plots import histogram_png, png_markdown
 from reflection_assets.schema import PARTITION_COLUMN, Pair
+from reflection_assets.scoring.statuses import OK
+from resources.tracking import MlflowTracking
 
 PARTITION_META = {"partition_expr": PARTITION_COLUMN}
 
@@ -24,7 +29,7 @@ def with_partition(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def ok_values(frame: pd.DataFrame, value: str, status: str) -> list[float]:
     """Scores whose status is ok; anything else is absent, never 0."""
-    mask = frame[status] == "ok"
+    mask = frame[status] == OK
     return [float(v) for v in frame.loc[mask, value].tolist() if v is not None and not pd.isna(v)]
 
 
@@ -43,7 +48,9 @@ def score_summary(frame: pd.DataFrame, prefix: str = "") -> dict[str, float | in
     return out
 
 
-def histogram_metadata(values_by_label: dict[str, list[float]], title: str, xlabel: str) -> tuple[dg.MetadataValue, bytes]:
+def histogram_metadata(
+    values_by_label: dict[str, list[float]], title: str, xlabel: str
+) -> tuple[dg.MetadataValue, bytes]:
     """A histogram as markdown metadata (rendered in the UI) and the PNG bytes (for MLflow)."""
     finite = {k: [v for v in vs if math.isfinite(v)] for k, vs in values_by_label.items()}
     png = histogram_png(finite, title=title, xlabel=xlabel)
@@ -74,6 +81,55 @@ def markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = 8, wid
     return dg.MetadataValue.md(shown.to_markdown(index=False))
 
 
+@dataclass(frozen=True)
+class Histogram:
+    """One histogram: shown in the asset's metadata under `key`, logged to MLflow as `artifact`."""
+
+    key: str
+    artifact: str
+    values: dict[str, list[float]]
+    title: str
+    xlabel: str
+
+
+def stage_result(
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowTracking,
+    name: str,
+    frame: pd.DataFrame,
+    *,
+    numbers: dict[str, Any],
+    params: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    histograms: Sequence[Histogram] = (),
+    preview: list[str] | None = None,
+    check_results: Sequence[dg.AssetCheckResult] = (),
+) -> dg.MaterializeResult:
+    """How a stage asset ends: its counts as metadata and MLflow metrics, histograms in both, a preview.
+
+    `numbers` become metadata (numbers and text) and, the numeric ones with `rows`, MLflow metrics;
+    `metadata` is added as given (values MLflow does not need).
+    """
+    plots = [(h, *histogram_metadata(h.values, h.title, h.xlabel)) for h in histograms]
+    metrics = {k: v for k, v in numbers.items() if isinstance(v, (int, float))}
+    link = mlflow.log(
+        context, name, metrics={"rows": len(frame), **metrics}, params=params,
+        artifacts={h.artifact: png for h, _, png in plots},
+    )
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "rows": dg.MetadataValue.int(len(frame)),
+            **(metadata or {}),
+            **numeric_metadata(numbers),
+            **{h.key: plot for h, plot, _ in plots},
+            **({"preview": markdown_preview(frame, preview)} if preview else {}),
+            **link,
+        },
+        check_results=list(check_results) or None,
+    )
+
+
 ACCOUNTED = "rows_accounted_for"
 SCORES_VALID = "scores_in_range"
 
@@ -100,8 +156,10 @@ def range_check(asset: str, frame: pd.DataFrame, pairs: list[tuple[str, str]]) -
         if value not in frame or status not in frame:
             continue
         numbers = pd.to_numeric(frame[value], errors="coerce")
-        ok = frame[status].astype(str) == "ok"
-        problems[f"{value}_bad_ok"] = int((ok & ~(numbers.notna() & (numbers > 0) & numbers.abs().lt(float("inf")))).sum())
+        ok = frame[status].astype(str) == OK
+        problems[f"{value}_bad_ok"] = int(
+            (ok & ~(numbers.notna() & (numbers > 0) & numbers.abs().lt(float("inf")))).sum()
+        )
         problems[f"{value}_present_not_ok"] = int((~ok & numbers.notna()).sum())
     return dg.AssetCheckResult(
         check_name=SCORES_VALID, asset_key=asset, passed=not any(problems.values()), metadata=problems
@@ -109,7 +167,11 @@ def range_check(asset: str, frame: pd.DataFrame, pairs: list[tuple[str, str]]) -
 
 
 def stage_checks(asset: str, scores: bool = False) -> list[dg.AssetCheckSpec]:
-    specs = [dg.AssetCheckSpec(ACCOUNTED, asset=asset, description="Every raw row of the partition appears exactly once.")]
+    specs = [
+        dg.AssetCheckSpec(ACCOUNTED, asset=asset, description="Every raw row of the partition appears exactly once.")
+    ]
     if scores:
-        specs.append(dg.AssetCheckSpec(SCORES_VALID, asset=asset, description="ok scores are finite and > 0; others are absent."))
+        specs.append(
+            dg.AssetCheckSpec(SCORES_VALID, asset=asset, description="ok scores are finite and > 0; others are absent.")
+        )
     return specs

@@ -3,10 +3,11 @@
 
 import dagster as dg
 
+from reflection_assets.assets.common import ACCOUNTED, PARTITION_META, markdown_preview
+from reflection_assets.ingest.detect import DatasetFormat
 from reflection_assets.ingest.errors import DatasetReadError
 from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.partitions import dataset_partitions
-from reflection_assets.assets.common import PARTITION_META, markdown_preview
 from reflection_assets.sources import DatasetSource, UnknownDatasetError, resolve_source
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
@@ -16,7 +17,7 @@ class IngestConfig(dg.Config):
     """Where to read a dataset partition from; empty `source` means the registered one."""
 
     source: str = ""
-    format: str = "auto"
+    format: DatasetFormat = "auto"
     column_map: dict[str, str] = {}
 
 
@@ -38,7 +39,7 @@ class IngestConfig(dg.Config):
     partitions_def=dataset_partitions,
     check_specs=[
         dg.AssetCheckSpec(
-            "rows_accounted_for",
+            ACCOUNTED,
             asset="raw_instructions",
             description="Every row read is either accepted or rejected with a reason.",
         )
@@ -88,7 +89,7 @@ def raw_instructions(
         },
     )
     yield dg.AssetCheckResult(
-        check_name="rows_accounted_for",
+        check_name=ACCOUNTED,
         asset_key="raw_instructions",
         passed=result.rows_read == len(accepted) + len(rejected),
         metadata=counts,

@@ -13,10 +13,9 @@ import pandas as pd
 from reflection_assets.assets.common import (
     PARTITION_META,
     accounting_check,
-    markdown_preview,
-    numeric_metadata,
     pairs_from_frame,
     stage_checks,
+    stage_result,
     with_partition,
 )
 from reflection_assets.partitions import dataset_partitions
@@ -25,6 +24,7 @@ from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.estimate import estimate_cost
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
+from reflection_assets.teacher.types import INSTRUCTION, RESPONSE, Stage
 from resources.teacher import Teacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
@@ -58,7 +58,7 @@ class ReflectionConfig(dg.Config):
 
 def run_stage(
     context: dg.AssetExecutionContext,
-    stage: str,
+    stage: Stage,
     pairs: list[Pair],
     config: ReflectionConfig,
     teacher: Teacher,
@@ -73,25 +73,23 @@ def run_stage(
     context.log.info(f"cost estimate before spending: {estimate}")
     outcomes, stats = reflect_rows(pairs, stage, teacher, cache, settings, log=context.log.info)
     frame = with_partition(outcomes, context.partition_key)
-    numbers = stats.metadata()
     estimated = {f"estimate_{k}": v for k, v in estimate.items() if isinstance(v, int) and not isinstance(v, bool)}
     name = f"{stage}_reflections"
-    link = mlflow.log(
+    return stage_result(
         context,
+        mlflow,
         name,
-        metrics={k: v for k, v in {**numbers, **estimated}.items() if isinstance(v, (int, float))},
-        params={"backend": stats.backend, "model": stats.model, "prompt_version": stats.prompt_version,
-                "max_new_tokens": settings.max_new_tokens, "guided": settings.guided, "temperature": settings.temperature},
-    )
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={
-            "rows": dg.MetadataValue.int(len(frame)),
-            **numeric_metadata(numbers),
-            **numeric_metadata(estimated),
-            "preview": markdown_preview(frame, ["row_id", "outcome", "new_instruction", "new_output", "error"]),
-            **link,
+        frame,
+        numbers={**stats.metadata(), **estimated},
+        params={
+            "backend": stats.backend,
+            "model": stats.model,
+            "prompt_version": stats.prompt_version,
+            "max_new_tokens": settings.max_new_tokens,
+            "guided": settings.guided,
+            "temperature": settings.temperature,
         },
+        preview=["row_id", "outcome", "new_instruction", "new_output", "error"],
         check_results=[accounting_check(name, frame, raw)],
     )
 
@@ -110,7 +108,9 @@ def instruction_reflections(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    return run_stage(context, "instruction", pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions)
+    return run_stage(
+        context, INSTRUCTION, pairs_from_frame(raw_instructions), config, teacher, warehouse, mlflow, raw_instructions
+    )
 
 
 @dg.asset(
@@ -133,4 +133,4 @@ def response_reflections(
     frame["instruction"] = current["current_instruction"].values
     frame["input"] = current["current_input"].values
     frame["output"] = current["current_output"].values
-    return run_stage(context, "response", pairs_from_frame(frame), config, teacher, warehouse, mlflow, raw_instructions)
+    return run_stage(context, RESPONSE, pairs_from_frame(frame), config, teacher, warehouse, mlflow, raw_instructions)

@@ -9,15 +9,14 @@ import pandas as pd
 
 from reflection_assets.assets.common import (
     PARTITION_META,
+    Histogram,
     accounting_check,
-    range_check,
-    stage_checks,
-    histogram_metadata,
-    markdown_preview,
-    numeric_metadata,
     ok_values,
     pairs_from_frame,
+    range_check,
     score_summary,
+    stage_checks,
+    stage_result,
     with_partition,
 )
 from reflection_assets.partitions import dataset_partitions
@@ -26,6 +25,8 @@ from reflection_assets.schema import Pair
 from reflection_assets.scoring.cache import StudentScoreCache
 from reflection_assets.scoring.scorer import scores_frame
 from reflection_assets.selection import decide_instruction, decide_response
+from reflection_assets.selection.columns import ORIGINAL
+from reflection_assets.teacher.outcomes import REFLECTED
 from resources.student import StudentModel
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
@@ -94,18 +95,15 @@ def raw_ifd_scores(
 ):  # no return annotation: with check_specs the op has several outputs
     scores, computed = score(context, student, warehouse, pairs_from_frame(raw_instructions), "raw_ifd_scores")
     frame = with_partition(scores, context.partition_key)
-    summary = score_summary(frame)
-    plot, png = histogram_metadata(
+    histogram = Histogram(
+        "ifd_histogram", "raw_ifd_histogram.png",
         {"IFD": ok_values(frame, "ifd_ppl", "ifd_status"), "r-IFD": ok_values(frame, "rifd_ppl", "rifd_status")},
         "IFD / r-IFD of raw pairs", "score (exp(loss_cond - loss_alone))",
     )
-    link = mlflow.log(context, "raw_ifd_scores", metrics={"rows": len(frame), **summary},
-                      params=student_params(student), artifacts={"raw_ifd_histogram.png": png})
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={"rows": dg.MetadataValue.int(len(frame)), "tokens_computed": dg.MetadataValue.int(computed),
-                  **numeric_metadata(summary),
-                  "ifd_histogram": plot, **link},
+    return stage_result(
+        context, mlflow, "raw_ifd_scores", frame,
+        numbers=score_summary(frame), params=student_params(student),
+        metadata={"tokens_computed": dg.MetadataValue.int(computed)}, histograms=[histogram],
         check_results=[
             accounting_check("raw_ifd_scores", frame, raw_instructions),
             range_check("raw_ifd_scores", frame, [("ifd_ppl", "ifd_status"), ("rifd_ppl", "rifd_status")]),
@@ -128,36 +126,47 @@ def instruction_ifd_scores(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    reflected = instruction_reflections[instruction_reflections["outcome"] == "reflected"]
+    reflected = instruction_reflections[instruction_reflections["outcome"] == REFLECTED]
     raw_by_id = raw_instructions.set_index("row_id").loc[reflected["row_id"]].reset_index()
-    reflected_pairs = replace_pairs(raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"])
-    reflected_scores, computed = score(context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False)
+    reflected_pairs = replace_pairs(
+        raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"]
+    )
+    reflected_scores, computed = score(
+        context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False
+    )
     decisions = decide_instruction(raw_instructions, instruction_reflections, raw_ifd_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
-    counts = {f"choice_{k}": int(v) for k, v in frame["instruction_choice"].value_counts().items()}
-    reasons = {f"reason_{k}": int(v) for k, v in frame["instruction_reason"].value_counts().items()}
-    plot, png = histogram_metadata(
-        {"original": _finite(frame["ifd_original"]), "reflected": _finite(frame["ifd_reflected"])},
+    histogram = Histogram(
+        "ifd_histogram", "instruction_ifd_histogram.png",
+        {ORIGINAL: _finite(frame["ifd_original"]), REFLECTED: _finite(frame["ifd_reflected"])},
         "IFD of original vs reflected instruction pairs", "IFD",
     )
-    link = mlflow.log(context, "instruction_ifd_scores", metrics={"rows": len(frame), **counts, **reasons},
-                      params=student_params(student), artifacts={"instruction_ifd_histogram.png": png})
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={"rows": dg.MetadataValue.int(len(frame)), "tokens_computed": dg.MetadataValue.int(computed),
-                  **numeric_metadata({**counts, **reasons}),
-                  "ifd_histogram": plot,
-                  "preview": markdown_preview(frame, ["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"]),
-                  **link},
+    return stage_result(
+        context,
+        mlflow,
+        "instruction_ifd_scores",
+        frame,
+        numbers=choice_counts(frame, "instruction"),
+        params=student_params(student),
+        metadata={"tokens_computed": dg.MetadataValue.int(computed)},
+        histograms=[histogram],
+        preview=["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"],
         check_results=[
             accounting_check("instruction_ifd_scores", frame, raw_instructions),
-            range_check("instruction_ifd_scores", frame, [("ifd_original", "ifd_original_status"), ("ifd_reflected", "ifd_reflected_status")]),
+            range_check(
+                "instruction_ifd_scores",
+                frame,
+                [("ifd_original", "ifd_original_status"), ("ifd_reflected", "ifd_reflected_status")],
+            ),
         ],
     )
 
 
 @dg.asset(
-    description="Stage 2 (student): IFD and r-IFD of the current pair and of its reflected answer; the answer with lower r-IFD wins.",
+    description=(
+        "Stage 2 (student): IFD and r-IFD of the current pair and of its reflected answer; "
+        "the answer with lower r-IFD wins."
+    ),
     check_specs=stage_checks("response_scores", scores=True),
     kinds={"duckdb", "pytorch"},
     **COMMON,
@@ -173,39 +182,59 @@ def response_scores(
 ):  # no return annotation: with check_specs the op has several outputs
     current = instruction_ifd_scores.set_index("row_id")
     raw = raw_instructions.set_index("row_id").loc[current.index].reset_index()
-    current_pairs = replace_pairs(raw, current["current_instruction"], current["current_input"], current["current_output"])
+    current_pairs = replace_pairs(
+        raw, current["current_instruction"], current["current_input"], current["current_output"]
+    )
     current_scores, computed_current = score(context, student, warehouse, current_pairs, "response_scores (current)")
 
-    won = response_reflections[response_reflections["outcome"] == "reflected"].set_index("row_id")
+    won = response_reflections[response_reflections["outcome"] == REFLECTED].set_index("row_id")
     won_raw = raw.set_index("row_id").loc[won.index].reset_index()
     won_current = current.loc[won.index]
-    reflected_pairs = replace_pairs(won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"])
-    reflected_scores, computed_reflected = score(context, student, warehouse, reflected_pairs, "response_scores (reflected)")
+    reflected_pairs = replace_pairs(
+        won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"]
+    )
+    reflected_scores, computed_reflected = score(
+        context, student, warehouse, reflected_pairs, "response_scores (reflected)"
+    )
 
     decisions = decide_response(instruction_ifd_scores, response_reflections, current_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
-    counts = {f"choice_{k}": int(v) for k, v in frame["response_choice"].value_counts().items()}
-    reasons = {f"reason_{k}": int(v) for k, v in frame["response_reason"].value_counts().items()}
-    plot, png = histogram_metadata(
+    histogram = Histogram(
+        "rifd_histogram", "response_rifd_histogram.png",
         {"current answer": _finite(frame["current_rifd"]), "reflected answer": _finite(frame["reflected_rifd"])},
         "r-IFD of current vs reflected answers", "r-IFD",
     )
-    link = mlflow.log(context, "response_scores", metrics={"rows": len(frame), **counts, **reasons},
-                      params=student_params(student), artifacts={"response_rifd_histogram.png": png})
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={"rows": dg.MetadataValue.int(len(frame)),
-                  "tokens_computed": dg.MetadataValue.int(computed_current + computed_reflected),
-                  **numeric_metadata({**counts, **reasons}),
-                  "rifd_histogram": plot,
-                  "preview": markdown_preview(frame, ["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"]),
-                  **link},
+    return stage_result(
+        context,
+        mlflow,
+        "response_scores",
+        frame,
+        numbers=choice_counts(frame, "response"),
+        params=student_params(student),
+        metadata={"tokens_computed": dg.MetadataValue.int(computed_current + computed_reflected)},
+        histograms=[histogram],
+        preview=["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"],
         check_results=[
             accounting_check("response_scores", frame, raw_instructions),
-            range_check("response_scores", frame, [("final_ifd", "final_ifd_status"), ("final_rifd", "final_rifd_status"),
-                                                   ("current_rifd", "current_rifd_status"), ("reflected_rifd", "reflected_rifd_status")]),
+            range_check(
+                "response_scores",
+                frame,
+                [
+                    ("final_ifd", "final_ifd_status"),
+                    ("final_rifd", "final_rifd_status"),
+                    ("current_rifd", "current_rifd_status"),
+                    ("reflected_rifd", "reflected_rifd_status"),
+                ],
+            ),
         ],
     )
+
+
+def choice_counts(frame: pd.DataFrame, stage: str) -> dict[str, int]:
+    """How many rows took each choice, and for which reason, at a selective stage."""
+    counts = {f"choice_{k}": int(v) for k, v in frame[f"{stage}_choice"].value_counts().items()}
+    reasons = {f"reason_{k}": int(v) for k, v in frame[f"{stage}_reason"].value_counts().items()}
+    return {**counts, **reasons}
 
 
 def student_params(student: StudentModel) -> dict:

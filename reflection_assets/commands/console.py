@@ -12,31 +12,45 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # Headline metadata per asset, in the order printed; a key an asset does not report is left out.
 HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
     "raw_instructions": (("accepted", "accepted"), ("rejected", "rejected")),
     "raw_ifd_scores": (("rows", "rows"), ("ifd_ppl_mean", "mean IFD")),
     "instruction_reflections": (
-        ("outcome_reflected", "reflected"), ("outcome_parse_failed", "parse failed"),
-        ("outcome_teacher_error", "teacher errors"), ("calls_made", "calls"), ("calls_cached", "cached"),
+        ("outcome_reflected", "reflected"),
+        ("outcome_parse_failed", "parse failed"),
+        ("outcome_teacher_error", "teacher errors"),
+        ("calls_made", "calls"),
+        ("calls_cached", "cached"),
     ),
     "instruction_ifd_scores": (("choice_reflected", "rewrite kept"), ("choice_original", "original kept")),
     "response_reflections": (
-        ("outcome_reflected", "reflected"), ("outcome_parse_failed", "parse failed"),
-        ("outcome_teacher_error", "teacher errors"), ("calls_made", "calls"), ("calls_cached", "cached"),
+        ("outcome_reflected", "reflected"),
+        ("outcome_parse_failed", "parse failed"),
+        ("outcome_teacher_error", "teacher errors"),
+        ("calls_made", "calls"),
+        ("calls_cached", "cached"),
     ),
     "response_scores": (("choice_reflected", "answer rewrite won"), ("choice_original", "original won")),
     "selected_dataset": (("rows_scored", "scored"), ("rows_selected", "selected")),
     "arm_datasets": (("rows", "rows"), ("shortfall", "short by")),
     "lora_checkpoint": (
-        ("status", "status"), ("rows_trained", "rows"), ("first_loss", "loss"), ("final_loss", "->"),
+        ("status", "status"),
+        ("rows_trained", "rows"),
+        ("first_loss", "loss"),
+        ("final_loss", "->"),
         ("skipped_reason", "why"),
     ),
-    "eval_scores": (("rows", "scores"), ("models", "models"), ("generations_made", "generated"),
-                    ("generations_cached", "cached")),
+    "eval_scores": (
+        ("rows", "scores"),
+        ("models", "models"),
+        ("generations_made", "generated"),
+        ("generations_cached", "cached"),
+    ),
     "ablation_report": (("rows", "rows"),),
 }
 SILENT_ASSETS = {"rejected_rows"}  # reported by raw_instructions' line
@@ -78,8 +92,11 @@ def stage_lines(instance: Any, run_id: str) -> list[StageLine]:
 
     records = instance.all_logs(
         run_id,
-        of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
-                 dg.DagsterEventType.ASSET_MATERIALIZATION},
+        of_type={
+            dg.DagsterEventType.STEP_START,
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.ASSET_MATERIALIZATION,
+        },
     )
     started: dict[str, float] = {}
     finished: dict[str, float] = {}
@@ -117,8 +134,22 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "mlflow", "alembic",
-                 "httpx", "urllib3", "lm-eval", "lm_eval", "filelock", "huggingface_hub"):
+    for name in (
+        "transformers",
+        "peft",
+        "trl",
+        "accelerate",
+        "datasets",
+        "bitsandbytes",
+        "mlflow",
+        "alembic",
+        "httpx",
+        "urllib3",
+        "lm-eval",
+        "lm_eval",
+        "filelock",
+        "huggingface_hub",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import transformers

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 # The demo trains and evaluates the method and the two baselines that isolate it (the teacher's
 # rewrites without the student's choice, and a random draw of the same size); `--arms` adds more.
@@ -17,22 +16,31 @@ DEMO_ARMS = ("selective", "reflected_all", "random")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA or the demo set)")
+    parser.add_argument(
+        "--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA or the demo set)"
+    )
     parser.add_argument("--partition", default=None, help="partition key (default: derived from the source, or 'demo')")
-    parser.add_argument("--arms", default=",".join(DEMO_ARMS), help=f"comma-separated arms (default: {','.join(DEMO_ARMS)})")
-    parser.add_argument("--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)")
+    parser.add_argument(
+        "--arms", default=",".join(DEMO_ARMS), help=f"comma-separated arms (default: {','.join(DEMO_ARMS)})"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="reflect only the first N rows (trial runs)")
-    parser.add_argument("--verbose", action="store_true", help="Dagster's events and the libraries' warnings on the terminal")
+    parser.add_argument(
+        "--verbose", action="store_true", help="Dagster's events and the libraries' warnings on the terminal"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
     from reflection_assets.commands.driver import register_dataset, require_dagster_home, run_steps
+    from reflection_assets.demo_data import DATA_ENV
 
     if not require_dagster_home():
         return 2
     quiet_libraries(args.verbose)
-    key = register_dataset(args.source or os.environ.get("REFLECTION_DATA"), args.partition)
+    key = register_dataset(args.source or os.environ.get(DATA_ENV), args.partition)
     print(f"reflection-tuning demo: dataset partition '{key}', arms {args.arms}", flush=True)
     result = run_steps(graph_steps(key, args), verbose=args.verbose, echo=lambda s: print(s, flush=True))
     print(closing(result.seconds))
@@ -52,9 +60,9 @@ def graph_steps(key: str, args: argparse.Namespace) -> list:
 
 def closing(seconds: float) -> str:
     """The results as small tables, then where to look."""
+    from reflection_assets.database import connect
     from reflection_assets.deployment import build_resources
     from reflection_assets.paths import exports_dir, warehouse_path
-    from resources.warehouse import connect
 
     lines = [f"\nDone in {seconds:.0f} s."]
     with connect(str(warehouse_path()), read_only=True) as conn:
@@ -83,24 +91,34 @@ def table_lines(report: dict) -> list[str]:
 
     lines: list[str] = []
     if "decisions" in report:
-        lines += ["", f"Decisions ({report['rows_selected']} rows selected):",
-                  markdown_table(report["decisions"],
-                                 ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"])]
+        lines += [
+            "",
+            f"Decisions ({report['rows_selected']} rows selected):",
+            markdown_table(
+                report["decisions"], ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"]
+            ),
+        ]
     else:
         lines += ["", "No selection was made (see the selection step above)."]
     if report.get("training"):
-        lines += ["", "Training:", markdown_table(report["training"],
-                                                  ["arm", "status", "rows_trained", "first_loss", "final_loss",
-                                                   "train_seconds", "skipped_reason"])]
+        lines += [
+            "",
+            "Training:",
+            markdown_table(
+                report["training"],
+                ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds", "skipped_reason"],
+            ),
+        ]
     if report.get("ablation"):
         rows = [dict(row, interval=_interval(row)) for row in report["ablation"]]
-        lines += ["", "Ablation (delta vs the base model, 95 % paired bootstrap interval):",
-                  markdown_table(rows, ["arm", "suite", "metric", "n", "value", "delta_vs_base", "interval", "verdict"])]
+        lines += [
+            "",
+            "Ablation (delta vs the base model, 95 % paired bootstrap interval):",
+            markdown_table(rows, ["arm", "suite", "metric", "n", "value", "delta_vs_base", "interval", "verdict"]),
+        ]
     return lines
 
 
 def _interval(row: dict) -> str:
     low, high = row.get("ci_low"), row.get("ci_high")
     return "" if low is None or high is None else f"[{low:+.3f}, {high:+.3f}]"
-
-

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from reflection_assets.commands.console import StageLine, console_run_config, stage_lines
 
@@ -41,7 +42,8 @@ def register_dataset(source: str | None, partition: str | None) -> str:
     """The dataset partition key, registered in the instance (and its source in the warehouse)."""
     import dagster as dg
 
-    from reflection_assets.partitions import DATASETS, DEMO_PARTITION
+    from reflection_assets.demo_data import DEMO_PARTITION
+    from reflection_assets.partitions import DATASETS
     from reflection_assets.paths import warehouse_path
     from reflection_assets.sources import DatasetSource, partition_key_for, register_source
 

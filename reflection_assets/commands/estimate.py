@@ -13,31 +13,54 @@ import sys
 from pathlib import Path
 
 from reflection_assets.teacher.cache import DEFAULT_CACHE_PATH
+from reflection_assets.teacher.types import INSTRUCTION, RESPONSE
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, metavar="PAIRS.jsonl", help="dataset file or folder (any format `validate` reads)")
-    parser.add_argument("--stage", choices=("instruction", "response"), default="instruction", help="reflection stage (default: instruction)")
-    parser.add_argument("--cache", default=DEFAULT_CACHE_PATH, metavar="DB", help=f"llm_calls DuckDB file (default: {DEFAULT_CACHE_PATH})")
-    parser.add_argument("--max-new-tokens", type=int, default=512, metavar="N", help="generation cap per call (default: 512)")
-    parser.add_argument("--guided", action="store_true", help="estimate guided generation (critique + one request per section)")
-    parser.add_argument("--critique-tokens", type=int, default=128, metavar="N", help="critique cap when guided (default: 128)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N rows, as a trial run would")
-    parser.add_argument("--max-calls", type=int, default=None, metavar="N", help="check the estimate against this call cap")
-    parser.add_argument("--max-tokens", type=int, default=None, metavar="N", help="check the estimate against this token cap")
+    parser.add_argument(
+        "--input", required=True, metavar="PAIRS.jsonl", help="dataset file or folder (any format `validate` reads)"
+    )
+    parser.add_argument(
+        "--stage", choices=(INSTRUCTION, RESPONSE), default=INSTRUCTION, help="reflection stage (default: instruction)"
+    )
+    parser.add_argument(
+        "--cache",
+        default=DEFAULT_CACHE_PATH,
+        metavar="DB",
+        help=f"llm_calls DuckDB file (default: {DEFAULT_CACHE_PATH})",
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=512, metavar="N", help="generation cap per call (default: 512)"
+    )
+    parser.add_argument(
+        "--guided", action="store_true", help="estimate guided generation (critique + one request per section)"
+    )
+    parser.add_argument(
+        "--critique-tokens", type=int, default=128, metavar="N", help="critique cap when guided (default: 128)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="only the first N rows, as a trial run would"
+    )
+    parser.add_argument(
+        "--max-calls", type=int, default=None, metavar="N", help="check the estimate against this call cap"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, metavar="N", help="check the estimate against this token cap"
+    )
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    from reflection_assets.deployment import build_teacher
     from reflection_assets.ingest.errors import DatasetReadError
     from reflection_assets.ingest.readers import read_dataset
+    from reflection_assets.teacher.backend import TeacherError
     from reflection_assets.teacher.cache import CallCache
     from reflection_assets.teacher.estimate import estimate_cost
     from reflection_assets.teacher.settings import ReflectionSettings
-    from resources.teacher import TeacherError, teacher_from_env
 
     try:
         settings = ReflectionSettings(
@@ -45,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit, max_calls=args.max_calls, max_tokens=args.max_tokens,
         )
         pairs = read_dataset(args.input).accepted
-        identity = teacher_from_env().cache_identity()
+        identity = build_teacher().cache_identity()
     except (ValueError, DatasetReadError, TeacherError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -59,9 +82,11 @@ def format_estimate(e: dict) -> str:
     lines = [
         f"teacher: {e['backend']} {e['model']} (prompts {e['prompt_version']}, stage {e['stage']}"
         f"{', guided' if e['guided'] else ''})",
-        f"rows: {e['rows']} ({e['rows_cached']} cached, {e['rows_duplicate']} duplicates, {e['rows_past_limit']} past the limit)",
+        f"rows: {e['rows']} ({e['rows_cached']} cached, {e['rows_duplicate']} duplicates, "
+        f"{e['rows_past_limit']} past the limit)",
         f"calls: {e['calls']} ({e['requests']} requests)",
-        f"tokens: ~{e['prompt_tokens']} prompt + at most {e['max_completion_tokens']} completion = at most {e['max_total_tokens']}",
+        f"tokens: ~{e['prompt_tokens']} prompt + at most {e['max_completion_tokens']} completion "
+        f"= at most {e['max_total_tokens']}",
     ]
     if e["max_calls_cap"] is not None or e["max_tokens_cap"] is not None:
         verdict = "within" if e["within_caps"] else "BEYOND"

@@ -24,11 +24,15 @@ MLFLOW_EXPERIMENT = "reflection-tuning-experiments"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA)")
-    parser.add_argument("--rows", type=int, default=200, help="first N accepted pairs of the source (0: all; default 200)")
+    parser.add_argument(
+        "--rows", type=int, default=200, help="first N accepted pairs of the source (0: all; default 200)"
+    )
     parser.add_argument("--arms", default=",".join(EXPERIMENT_ARMS), help="comma-separated arms to train and evaluate")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="teacher tokens per reflection section")
     parser.add_argument("--partition", default=None, help="partition key (default: from the source and --rows)")
-    parser.add_argument("--verbose", action="store_true", help="Dagster's events and the libraries' warnings on the terminal")
+    parser.add_argument(
+        "--verbose", action="store_true", help="Dagster's events and the libraries' warnings on the terminal"
+    )
 
 
 def sample_file(source: str, rows: int, folder: Path) -> tuple[str, int]:
@@ -43,8 +47,11 @@ def sample_file(source: str, rows: int, folder: Path) -> tuple[str, int]:
     path = folder / f"{Path(source.rstrip('/')).stem}-{len(pairs)}.jsonl"
     with path.open("w", encoding="utf-8") as out:
         for pair in pairs:
-            record = _messages(pair) if as_messages else {"instruction": pair.instruction, "input": pair.input,
-                                                          "output": pair.output}
+            record = (
+                _messages(pair)
+                if as_messages
+                else {"instruction": pair.instruction, "input": pair.input, "output": pair.output}
+            )
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return str(path), len(pairs)
 
@@ -62,16 +69,19 @@ def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.demo import table_lines
     from reflection_assets.commands.driver import Step, register_dataset, require_dagster_home, run_steps
     from reflection_assets.commands.report import build_report, write_report
+    from reflection_assets.database import connect
+    from reflection_assets.demo_data import DATA_ENV
     from reflection_assets.ingest import DatasetReadError
     from reflection_assets.paths import data_dir, warehouse_path
-    from resources.warehouse import connect
 
     if not require_dagster_home():
         return 2
-    source = args.source or os.environ.get("REFLECTION_DATA")
+    source = args.source or os.environ.get(DATA_ENV)
     if not source:
-        print("no data: pass --source FILE or set REFLECTION_DATA (any format `reflection-tuning validate` reads)",
-              file=sys.stderr)
+        print(
+            "no data: pass --source FILE or set REFLECTION_DATA (any format `reflection-tuning validate` reads)",
+            file=sys.stderr,
+        )
         return 2
     quiet_libraries(args.verbose)
     try:
@@ -80,15 +90,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     key = register_dataset(data, args.partition)
-    teacher = os.environ.get("REFLECTION_TEACHER_BASE_URL") or "in-process " + os.environ.get("REFLECTION_TEACHER_MODEL", "bundled")
-    settings = {"source": source, "sample": data, "rows": rows, "partition": key, "arms": args.arms,
-                "max_new_tokens": args.max_new_tokens, "teacher": teacher,
-                "student": os.environ.get("REFLECTION_STUDENT", "bundled")}
-    print(f"reflection-tuning experiment: {rows if rows is not None else 'all'} rows of {source} as partition '{key}'",
-          flush=True)
+    teacher = os.environ.get("REFLECTION_TEACHER_BASE_URL") or "in-process " + os.environ.get(
+        "REFLECTION_TEACHER_MODEL", "bundled"
+    )
+    settings = {
+        "source": source,
+        "sample": data,
+        "rows": rows,
+        "partition": key,
+        "arms": args.arms,
+        "max_new_tokens": args.max_new_tokens,
+        "teacher": teacher,
+        "student": os.environ.get("REFLECTION_STUDENT", "bundled"),
+    }
+    print(
+        f"reflection-tuning experiment: {rows if rows is not None else 'all'} rows of {source} as partition '{key}'",
+        flush=True,
+    )
     stage = {"max_new_tokens": args.max_new_tokens}
-    steps = [Step("dataset_job", key, {"ops": {n: {"config": stage} for n in ("instruction_reflections", "response_reflections")}}),
-             Step("selection_job")]
+    steps = [
+        Step(
+            "dataset_job",
+            key,
+            {"ops": {n: {"config": stage} for n in ("instruction_reflections", "response_reflections")}},
+        ),
+        Step("selection_job"),
+    ]
     steps += [Step("arms_job", arm) for arm in args.arms.split(",") if arm]
     steps.append(Step("evaluation_job"))
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))

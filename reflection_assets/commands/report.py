@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -18,14 +19,24 @@ from reflection_assets.commands.console import StageLine, markdown_table
 
 TEACHER_TABLES = ("instruction_reflections", "response_reflections")
 TRAINING_COLUMNS = ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds", "skipped_reason"]
-ABLATION_COLUMNS = ["arm", "suite", "metric", "n", "value", "delta_vs_base", "ci_low", "ci_high",
-                    "delta_vs_random", "ci_low_vs_random", "ci_high_vs_random", "verdict"]
+ABLATION_COLUMNS = [
+    "arm",
+    "suite",
+    "metric",
+    "n",
+    "value",
+    "delta_vs_base",
+    "ci_low",
+    "ci_high",
+    "delta_vs_random",
+    "ci_low_vs_random",
+    "ci_high_vs_random",
+    "verdict",
+]
 
 
 def _table(conn: Any, name: str) -> pd.DataFrame | None:
-    found = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()[0]
+    found = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
     return conn.execute(f'SELECT * FROM "{name}"').df() if found else None
 
 
@@ -77,8 +88,12 @@ def render_markdown(report: dict, title: str = "Selective Reflection-Tuning run"
     out = [f"# {title}", "", f"Total time: {report['total_seconds']:.0f} s", ""]
     if report.get("settings"):
         out += ["## Settings", "", "```json", json.dumps(report["settings"], indent=1, default=str), "```", ""]
-    out += ["## Time per stage", "",
-            markdown_table(report["stages"], ["asset", "partition", "seconds"], floatfmt=".1f"), ""]
+    out += [
+        "## Time per stage",
+        "",
+        markdown_table(report["stages"], ["asset", "partition", "seconds"], floatfmt=".1f"),
+        "",
+    ]
     out += ["## Teacher outcomes", ""]
     for stage, numbers in report.get("teacher", {}).items():
         outcomes = ", ".join(f"{k} {v}" for k, v in numbers["outcomes"].items())
@@ -86,16 +101,19 @@ def render_markdown(report: dict, title: str = "Selective Reflection-Tuning run"
         out.append(f"- `{stage}`: {numbers['rows']} rows: {outcomes}" + (f" (why: {reasons})" if reasons else ""))
     out += ["", "## Decisions (instruction choice x answer choice)", ""]
     if "decisions" in report:
-        out += [markdown_table(report["decisions"], ["instruction_choice", "response_choice", "rows", "passed_filter",
-                                                     "selected"]), ""]
+        out += [
+            markdown_table(
+                report["decisions"], ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"]
+            ),
+            "",
+        ]
     else:
         out += ["Not materialized.", ""]
     out += ["## Arms", ""]
     arms = report.get("arms")
     out += [", ".join(f"`{k}` {v}" for k, v in arms.items()) if arms else "No arm was built.", ""]
     out += ["## Training", ""]
-    out += [markdown_table(report["training"], TRAINING_COLUMNS) if report.get("training") else "Not materialized.",
-            ""]
+    out += [markdown_table(report["training"], TRAINING_COLUMNS) if report.get("training") else "Not materialized.", ""]
     out += ["## Ablation (95 % paired bootstrap intervals)", ""]
     if report.get("ablation"):
         columns = [c for c in ABLATION_COLUMNS if any(c in row for row in report["ablation"])]

@@ -16,8 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-TEMPLATE_CHOICES = ("alpaca", "vicuna", "chat", "plain")
-START_CHOICES = ("bos", "eos", "header")
+from reflection_assets.scoring.templates import START_TOKENS, TEMPLATES  # light: no torch, no tokenizer
 
 
 class InputError(ValueError):
@@ -25,16 +24,48 @@ class InputError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, type=Path, metavar="PAIRS.jsonl", help="rows with instruction, optional input, output, optional id")
-    parser.add_argument("--output", required=True, type=Path, metavar="SCORES.jsonl", help="one score row per input row")
-    parser.add_argument("--student", default="bundled", metavar="REF", help="bundled (default), a .gguf file, a model directory or a hub id")
-    parser.add_argument("--template", choices=TEMPLATE_CHOICES, default=None, help="default: chat when the student has a chat template, else alpaca")
-    parser.add_argument("--start-token", choices=START_CHOICES, default="bos", help="context of the unconditioned pass (default: bos)")
-    parser.add_argument("--max-length", type=int, default=512, metavar="N", help="prompt + scored tokens per pass (default: 512)")
-    parser.add_argument("--batch-tokens", type=int, default=None, metavar="N", help="padded tokens per forward pass (default: 1024 on CPU, 32768 on CUDA)")
-    parser.add_argument("--cache", type=Path, default=None, metavar="DB", help="DuckDB file whose student_scores table caches losses")
+    parser.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        metavar="PAIRS.jsonl",
+        help="rows with instruction, optional input, output, optional id",
+    )
+    parser.add_argument(
+        "--output", required=True, type=Path, metavar="SCORES.jsonl", help="one score row per input row"
+    )
+    parser.add_argument(
+        "--student",
+        default="bundled",
+        metavar="REF",
+        help="bundled (default), a .gguf file, a model directory or a hub id",
+    )
+    parser.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=None,
+        help="default: chat when the student has a chat template, else alpaca",
+    )
+    parser.add_argument(
+        "--start-token", choices=START_TOKENS, default="bos", help="context of the unconditioned pass (default: bos)"
+    )
+    parser.add_argument(
+        "--max-length", type=int, default=512, metavar="N", help="prompt + scored tokens per pass (default: 512)"
+    )
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="padded tokens per forward pass (default: 1024 on CPU, 32768 on CUDA)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, metavar="DB", help="DuckDB file whose student_scores table caches losses"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16 ... (default: float32 on CPU, bfloat16 on CUDA)")
+    parser.add_argument(
+        "--dtype", default=None, help="float32, bfloat16 ... (default: float32 on CPU, bfloat16 on CUDA)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -51,7 +82,9 @@ def _history(row: dict, where: str) -> tuple:
     from reflection_assets.schema import Turn
 
     turns = row.get("history") or []
-    if not isinstance(turns, list) or not all(isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), str) for t in turns):
+    if not isinstance(turns, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), str) for t in turns
+    ):
         raise InputError(f"{where}: field 'history' must be a list of {{role, content}} objects")
     return tuple(Turn(t["role"], t["content"]) for t in turns)
 
@@ -127,13 +160,13 @@ def run(args: argparse.Namespace) -> int:
         _err("error: --max-length must be at least 2 and --batch-tokens positive")
         return 2
 
-    from resources.model_store import ModelReferenceError
-    from reflection_assets.scoring.cache import StudentScoreCache
+    from transformers.utils import logging as hf_logging
+
+    from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.progress import Progress
+    from reflection_assets.scoring.cache import StudentScoreCache
     from reflection_assets.scoring.scorer import ScoringConfig, score_pairs, settings_for
     from reflection_assets.scoring.student import load_student
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress lines say more (rate, ETA)
     try:

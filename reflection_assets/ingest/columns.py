@@ -36,7 +36,3 @@ def parse_column_map(text: str | None) -> dict[str, str]:
     resolve_column_map(mapping)  # validate field names now, with the user's text still at hand
     return mapping
 
-
-def explicitly_mapped(column_map: Mapping[str, str] | None) -> set[str]:
-    """Fields the user mapped by hand: a missing column for those is an error even if optional."""
-    return set(column_map or {})

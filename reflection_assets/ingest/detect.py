@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from reflection_assets.ingest.records import RECORD_FORMATS
+from reflection_assets.ingest.records import RecordFormat
 
-CONTAINER_FORMATS: tuple[str, ...] = ("csv", "parquet", "hf")
-FORMATS: tuple[str, ...] = ("auto", *RECORD_FORMATS, *CONTAINER_FORMATS)
+ContainerFormat = Literal["csv", "parquet", "hf"]
+CONTAINER_FORMATS: tuple[str, ...] = get_args(ContainerFormat)
+DatasetFormat = Literal["auto", RecordFormat, ContainerFormat]  # what `read_dataset(format=...)` accepts
+FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 CSV_DELIMITERS = {".csv": ",", ".tsv": "\t"}

@@ -93,7 +93,7 @@ class ReadResult:
         counts = Counter(row.reason for row in self.rejected)
         return {reason: counts[reason] for reason in REASONS if counts[reason]}
 
-    def accepted_frame(self, dataset: str) -> "pd.DataFrame":
+    def accepted_frame(self, dataset: str) -> pd.DataFrame:
         """The accepted rows with exactly schema.RAW_COLUMNS (history as a JSON string)."""
         rows = [
             {
@@ -112,7 +112,7 @@ class ReadResult:
         ]
         return _frame(rows, RAW_COLUMNS)
 
-    def rejected_frame(self, dataset: str) -> "pd.DataFrame":
+    def rejected_frame(self, dataset: str) -> pd.DataFrame:
         """The rejected rows with exactly schema.REJECTED_COLUMNS."""
         rows = [
             {
@@ -128,7 +128,7 @@ class ReadResult:
         return _frame(rows, REJECTED_COLUMNS)
 
 
-def _frame(rows: list[dict[str, object]], columns: list[str]) -> "pd.DataFrame":
+def _frame(rows: list[dict[str, object]], columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=columns)

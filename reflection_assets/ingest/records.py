@@ -12,7 +12,7 @@ conversation is kept. Every turn, kept or dropped, must be well-formed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from reflection_assets.ingest.fields import check_text, describe_type, text_field
 from reflection_assets.ingest.reasons import (
@@ -25,7 +25,8 @@ from reflection_assets.ingest.reasons import (
 )
 from reflection_assets.schema import Pair, Turn
 
-RECORD_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages")
+RecordFormat = Literal["alpaca", "sharegpt", "messages"]
+RECORD_FORMATS: tuple[str, ...] = get_args(RecordFormat)
 
 # Speaker names as they appear in the wild -> our roles. Matching ignores case and spaces.
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}

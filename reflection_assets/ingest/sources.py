@@ -144,7 +144,7 @@ class _LineTap:
         self.taken: list[str] = []
         self.count = 0
 
-    def __iter__(self) -> "_LineTap":
+    def __iter__(self) -> _LineTap:
         return self
 
     def __next__(self) -> str:

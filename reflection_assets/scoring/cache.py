@@ -5,29 +5,27 @@ fingerprint, template and its rendered hash, start token, max_length, dtype, dev
 version -- and the exact token ids of the context and of the scored text (the texts as rendered,
 truncation included). Per-sequence rows let IFD, r-IFD and both selection stages share work.
 
-DuckDB allows one writing process per file, and Dagster runs steps in separate processes, so a
-connection is opened only for one short read or write batch, never across a model call, and a
-lock conflict is retried with bounded, jittered backoff.
+A connection is opened only for one short read or write batch, never across a model call
+(`reflection_assets.database`, which waits out another process's lock).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import duckdb
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from reflection_assets.database import connect
 from reflection_assets.hashing import content_hash
 from reflection_assets.scoring.sequences import Seq
 
 # Bump when the same key would now map to a different number (tokenization or loss rules change).
 SCORER_VERSION = "1"
 TABLE = "student_scores"
-LOCK_WAIT_SECONDS = 120.0
 
 _CREATE = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -44,7 +42,16 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     scorer_version VARCHAR,
     created_at TIMESTAMP DEFAULT current_timestamp
 )"""
-_SCOPE_COLUMNS = ("model_fingerprint", "template", "template_hash", "start_token", "max_length", "dtype", "device_kind", "scorer_version")
+_SCOPE_COLUMNS = (
+    "model_fingerprint",
+    "template",
+    "template_hash",
+    "start_token",
+    "max_length",
+    "dtype",
+    "device_kind",
+    "scorer_version",
+)
 
 
 @dataclass(frozen=True)
@@ -73,19 +80,6 @@ def sequence_key(scope_key: str, seq: Seq) -> str:
     return content_hash([scope_key, ids_hash(seq.context), ids_hash(seq.scored)], length=64)
 
 
-def is_lock_error(exc: BaseException) -> bool:
-    """DuckDB's 'Could not set lock on file': another process holds the database."""
-    return isinstance(exc, duckdb.Error) and "lock" in str(exc).lower()
-
-
-_retry_on_lock = retry(
-    retry=retry_if_exception(is_lock_error),
-    wait=wait_random_exponential(multiplier=0.05, max=2.0),
-    stop=stop_after_delay(LOCK_WAIT_SECONDS),
-    reraise=True,
-)
-
-
 class StudentScoreCache:
     """Short-lived connections to the `student_scores` table of one DuckDB file."""
 
@@ -94,15 +88,10 @@ class StudentScoreCache:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        connection = duckdb.connect(str(self.db_path))
-        try:
+        with connect(self.db_path) as connection:
             connection.execute(_CREATE)
             yield connection
-        finally:
-            connection.close()
 
-    @_retry_on_lock
     def get(self, keys: Sequence[str]) -> dict[str, float]:
         """Losses already stored for `keys` (missing keys are absent from the result)."""
         if not keys:
@@ -113,7 +102,6 @@ class StudentScoreCache:
             ).fetchall()
         return {key: float(loss) for key, loss in rows}
 
-    @_retry_on_lock
     def put(self, scope: CacheScope, losses: Mapping[str, tuple[float, int]]) -> None:
         """Store {key: (loss, n_scored_tokens)}; keys already present are kept as they are."""
         if not losses:
@@ -128,7 +116,6 @@ class StudentScoreCache:
                 [keys, [losses[k][0] for k in keys], [losses[k][1] for k in keys], *scope_values],
             )
 
-    @_retry_on_lock
     def count(self) -> int:
         with self._connection() as connection:
             return int(connection.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])

@@ -12,8 +12,9 @@ every sequence (checked once per model on a probe); the loss is taken in fp32.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +121,9 @@ class LossEngine:
             self._parts = parts
         return self._parts  # type: ignore[return-value]
 
-    def _inputs(self, batch: Sequence[Seq], skip: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _inputs(
+        self, batch: Sequence[Seq], skip: int = 0
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ids, mask and positions after the first `skip` tokens (a shared prefix whose
         keys and values come from a cache); plus (row, column, target) of every scored token."""
         width = max(seq.length for seq in batch) - skip
@@ -144,7 +147,12 @@ class LossEngine:
         return inputs, as_tensor(rows), as_tensor(cols), as_tensor(targets)
 
     def _token_nll(
-        self, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor, targets: torch.Tensor, cache: Any = None
+        self,
+        inputs: dict[str, torch.Tensor],
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        targets: torch.Tensor,
+        cache: Any = None,
     ) -> torch.Tensor:
         parts = self._head_parts()
         extra = {"past_key_values": cache, "use_cache": True} if cache is not None else {"use_cache": False}
@@ -154,7 +162,9 @@ class LossEngine:
         base, head = parts
         hidden = base(**inputs, **extra).last_hidden_state[rows, cols]
         chunks = [
-            F.cross_entropy(head(hidden[i : i + HEAD_CHUNK_ROWS]).float(), targets[i : i + HEAD_CHUNK_ROWS], reduction="none")
+            F.cross_entropy(
+                head(hidden[i : i + HEAD_CHUNK_ROWS]).float(), targets[i : i + HEAD_CHUNK_ROWS], reduction="none"
+            )
             for i in range(0, hidden.shape[0], HEAD_CHUNK_ROWS)
         ]
         return torch.cat(chunks)
@@ -214,7 +224,11 @@ class LossEngine:
                     if shared is not None:
                         full, reused = self.forward(probe)[0], self.forward(probe, shared)[0]
                         tolerance = 1e-4 if self.dtype == torch.float32 else 2e-2
-                        ok = full.loss is not None and reused.loss is not None and abs(full.loss - reused.loss) <= tolerance * max(1.0, abs(full.loss))
+                        ok = (
+                            full.loss is not None
+                            and reused.loss is not None
+                            and abs(full.loss - reused.loss) <= tolerance * max(1.0, abs(full.loss))
+                        )
                 except (*BATCH_ERRORS, TypeError, AttributeError, ImportError):
                     ok = False
                 finally:  # the probe is not work done
@@ -236,7 +250,9 @@ class LossEngine:
             half = len(batch) // 2
             return self._forward_or_split(batch[:half], prefix) + self._forward_or_split(batch[half:], prefix)
 
-    def run(self, seqs: Sequence[Seq], batch_tokens: int | None = None, progress: ProgressFn | None = None) -> Iterator[dict[Seq, SeqLoss]]:
+    def run(
+        self, seqs: Sequence[Seq], batch_tokens: int | None = None, progress: ProgressFn | None = None
+    ) -> Iterator[dict[Seq, SeqLoss]]:
         """Yield losses batch by batch (callers can persist them as they come); `seqs` must be unique.
 
         Sequences that share a long enough prompt prefix are batched together after it; the rest

@@ -7,12 +7,14 @@ plain ratio. A score whose status is not ok is None, never 0 or NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from reflection_assets.scoring import statuses
 from reflection_assets.scoring.engine import SeqLoss
 from reflection_assets.scoring.sequences import Plan
+
 
 @dataclass(frozen=True)
 class Ratio:
@@ -71,7 +73,7 @@ class PairScore:
     rifd_status: str
 
     @classmethod
-    def build(cls, row_id: str, ifd: Ratio, rifd: Ratio) -> "PairScore":
+    def build(cls, row_id: str, ifd: Ratio, rifd: Ratio) -> PairScore:
         return cls(
             row_id,
             ifd.cond, ifd.alone, ifd.ppl, ifd.loss, ifd.n_tokens, ifd.status,

@@ -12,8 +12,8 @@ walk of the Cartesian tree of those prefix lengths can make it (shortest shared 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 MIN_PREFIX_TOKENS = 8  # shorter prefixes save less than the extra pass and the smaller batches cost
 MIN_SAVED_TOKENS = 64  # a group must save this much to be worth batching apart from the rest

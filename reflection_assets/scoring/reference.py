@@ -7,7 +7,7 @@ measure the engine against it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -31,7 +31,11 @@ def reference_loss(model, seq: Seq) -> float:
 
 
 def reference_score_pairs(
-    pairs: Sequence[Pair], student: Student, config: ScoringConfig = ScoringConfig(), ifd: bool = True, rifd: bool = True
+    pairs: Sequence[Pair],
+    student: Student,
+    config: ScoringConfig = ScoringConfig(),  # noqa: B008 - a frozen dataclass, as in scorer.score_pairs
+    ifd: bool = True,
+    rifd: bool = True,
 ) -> list[PairScore]:
     """Scores of every pair, each pass run on its own (four forward calls per pair)."""
     settings = settings_for(student, config)

@@ -7,8 +7,9 @@ numbers for the same settings.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from reflection_assets.schema import Pair
 from reflection_assets.scoring import statuses
@@ -52,7 +53,9 @@ def cache_scope(student: Student, settings: PromptSettings) -> CacheScope:
     )
 
 
-def plan_pairs(student: Student, settings: PromptSettings, pairs: Sequence[Pair], ifd: bool = True, rifd: bool = True) -> list[tuple[Plan, Plan]]:
+def plan_pairs(
+    student: Student, settings: PromptSettings, pairs: Sequence[Pair], ifd: bool = True, rifd: bool = True
+) -> list[tuple[Plan, Plan]]:
     skipped = Plan(statuses.SKIPPED)
     return [
         (
@@ -157,7 +160,7 @@ def scores_frame(
     rifd: bool = True,
     cache: StudentScoreCache | None = None,
     progress: ProgressFn | None = None,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Per-pair score rows as a DataFrame (`id` renamed `row_id`, the warehouse's row key)."""
     import pandas as pd
 

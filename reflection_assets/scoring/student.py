@@ -32,9 +32,13 @@ class Student:
         return self.engine.device.type
 
 
-def load_student(ref: str = "bundled", device: str | None = None, dtype: str | None = None) -> Student:
-    """Load through the model store: fp32 on CPU, bf16 on CUDA unless told otherwise."""
-    from resources.model_store import load_model_and_tokenizer
+def load_student(
+    ref: str = "bundled", device: str | None = None, dtype: str | None = None, trust_remote_code: bool = False
+) -> Student:
+    """The one student loader (CLI and resource): through the model store, fp32 on CPU, bf16 on CUDA by default."""
+    from reflection_assets.model_store import load_model_and_tokenizer
 
-    model, tokenizer, fingerprint = load_model_and_tokenizer(ref, dtype=dtype, device=device)
+    model, tokenizer, fingerprint = load_model_and_tokenizer(
+        ref, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+    )
     return Student(model, tokenizer, fingerprint)

@@ -8,13 +8,21 @@ its rendered text again would add a second BOS on Llama-3-style templates).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal, get_args
 
 from reflection_assets.hashing import content_hash
 from reflection_assets.schema import Turn
 
-ALPACA, VICUNA, CHAT, PLAIN = "alpaca", "vicuna", "chat", "plain"
-TEMPLATES = (ALPACA, VICUNA, CHAT, PLAIN)
+TemplateName = Literal["alpaca", "vicuna", "chat", "plain"]
+TEMPLATES: tuple[str, ...] = get_args(TemplateName)
+ALPACA, VICUNA, CHAT, PLAIN = TEMPLATES
+AUTO = "auto"  # a setting, not a template: chat when the student has a chat template, else alpaca
+TemplateSetting = Literal["auto", TemplateName]
+
+# Context of the unconditioned pass (see start_ids).
+StartToken = Literal["bos", "eos", "header"]
+START_TOKENS: tuple[str, ...] = get_args(StartToken)
 
 ALPACA_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -81,7 +89,9 @@ def user_message(instruction: str, input_text: str) -> str:
     return f"{instruction}\n\n{input_text}" if input_text else instruction
 
 
-def render_text(name: str, instruction: str, input_text: str = "", system: str = "", history: Sequence[Turn] = ()) -> str:
+def render_text(
+    name: str, instruction: str, input_text: str = "", system: str = "", history: Sequence[Turn] = ()
+) -> str:
     """Prompt text of a text template (alpaca / vicuna / plain), earlier turns as a transcript."""
     with_input, no_input = _TEXT_TEMPLATES[name]
     prefix = transcript(system, history)
@@ -155,8 +165,8 @@ def start_ids(tokenizer: Any, name: str, start_token: str) -> list[int]:
         if ids:
             return ids
         raise ValueError(f"template {name!r} has no response header; use start token bos or eos")
-    if start_token not in ("bos", "eos", "header"):
-        raise ValueError(f"unknown start token {start_token!r}; choose bos, eos or header")
+    if start_token not in START_TOKENS:
+        raise ValueError(f"unknown start token {start_token!r}; choose one of {', '.join(START_TOKENS)}")
     raise ValueError(f"the tokenizer has no {start_token} token")
 
 

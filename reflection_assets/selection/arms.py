@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from reflection_assets.selection.columns import ARM_COLUMNS, ARMS, OK, REFLECTED
+from reflection_assets.scoring.statuses import OK
+from reflection_assets.selection.columns import ARM_COLUMNS, ARMS
 from reflection_assets.selection.frames import require, score_view, text, unique_rows
+from reflection_assets.teacher.outcomes import REFLECTED
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-OK = "ok"  # the only score status that counts; anything else never passes or wins
-REFLECTED = "reflected"  # outcome of a successful teacher call, and the winning choice
-ORIGINAL = "original"
+# Choices of the two selective stages: REFLECTED (`teacher.outcomes`, the same word as a successful
+# teacher outcome) or ORIGINAL. Score statuses: `scoring.statuses` (only OK counts).
+ORIGINAL = "original"  # the choice that keeps the pair as it was
 
 # Stage 1 (selective instruction reflection): one row per raw row_id.
 INSTRUCTION_DECISION_COLUMNS = [

@@ -10,13 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reflection_assets.selection.columns import (
-    INSTRUCTION_DECISION_COLUMNS,
-    OK,
-    ORIGINAL,
-    REFLECTED,
-    RESPONSE_DECISION_COLUMNS,
-)
+from reflection_assets.scoring.statuses import OK
+from reflection_assets.selection.columns import INSTRUCTION_DECISION_COLUMNS, ORIGINAL, RESPONSE_DECISION_COLUMNS
 from reflection_assets.selection.frames import (
     aligned_status,
     aligned_value,
@@ -25,6 +20,7 @@ from reflection_assets.selection.frames import (
     text,
     unique_rows,
 )
+from reflection_assets.teacher.outcomes import REFLECTED
 
 
 def _outcome_reason(outcome: pd.Series, *texts: pd.Series) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from reflection_assets.selection.columns import OK
+from reflection_assets.scoring.statuses import OK
 
 MISSING = "missing"  # status of a score row that is absent altogether
 NAN = "nan"  # status of a score marked ok whose value is NaN: never trust it

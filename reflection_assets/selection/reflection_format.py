@@ -1,237 +1,81 @@
-"""Optional Reflection-70B format: answers as <thinking> (with <reflection>) then <output>.
+"""Reflection-70B format applied to selected pairs (the format itself: `reflection_assets.reflection70b`).
 
-The selected answers are rewritten by the teacher into this format; training then uses
-REFLECTION_SYSTEM_PROMPT and evaluation scores only the <output> part (extract_output). A
-rewrite that does not validate is dropped and the row keeps its plain answer, with the reason.
-
-Validation rules (validate_reflection_format), chosen to keep training targets clean:
-- exactly one <thinking>...</thinking>, then exactly one <output>...</output>, both closed, in
-  that order, neither empty;
-- <reflection>...</reflection> blocks may appear inside <thinking> or between </thinking> and
-  <output>, never nested, never empty, never inside <output>;
-- zero reflections are allowed by default: Reflection-70B's own prompt asks for a reflection only
-  "if you detect that you made a mistake", and requiring one would push the teacher to invent
-  mistakes (`require_reflection=True` demands at least one);
-- nothing but whitespace outside the tags, since text there would be trained on yet not be part
-  of the scored answer.
+Pure: the teacher, its call cache and the scoring function come in as arguments, so the
+selection asset stays thin and tests can pass a scripted teacher.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 
+from reflection_assets.reflection70b import REFLECTION_FORMAT_PROMPT_VERSION
 from reflection_assets.schema import Pair
-from reflection_assets.selection.columns import REFLECTED
-from reflection_assets.selection.frames import require, text
+from reflection_assets.scoring.statuses import OK
+from reflection_assets.teacher.backend import TeacherBackend
+from reflection_assets.teacher.cache import CallCache
+from reflection_assets.teacher.outcomes import REFLECTED
+from reflection_assets.teacher.prompts import PROMPT_VERSION
+from reflection_assets.teacher.runner import reflect_rows
+from reflection_assets.teacher.settings import ReflectionSettings
+from reflection_assets.teacher.types import FORMAT
 
-# Reflection-70B's published system prompt: the student is trained (and evaluated) with it.
-REFLECTION_SYSTEM_PROMPT = (
-    "You are a world-class AI system, capable of complex reasoning and reflection. Reason through "
-    "the query inside <thinking> tags, and then provide your final response inside <output> tags. "
-    "If you detect that you made a mistake in your reasoning at any point, correct yourself inside "
-    "<reflection> tags."
-)
-
-REFLECTION_FORMAT_PROMPT_VERSION = "reflection_format.v1"  # part of the teacher-call cache key
-
-TEACHER_SYSTEM_PROMPT = (
-    "You rewrite answers into a reasoning format. First reason step by step inside "
-    "<thinking></thinking>. Whenever you notice a mistake or a gap in your reasoning, correct it "
-    "inside <reflection></reflection>, within the thinking or right after it. Then write the "
-    "final answer, complete and self-contained, inside <output></output>. Write nothing outside "
-    "these tags."
-)
-
-_TAG = re.compile(r"<(/?)(thinking|reflection|output)>")
-# Validator states where free text is not allowed, and states a text must not end in.
-_TEXT_NOT_ALLOWED = {
-    "start": "text_before_thinking",
-    "between": "text_between_thinking_and_output",
-    "end": "text_after_output",
-}
-_UNFINISHED = {"start": "no_thinking", "thinking": "unclosed_thinking", "between": "no_output", "output": "unclosed_output"}
+# (pairs, label) -> (scores frame with row_id, ifd_ppl, rifd_ppl and their statuses; tokens that needed a forward pass)
+ScoreFn = Callable[[list[Pair], str], tuple[pd.DataFrame, int]]
 
 
-@dataclass(frozen=True)
-class GuidedSegment:
-    """One guided-generation step: append `prefix` to the assistant turn, generate until `stop`."""
-
-    prefix: str
-    stop: str
+def final_pairs(frame: pd.DataFrame) -> list[Pair]:
+    """The final (instruction, input, output) of each selection row as scoring/teacher `Pair`s."""
+    return [Pair(r.final_instruction, r.final_output, r.final_input, row_id=r.row_id) for r in frame.itertuples()]
 
 
-def guided_markers() -> tuple[GuidedSegment, ...]:
-    """The segments a teacher that can continue an assistant prefix is guided through.
+def rewrite_in_reflection_format(
+    selection: pd.DataFrame,
+    teacher: TeacherBackend,
+    cache: CallCache,
+    score: ScoreFn,
+    max_new_tokens: int,
+    log: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Reflection-70B option: the teacher rewrites each selected answer (guided, cached like every call).
 
-    Open the assistant turn with "<thinking>\\n", generate until "</thinking>" (reflections are
-    written freely inside it), append "\\n<output>\\n", generate until "</output>". Join the
-    pieces with join_guided.
+    Rewrites that fail the format validator keep the plain answer and say why (`reflection_format`:
+    "ok", "kept_plain:<outcome>:<error>" or "not_selected"). The rewritten pairs are scored again
+    and the scores recorded (`formatted_*`); they do not change which rows are selected.
+    Returns the selection and the counts for metadata.
     """
-    return (GuidedSegment("<thinking>\n", "</thinking>"), GuidedSegment("\n<output>\n", "</output>"))
-
-
-def join_guided(pieces: Sequence[str]) -> str:
-    """The full formatted text from the generated pieces of guided_markers()'s segments."""
-    segments = guided_markers()
-    if len(pieces) != len(segments):
-        raise ValueError(f"expected {len(segments)} pieces, got {len(pieces)}")
-    parts = []
-    for seg, piece in zip(segments, pieces):
-        body = piece[: -len(seg.stop)] if piece.endswith(seg.stop) else piece  # some servers keep the stop
-        parts.append(seg.prefix + body.strip() + "\n" + seg.stop)
-    return "".join(parts)
-
-
-def _pair_fields(pair: Pair | Mapping[str, object]) -> tuple[str, str, str]:
-    if isinstance(pair, Pair):
-        return pair.instruction, pair.input, pair.output
-    return tuple(str(pair.get(k, "") or "") for k in ("instruction", "input", "output"))  # type: ignore[return-value]
-
-
-def build_reflection_format_prompt(pair: Pair | Mapping[str, object]) -> list[dict[str, str]]:
-    """Chat messages asking the teacher to rewrite the pair's answer in the reflection format."""
-    instruction, input_text, output = _pair_fields(pair)
-    body = f"[Instruction]\n{instruction}\n\n"
-    if input_text:
-        body += f"[Input]\n{input_text}\n\n"
-    body += (
-        f"[Answer]\n{output}\n\n"
-        "Rewrite the answer above in this format:\n"
-        "<thinking>\nyour step-by-step reasoning, with <reflection>corrections</reflection> where "
-        "you find a mistake\n</thinking>\n<output>\nthe final answer\n</output>\n"
-        "Keep what is correct in the answer and fix what is wrong."
+    selection = selection.copy()
+    selection["plain_output"] = selection["final_output"]
+    selection["reflection_format"] = "not_selected"
+    selected = selection["selected"].astype(bool)
+    pairs = final_pairs(selection[selected])
+    settings = ReflectionSettings(
+        max_new_tokens=max_new_tokens,
+        guided=teacher.supports_guided,
+        prompt_version=f"{PROMPT_VERSION}+{REFLECTION_FORMAT_PROMPT_VERSION}",
     )
-    return [{"role": "system", "content": TEACHER_SYSTEM_PROMPT}, {"role": "user", "content": body}]
+    outcomes, stats = reflect_rows(pairs, FORMAT, teacher, cache, settings, log=log)
+    by_id = outcomes.set_index("row_id")
+    ok = by_id["outcome"] == REFLECTED
+    reasons = by_id["outcome"].where(ok, "kept_plain:" + by_id["outcome"] + ":" + by_id["error"].astype(str))
+    index = selection.index[selected]
+    selection.loc[index, "reflection_format"] = (
+        reasons.loc[selection.loc[index, "row_id"]].str.replace(REFLECTED, OK).values
+    )
+    rewrite = selection["row_id"].isin(set(by_id.index[ok])) & selected
+    selection.loc[rewrite, "final_output"] = by_id.loc[selection.loc[rewrite, "row_id"], "new_output"].values
 
-
-def _no_text(chunk: str) -> bool:
-    return not chunk.strip()
-
-
-def _has_text(chunk: str) -> bool:
-    return bool(_TAG.sub("", chunk).strip())
-
-
-def validate_reflection_format(text_: str, require_reflection: bool = False) -> tuple[bool, str]:
-    """(True, "ok") when `text_` follows the format (see the module docstring), else (False, why)."""
-    state, in_reflection, n_reflections = "start", False, 0
-    pos, opened_at, reflection_at = 0, 0, 0
-    for m in _TAG.finditer(text_):
-        closing, name = m.group(1) == "/", m.group(2)
-        gap, pos = text_[pos : m.start()], m.end()
-        if not in_reflection and not _no_text(gap):
-            if state in _TEXT_NOT_ALLOWED:
-                return False, _TEXT_NOT_ALLOWED[state]
-        if state == "output" and not (closing and name == "output"):
-            return False, "tag_inside_output"
-        if state == "end":
-            return False, "multiple_output" if name == "output" and not closing else "text_after_output"
-        if name == "reflection":
-            if state == "start":
-                return False, "reflection_before_thinking"
-            if not closing:
-                if in_reflection:
-                    return False, "nested_reflection"
-                in_reflection, reflection_at = True, m.end()
-                continue
-            if not in_reflection:
-                return False, "unexpected_close_reflection"
-            if not _has_text(text_[reflection_at : m.start()]):
-                return False, "empty_reflection"
-            in_reflection, n_reflections = False, n_reflections + 1
-            continue
-        if in_reflection:
-            return False, "unclosed_reflection"
-        if name == "thinking":
-            if not closing:
-                if state != "start":
-                    return False, "multiple_thinking"
-                state, opened_at = "thinking", m.end()
-            elif state != "thinking":
-                return False, "unexpected_close_thinking"
-            elif not _has_text(text_[opened_at : m.start()]):
-                return False, "empty_thinking"
-            else:
-                state = "between"
-            continue
-        # name == "output"
-        if not closing:
-            if state == "start":
-                return False, "output_before_thinking"
-            if state == "thinking":
-                return False, "unclosed_thinking"
-            state, opened_at = "output", m.end()
-        elif state != "output":
-            return False, "unexpected_close_output"
-        elif _no_text(text_[opened_at : m.start()]):
-            return False, "empty_output"
-        else:
-            state = "end"
-    if in_reflection:
-        return False, "unclosed_reflection"
-    if state in _UNFINISHED:
-        return False, _UNFINISHED[state]
-    if not _no_text(text_[pos:]):
-        return False, "text_after_output"
-    if require_reflection and n_reflections == 0:
-        return False, "no_reflection"
-    return True, "ok"
-
-
-def extract_output(text_: str) -> str:
-    """The answer to score in evaluation: the <output> part only.
-
-    Unclosed <output> (a generation cut at max tokens): everything after it. No <output> at
-    all: the text with <thinking>/<reflection> blocks (closed or not) and stray tags removed,
-    i.e. what the model showed beyond its reasoning; "" when it never stopped thinking.
-    """
-    closed = re.search(r"<output>(.*?)</output>", text_, flags=re.S)
-    if closed:
-        return closed.group(1).strip()
-    if "<output>" in text_:
-        return _TAG.sub("", text_.split("<output>", 1)[1]).strip()
-    stripped = re.sub(r"<(thinking|reflection)>.*?(</\1>|$)", "", text_, flags=re.S)
-    return _TAG.sub("", stripped).strip()
-
-
-def apply_reflection_format(
-    pairs: pd.DataFrame,
-    rewrites: pd.DataFrame,
-    *,
-    text_column: str = "new_output",
-    require_reflection: bool = False,
-) -> pd.DataFrame:
-    """`pairs` with `output` replaced by its validated reflection-format rewrite where there is one.
-
-    pairs: any frame with row_id and output (an arm frame, the selection's final pairs renamed).
-    rewrites: teacher outcomes: row_id, outcome, `text_column`.
-    Adds plain_output (the answer before rewriting), reflection_format (bool) and
-    reflection_format_reason: "ok", "rewrite_missing", "rewrite_<outcome>" or "invalid:<why>".
-    """
-    require(pairs, ["row_id", "output"], "pairs")
-    require(rewrites, ["row_id", "outcome", text_column], "rewrites")
-    by_id = rewrites.drop_duplicates("row_id").set_index("row_id")
-    ids = pairs["row_id"].to_numpy()
-    outcome = by_id["outcome"].reindex(ids)
-    texts = text(by_id[text_column].reindex(ids)).to_numpy()
-    reasons = []
-    for out, candidate in zip(outcome.to_numpy(), texts):
-        if pd.isna(out):
-            reasons.append("rewrite_missing")
-        elif out != REFLECTED:
-            reasons.append(f"rewrite_{out}")
-        else:
-            ok, why = validate_reflection_format(candidate, require_reflection)
-            reasons.append("ok" if ok else f"invalid:{why}")
-    good = np.array([r == "ok" for r in reasons], dtype=bool)
-    result = pairs.copy()
-    result["plain_output"] = text(pairs["output"]).to_numpy()
-    result["output"] = np.where(good, texts, result["plain_output"].to_numpy())
-    result["reflection_format"] = good
-    result["reflection_format_reason"] = reasons
-    return result
+    scores, tokens = score(final_pairs(selection[rewrite]), "reflection-format scores")
+    scored = scores.set_index("row_id")
+    for column in ("ifd_ppl", "rifd_ppl", "ifd_status", "rifd_status"):
+        selection[f"formatted_{column}"] = selection["row_id"].map(scored[column]) if len(scored) else None
+    numbers = {
+        "format_rows": len(pairs),
+        "format_ok": int(ok.sum()),
+        "format_kept_plain": int((~ok).sum()),
+        "format_calls_cached": stats.calls_cached,
+        "teacher_calls_made": stats.calls_made,
+        "tokens_computed": tokens,
+    }
+    return selection, numbers

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from reflection_assets.selection.columns import OK, REFLECTED, RESPONSE_DECISION_COLUMNS
+from reflection_assets.scoring.statuses import OK
+from reflection_assets.selection.columns import ORIGINAL, RESPONSE_DECISION_COLUMNS
 from reflection_assets.selection.frames import MISSING, require
+from reflection_assets.teacher.outcomes import REFLECTED
 
 SELECTED_ANSWER_WON = "selected:answer_won"
 SELECTED_KEEP_LOST = "selected:extension_keep_lost_answers"
@@ -85,7 +87,7 @@ def filter_reasons(decisions: pd.DataFrame, settings: SelectionSettings) -> np.n
     ]
     shape = ifd.shape
     reasons = [np.broadcast_to(np.asarray(r, dtype=object), shape) for r in reasons]
-    return np.select(conditions, reasons, default="ok").astype(object)
+    return np.select(conditions, reasons, default=OK).astype(object)
 
 
 def budget_ranks(decisions: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
@@ -114,7 +116,7 @@ def select_rows(decisions: pd.DataFrame, settings: SelectionSettings | None = No
     require(decisions, RESPONSE_DECISION_COLUMNS[:12], "decisions")
     out = decisions.reset_index(drop=True).copy()
     reason_filter = filter_reasons(out, settings)
-    passes = reason_filter == "ok"
+    passes = reason_filter == OK
     won = (out["response_choice"] == REFLECTED).to_numpy()
     eligible = won | settings.extension_keep_lost_answers
     candidates = eligible & passes
@@ -142,7 +144,7 @@ def decision_counts(selection: pd.DataFrame) -> pd.DataFrame:
     (the IFD < 1 and r-IFD < 1 filter) and selected (after the rule and any extension).
     """
     index = pd.MultiIndex.from_product(
-        [["reflected", "original"], ["reflected", "original"]], names=["instruction_choice", "response_choice"]
+        [[REFLECTED, ORIGINAL], [REFLECTED, ORIGINAL]], names=["instruction_choice", "response_choice"]
     )
     grouped = selection.groupby(["instruction_choice", "response_choice"])
     counts = pd.DataFrame(
@@ -157,8 +159,8 @@ def decision_counts(selection: pd.DataFrame) -> pd.DataFrame:
 
 def decision_counts_dict(selection: pd.DataFrame) -> dict[str, int]:
     """Flat counts for asset metadata, e.g. "q_reflected__a_won__passed_filter"."""
-    names = {("reflected", "reflected"): "q_reflected__a_won", ("reflected", "original"): "q_reflected__a_lost",
-             ("original", "reflected"): "q_original__a_won", ("original", "original"): "q_original__a_lost"}
+    names = {(REFLECTED, REFLECTED): "q_reflected__a_won", (REFLECTED, ORIGINAL): "q_reflected__a_lost",
+             (ORIGINAL, REFLECTED): "q_original__a_won", (ORIGINAL, ORIGINAL): "q_original__a_lost"}
     flat: dict[str, int] = {}
     for row in decision_counts(selection).itertuples(index=False):
         key = names[(row.instruction_choice, row.response_choice)]

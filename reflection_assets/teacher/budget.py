@@ -8,8 +8,8 @@ notices it has overspent. Token counts before a call are estimates (prompt + max
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from reflection_assets.teacher.types import ChatRequest, ChatResult
 

@@ -1,22 +1,21 @@
 """llm_calls: a content-addressed cache of teacher calls in DuckDB.
 
-DuckDB lets one process write a file at a time, and Dagster runs steps in separate processes.
-So a connection is opened only for one short read or write batch, never across a model call, and
-a lock held by another process is waited out with bounded, jittered backoff. Only successful calls
-are reused; failed ones are recorded for inspection and tried again on the next run.
+A connection is opened only for one short read or write batch (`reflection_assets.database`, which
+waits out another process's lock). Only successful calls are reused; failed ones are recorded for
+inspection and tried again on the next run.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import duckdb
 import pandas as pd
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from reflection_assets.database import LOCK_WAIT_SECONDS, connect
 from reflection_assets.hashing import stable_json, text_hash
 from reflection_assets.teacher.types import CALL_OK, ChatRequest, ChatResult
 
@@ -94,17 +93,10 @@ class CallRecord:
         )
 
 
-def _is_lock_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, (duckdb.IOException, duckdb.ConnectionException)) and (
-        "lock" in text or "conflicting" in text
-    )
-
-
 class CallCache:
     """Short-lived connections to one DuckDB file holding the llm_calls table."""
 
-    def __init__(self, path: str | Path = DEFAULT_CACHE_PATH, lock_timeout_s: float = 60.0):
+    def __init__(self, path: str | Path = DEFAULT_CACHE_PATH, lock_timeout_s: float = LOCK_WAIT_SECONDS):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
         self.lock_waits = 0  # how often another writer held the file (for stats and tests)
@@ -113,30 +105,17 @@ class CallCache:
     def __repr__(self) -> str:
         return f"CallCache({str(self.path)!r})"
 
-    def _retrying(self) -> Retrying:
-        def count(_: object) -> None:
-            self.lock_waits += 1
-
-        return Retrying(
-            retry=retry_if_exception(_is_lock_error),
-            wait=wait_random_exponential(multiplier=0.05, max=1.0),
-            stop=stop_after_delay(self.lock_timeout_s),
-            before_sleep=count,
-            reraise=True,
-        )
+    def _count_wait(self) -> None:
+        self.lock_waits += 1
 
     def _run(self, work):  # type: ignore[no-untyped-def]
-        """Open, do one short batch of work, close; retried while another process holds the lock."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in self._retrying():
-            with attempt:
-                with duckdb.connect(str(self.path)) as con:
-                    if not self._ready:
-                        con.execute(_DDL)
-                    out = work(con)
-                self._ready = True
-                return out
-        raise AssertionError("unreachable: tenacity reraises")
+        """Open (waiting while another process holds the lock), do one short batch of work, close."""
+        with connect(self.path, timeout_s=self.lock_timeout_s, on_wait=self._count_wait) as con:
+            if not self._ready:
+                con.execute(_DDL)
+            out = work(con)
+        self._ready = True
+        return out
 
     def lookup(self, keys: Iterable[str], chunk: int = 5000) -> dict[str, dict]:
         """Successful cached calls among `keys`, as dicts of column -> value."""

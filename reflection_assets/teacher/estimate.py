@@ -6,7 +6,7 @@ answer from llm_calls. Completion tokens are the worst case (every call writes m
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.cache import CallCache

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reflection_assets.selection.reflection_format import guided_markers
+from reflection_assets.reflection70b import guided_markers
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
-from reflection_assets.teacher.types import GuidePlan, GuideStep, Stage
+from reflection_assets.teacher.types import FORMAT, INSTRUCTION, RESPONSE, GuidePlan, GuideStep, Stage
 
 
 def instruction_plan(critique_tokens: int, section_tokens: int) -> GuidePlan:
@@ -54,11 +54,11 @@ def format_plan(section_tokens: int) -> GuidePlan:
 
 
 def plan_for(stage: Stage, critique_tokens: int, section_tokens: int) -> GuidePlan:
-    if stage == "instruction":
+    if stage == INSTRUCTION:
         return instruction_plan(critique_tokens, section_tokens)
-    if stage == "response":
+    if stage == RESPONSE:
         return response_plan(critique_tokens, section_tokens)
-    if stage == "format":
+    if stage == FORMAT:
         return format_plan(section_tokens)
     raise ValueError(f"unknown reflection stage {stage!r}")
 

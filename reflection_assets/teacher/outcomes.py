@@ -12,7 +12,7 @@ import pandas as pd
 
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.parsing import parse_reflection
-from reflection_assets.teacher.types import CALL_OK, CALL_SKIPPED, ChatResult
+from reflection_assets.teacher.types import CALL_OK, CALL_SKIPPED, INSTRUCTION, ChatResult
 
 REFLECTED = "reflected"
 PARSE_FAILED = "parse_failed"
@@ -66,11 +66,13 @@ def outcome_of(pair: Pair, row_id: str, stage: str, call_key: str, result: ChatR
     if result.status == CALL_SKIPPED:
         return kept(pair, row_id, stage, SKIPPED, result.error or "skipped", call_key, result=result)
     if result.status != CALL_OK:
-        return kept(pair, row_id, stage, TEACHER_ERROR, result.error or "teacher error", call_key, result.text, result, cached)
+        return kept(
+            pair, row_id, stage, TEACHER_ERROR, result.error or "teacher error", call_key, result.text, result, cached
+        )
     parsed = parse_reflection(stage, result.text, stopped_naturally=result.finish_reason != "length")
     if not parsed.ok:
         return kept(pair, row_id, stage, PARSE_FAILED, parsed.reason, call_key, result.text, result, cached)
-    if stage == "instruction":
+    if stage == INSTRUCTION:
         instruction, input_text, output = parsed.instruction, "", parsed.answer
     else:
         instruction, input_text, output = pair.instruction, pair.input, parsed.answer

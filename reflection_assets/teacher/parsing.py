@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from reflection_assets.reflection70b import validate_reflection_format
+from reflection_assets.teacher.types import FORMAT, INSTRUCTION, RESPONSE
+
 _FLAGS = re.IGNORECASE
 _NEW_INSTRUCTION = re.compile(r"\[\s*new[\s_-]*instruction\s*\]", _FLAGS)
 _NEW_ANSWER = re.compile(r"\[\s*new[\s_-]*(?:answer|response)\s*\]", _FLAGS)
@@ -126,8 +129,6 @@ def parse_response_reflection(text: str, stopped_naturally: bool = True) -> Pars
 
 def parse_reflection_format(text: str, stopped_naturally: bool = True) -> ParsedReflection:
     """Accept a Reflection-70B rewrite (<thinking>, optional <reflection>, <output>) as the new answer."""
-    from reflection_assets.selection.reflection_format import validate_reflection_format
-
     ok, reason = validate_reflection_format(text.strip())
     if ok:
         return ParsedReflection(True, answer=text.strip())
@@ -135,10 +136,10 @@ def parse_reflection_format(text: str, stopped_naturally: bool = True) -> Parsed
 
 
 def parse_reflection(stage: str, text: str, stopped_naturally: bool = True) -> ParsedReflection:
-    if stage == "instruction":
+    if stage == INSTRUCTION:
         return parse_instruction_reflection(text, stopped_naturally)
-    if stage == "response":
+    if stage == RESPONSE:
         return parse_response_reflection(text, stopped_naturally)
-    if stage == "format":
+    if stage == FORMAT:
         return parse_reflection_format(text, stopped_naturally)
     raise ValueError(f"unknown reflection stage {stage!r}")

@@ -6,8 +6,9 @@ the way a pair is rendered changes, so old answers are never reused for a new pr
 
 from __future__ import annotations
 
+from reflection_assets.reflection70b import build_reflection_format_prompt
 from reflection_assets.schema import Pair
-from reflection_assets.teacher.types import Message, Stage
+from reflection_assets.teacher.types import FORMAT, INSTRUCTION, RESPONSE, STAGES, Message, Stage
 
 PROMPT_VERSION = "reflect-v2"
 
@@ -85,12 +86,10 @@ def response_messages(pair: Pair) -> list[Message]:
 
 
 def messages_for(stage: Stage, pair: Pair) -> list[Message]:
-    if stage == "instruction":
+    if stage == INSTRUCTION:
         return instruction_messages(pair)
-    if stage == "response":
+    if stage == RESPONSE:
         return response_messages(pair)
-    if stage == "format":
-        from reflection_assets.selection.reflection_format import build_reflection_format_prompt
-
+    if stage == FORMAT:
         return build_reflection_format_prompt(pair)
-    raise ValueError(f"unknown reflection stage {stage!r}; expected 'instruction', 'response' or 'format'")
+    raise ValueError(f"unknown reflection stage {stage!r}; expected one of {STAGES}")

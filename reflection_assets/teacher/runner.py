@@ -8,13 +8,14 @@ small batches while the run goes on, so a crashed run re-run pays only for what 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
 from reflection_assets.hashing import stable_json
 from reflection_assets.progress import Progress
 from reflection_assets.schema import Pair
+from reflection_assets.teacher.backend import TeacherBackend
 from reflection_assets.teacher.budget import Budget
 from reflection_assets.teacher.cache import BatchWriter, CallCache, CallRecord, request_payload
 from reflection_assets.teacher.outcomes import SKIPPED, Outcome, kept, outcome_of, outcomes_frame
@@ -22,9 +23,6 @@ from reflection_assets.teacher.planning import PlannedCall, plan_calls, row_id_o
 from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.stats import RunStats
 from reflection_assets.teacher.types import CALL_OK, CALL_SKIPPED, ChatResult, Stage
-
-if TYPE_CHECKING:  # the runner needs only the interface; importing it would pull in Dagster
-    from resources.teacher import Teacher
 
 ProgressFn = Callable[[int, int], None]
 LogFn = Callable[[str], None]
@@ -52,7 +50,7 @@ def group_by_key(planned: list[PlannedCall]) -> list[list[PlannedCall]]:
 def reflect_rows(
     pairs: Sequence[Pair],
     stage: Stage,
-    teacher: "Teacher",
+    teacher: TeacherBackend,
     cache: CallCache,
     settings: ReflectionSettings | None = None,
     progress: ProgressFn | None = None,
@@ -71,7 +69,9 @@ def reflect_rows(
     identity = teacher.cache_identity()
     pairs = list(pairs)
     planned, limited = plan_calls(pairs, stage, identity, settings)
-    stats = RunStats(stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, rows_in=len(pairs))
+    stats = RunStats(
+        stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, rows_in=len(pairs)
+    )
     outcomes: list[Outcome | None] = [None] * len(pairs)
     for i in limited:
         outcomes[i] = kept(pairs[i], row_id_of(pairs[i]), stage, SKIPPED, f"outside limit={settings.limit}")
@@ -80,7 +80,9 @@ def reflect_rows(
     hits = cache.lookup(call.key for call in planned)
     for call in planned:
         if call.key in hits:
-            outcomes[call.index] = outcome_of(call.pair, row_id_of(call.pair), stage, call.key, result_from_cache(hits[call.key]), cached=True)
+            outcomes[call.index] = outcome_of(
+                call.pair, row_id_of(call.pair), stage, call.key, result_from_cache(hits[call.key]), cached=True
+            )
     stats.calls_cached = sum(call.key in hits for call in planned)
     groups = group_by_key([call for call in planned if call.key not in hits])
     stats.calls_deduplicated = sum(len(g) - 1 for g in groups)
@@ -129,7 +131,10 @@ def reflect_rows(
     stats.elapsed_s = round(time.monotonic() - started, 3)
     if stats.stopped_by:
         say(f"reflect {stage}: {stats.stopped_by} cap reached; remaining rows skipped")
-    say(f"reflect {stage}: done {stats.outcomes}; {stats.calls_made} calls, {stats.total_tokens} tokens, {stats.retries} retries")
+    say(
+        f"reflect {stage}: done {stats.outcomes}; {stats.calls_made} calls, {stats.total_tokens} tokens, "
+        f"{stats.retries} retries"
+    )
     return frame, stats
 
 

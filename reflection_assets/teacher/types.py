@@ -5,12 +5,14 @@ Kept free of Dagster and HTTP so the runner, the cache and the parsers stay pure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Literal
+from typing import Literal, get_args
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 Stage = Literal["instruction", "response", "format"]  # format: Reflection-70B rewrite of a selected answer
-STAGES: tuple[str, ...] = ("instruction", "response", "format")
+STAGES: tuple[str, ...] = get_args(Stage)
+INSTRUCTION, RESPONSE, FORMAT = STAGES
 
 # Status of one teacher call (a guided call made of several requests is still one call).
 CALL_OK = "ok"
@@ -72,7 +74,9 @@ class ChatRequest:
     tag: str = ""  # row id, for logs only
 
     @staticmethod
-    def of(messages: list[Message], sampling: Sampling | None = None, guide: GuidePlan | None = None, tag: str = "") -> "ChatRequest":
+    def of(
+        messages: list[Message], sampling: Sampling | None = None, guide: GuidePlan | None = None, tag: str = ""
+    ) -> ChatRequest:
         return ChatRequest(tuple((m["role"], m["content"]) for m in messages), sampling or Sampling(), guide, tag)
 
     def message_dicts(self) -> list[Message]:

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from support.fault_server import FaultServer
 from tenacity import RetryCallState
 
+from reflection_assets.deployment import build_teacher
 from reflection_assets.schema import Pair
+from reflection_assets.teacher.backend import TeacherError
 from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.runner import reflect_rows
-from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.types import ChatRequest
-from resources.teacher import TeacherError, teacher_from_env
 from resources.teacher_http import (
     OpenAICompatibleTeacher,
     Reply,
@@ -27,6 +26,7 @@ from resources.teacher_http import (
     parse_retry_after,
 )
 from resources.teacher_local import TransformersTeacher
+from support.fault_server import FaultServer
 
 SENTINEL = "sk-SENTINEL-7f3a9c1e-do-not-leak"
 
@@ -45,7 +45,9 @@ def test_api_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     cache_path = tmp_path / "c.duckdb"
     with FaultServer(slow_s=1.0, retry_after="0.2") as server:
         teacher = teacher_for(server.url, api_key=SENTINEL)
-        frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(cache_path), log=logging.getLogger("t").info)
+        frame, stats = reflect_rows(
+            pairs, "instruction", teacher, CallCache(cache_path), log=logging.getLogger("t").info
+        )
         assert server.auth_headers and set(server.auth_headers) == {f"Bearer {SENTINEL}"}  # it is sent...
     assert stats.outcomes == {"reflected": 4, "teacher_error": 2, "parse_failed": 1}
     echoed = frame.iloc[3]["error"]
@@ -128,14 +130,14 @@ def test_choose_without_logprobs_reads_the_text() -> None:
     assert option_probabilities(vague, ["A", "B"]) == [0.5, 0.5]
 
 
-def test_teacher_from_env() -> None:
-    remote = teacher_from_env({"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "qwen",
+def test_build_teacher() -> None:
+    remote = build_teacher({"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "qwen",
                                "REFLECTION_TEACHER_API_KEY": SENTINEL})
     assert isinstance(remote, OpenAICompatibleTeacher) and remote.api_key == SENTINEL and SENTINEL not in repr(remote)
     assert remote.cache_identity() == {"backend": "openai", "model": "qwen"}
     with pytest.raises(TeacherError, match="REFLECTION_TEACHER_MODEL"):
-        teacher_from_env({"REFLECTION_TEACHER_BASE_URL": "http://x/v1"})
-    local = teacher_from_env({})
+        build_teacher({"REFLECTION_TEACHER_BASE_URL": "http://x/v1"})
+    local = build_teacher({})
     assert isinstance(local, TransformersTeacher) and local.model_ref == "bundled" and local.supports_guided
     assert not remote.supports_guided
 
@@ -148,12 +150,19 @@ def test_key_from_env_var_stays_out_of_dagster_logs(monkeypatch: pytest.MonkeyPa
         def reflections(context, teacher: OpenAICompatibleTeacher):  # type: ignore[no-untyped-def]
             pairs = [Pair("ROW=d1 FAULT=500x1 Q", "A"), Pair("ROW=d2 FAULT=echoauth Q", "A")]
             context.log.info(f"teacher: {teacher!r}")
-            frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"), log=context.log.info)
+            frame, stats = reflect_rows(
+                pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"), log=context.log.info
+            )
             context.log.info(frame.to_string())
             return dg.MaterializeResult(metadata=stats.metadata())
 
-        teacher = OpenAICompatibleTeacher(base_url=server.url, model="m", api_key=dg.EnvVar("REFLECTION_TEACHER_API_KEY"),
-                                          backoff_initial_s=0.01, backoff_max_s=0.02)
+        teacher = OpenAICompatibleTeacher(
+            base_url=server.url,
+            model="m",
+            api_key=dg.EnvVar("REFLECTION_TEACHER_API_KEY"),
+            backoff_initial_s=0.01,
+            backoff_max_s=0.02,
+        )
         with dg.instance_for_test() as instance:
             result = dg.materialize([reflections], resources={"teacher": teacher}, instance=instance)
             assert result.success

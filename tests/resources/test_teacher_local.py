@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.tiny_lm import forced_teacher, tiny_teacher
 
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.cache import CallCache
@@ -15,11 +14,15 @@ from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.types import ChatRequest, Sampling
 from resources.teacher_local import TransformersTeacher
+from support.tiny_lm import forced_teacher, tiny_teacher
 
 
 def requests(n: int, sampling: Sampling) -> list[ChatRequest]:
     # Different lengths, so left padding is exercised.
-    return [ChatRequest.of([{"role": "user", "content": "Explain photosynthesis. " * (1 + i % 3)}], sampling) for i in range(n)]
+    return [
+        ChatRequest.of([{"role": "user", "content": "Explain photosynthesis. " * (1 + i % 3)}], sampling)
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +66,21 @@ def test_guided_steps_run_in_process(tmp_path: Path) -> None:
     # Sections stopped at once on [End]: empty, so the original pair is kept whole.
     row = frame.iloc[0]
     assert (row["outcome"], row["error"]) == ("parse_failed", "empty_instruction")
-    assert (row["new_instruction"], row["new_input"], row["new_output"]) == ("Explain photosynthesis.", "briefly", "Plants use light.")
+    assert (row["new_instruction"], row["new_input"], row["new_output"]) == (
+        "Explain photosynthesis.",
+        "briefly",
+        "Plants use light.",
+    )
 
 
 def test_guided_truncated_section_is_reported(tiny: TransformersTeacher, tmp_path: Path) -> None:
-    frame, stats = reflect_rows([Pair("Explain photosynthesis.", "Plants use light.")], "instruction", tiny,
-                                CallCache(tmp_path / "c.duckdb"), ReflectionSettings(guided=True, critique_tokens=2, max_new_tokens=3))
+    frame, stats = reflect_rows(
+        [Pair("Explain photosynthesis.", "Plants use light.")],
+        "instruction",
+        tiny,
+        CallCache(tmp_path / "c.duckdb"),
+        ReflectionSettings(guided=True, critique_tokens=2, max_new_tokens=3),
+    )
     # A random model never writes [End]: the plan stops at the first section, unclosed.
     assert frame.iloc[0]["outcome"] == "parse_failed" and stats.requests == 2
 
@@ -79,7 +91,12 @@ def test_choose_returns_probabilities() -> None:
 
 
 def test_cache_identity_of_a_loaded_model(tiny: TransformersTeacher) -> None:
-    assert tiny.cache_identity() == {"backend": "transformers", "model": "tiny-llama", "dtype": "torch.float32", "device": "cpu"}
+    assert tiny.cache_identity() == {
+        "backend": "transformers",
+        "model": "tiny-llama",
+        "dtype": "torch.float32",
+        "device": "cpu",
+    }
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """The OpenAI-compatible teacher against a real `transformers serve` with the bundled model.
 
 The server is given the de-quantized safetensors directory of the bundled SmolLM2 (from
-resources.model_store) as its forced model, on 127.0.0.1, with the hub switched off.
+reflection_assets.model_store) as its forced model, on 127.0.0.1, with the hub switched off.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def free_port() -> int:
 def served_model() -> Iterator[tuple[str, str]]:
     """(base_url, model name) of a `transformers serve` process started for this module."""
     pytest.importorskip("fastapi")
-    from resources.model_store import local_dir
+    from reflection_assets.model_store import local_dir
 
     model_dir, _ = local_dir("bundled")
     cli = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")

@@ -26,3 +26,16 @@ def test_log_creates_a_tagged_run_with_metrics_params_and_artifacts(isolated_dat
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert names == {"note.txt", "plot.png"}
     assert meta["mlflow_run"].value.endswith(run_id)
+
+
+def test_log_records_a_dataset_as_the_runs_training_input(isolated_data_dir):
+    import pandas as pd
+
+    tracking = MlflowTracking()
+    frame = pd.DataFrame({"row_id": ["a", "b"], "output": ["x", "y"]})
+    run_id = tracking.log(None, "selected_dataset", metrics={"rows": 2}, datasets={"selected_dataset": frame})[
+        "mlflow_run_id"
+    ].value
+    mlflow.set_tracking_uri(tracking.resolved_uri())
+    inputs = mlflow.get_run(run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.tags[0].value) for i in inputs] == [("selected_dataset", "training")]

@@ -48,7 +48,7 @@ class FaultServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         handler = type("Handler", (_Handler,), {"owner": self})
         self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -172,7 +172,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.owner.slow_s)
         if fault == "empty":
             return self.send(200, {"id": "x", "choices": [], "usage": {}})
-        text = "I think this pair is fine as it is; no changes needed." if fault == "unparsable" else reply_text(body, row)
+        text = (
+            "I think this pair is fine as it is; no changes needed." if fault == "unparsable" else reply_text(body, row)
+        )
         payload = json.dumps(completion_body(body, text, self.owner.logprobs)).encode()
         if fault == "truncated":
             payload = payload[: len(payload) // 2]

@@ -26,7 +26,10 @@ def tiny_tokenizer() -> Any:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=400,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(
@@ -59,6 +62,7 @@ def tiny_teacher(batch_size: int = 4) -> Any:
 def forced_teacher(token: str = "[End]", batch_size: int = 4) -> Any:
     """A tiny teacher that always writes `token` (one vocabulary entry): deterministic stops."""
     import torch
+
     from resources.teacher_local import TransformersTeacher
 
     tokenizer = tiny_tokenizer()

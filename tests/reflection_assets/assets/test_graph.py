@@ -1,4 +1,4 @@
-"""The whole graph on a tiny partition, with the real embedded teacher and student."""
+"""The whole graph on a tiny partition: with the real embedded teacher and student, and with a scripted teacher."""
 
 import json
 
@@ -11,6 +11,8 @@ from reflection_assets.deployment import build_resources
 from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import warehouse_path
 from reflection_assets.selection.lineage import LINEAGE_SQL
+from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
+from resources.teacher_scripted import CannedReply, ScriptedTeacher
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +25,11 @@ RUN_CONFIG = {"ops": {"instruction_reflections": {"config": TEACHER}, "response_
 
 ROWS = [
     {"instruction": "What is 7 times 6?", "input": "", "output": "42"},
-    {"instruction": "Summarise the text in one sentence.", "input": "Cats sleep a lot. They nap in the sun.", "output": "Cats nap."},
+    {
+        "instruction": "Summarise the text in one sentence.",
+        "input": "Cats sleep a lot. They nap in the sun.",
+        "output": "Cats nap.",
+    },
     {"instruction": "Name the capital of France.", "output": "Paris is the capital of France."},
     {"instruction": "Name the capital of France.", "output": "Paris is the capital of France."},  # duplicate
 ]
@@ -56,7 +62,9 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
     first = run(dagster_instance, PER_DATASET, "tiny", RUN_CONFIG)
     assert first.success
     checks = first.get_asset_check_evaluations()
-    assert len(checks) == 9 and all(c.passed for c in checks), [(c.asset_key, c.check_name, c.metadata) for c in checks if not c.passed]
+    assert len(checks) == 9 and all(c.passed for c in checks), [
+        (c.asset_key, c.check_name, c.metadata) for c in checks if not c.passed
+    ]
     assert metadata(first, "instruction_reflections")["calls_made"].value == 3
 
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
@@ -87,3 +95,65 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
         raw_id = conn.execute("SELECT row_id FROM raw_instructions LIMIT 1").fetchone()[0]
         steps = {s for (s,) in conn.execute(f"SELECT stage FROM ({LINEAGE_SQL})", [raw_id]).fetchall()}
     assert {"raw", "instruction_reflection", "response_score", "selection", "arm"} <= steps
+
+
+def scripted_teacher(france_fails: bool) -> ScriptedTeacher:
+    """Exact teacher outcomes per row: reflected, parse failure, and an injected failure for France."""
+    france = (
+        CannedReply(match=["capital of France"], error="HTTP 503: injected")
+        if france_fails
+        else CannedReply(
+            match=["capital of France", NEW_INSTRUCTION],
+            reply=f"{NEW_INSTRUCTION}\nName the capital of France and one fact about it.\n{END}\n"
+            f"{NEW_ANSWER}\nParis; it lies on the Seine.\n{END}",
+        )
+    )
+    return ScriptedTeacher(
+        replies=[
+            france,
+            CannedReply(
+                match=["7 times 6", NEW_INSTRUCTION],
+                reply=f"Review: too easy.\n{NEW_INSTRUCTION}\nWhat is 7 times 6? Show the steps.\n{END}\n"
+                f"{NEW_ANSWER}\n7 x 6 = 42.\n{END}",
+            ),
+            CannedReply(match=["Cats sleep", NEW_INSTRUCTION], reply="I would rather not use the markers."),
+            CannedReply(
+                match=[BETTER_ANSWER], reply=f"Review: short.\n{BETTER_ANSWER}\nA complete, careful answer.\n{END}"
+            ),
+            CannedReply(match=["capital of France", BETTER_ANSWER], reply=f"{BETTER_ANSWER}\nParis.\n{END}"),
+        ]
+    )
+
+
+def outcomes(stage: str) -> dict[str, str]:
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        rows = conn.execute(
+            f"SELECT r.instruction, s.outcome FROM {stage}_reflections s JOIN raw_instructions r USING (row_id)"
+        ).fetchall()
+    return {instruction.split()[0]: outcome for instruction, outcome in rows}
+
+
+def test_scripted_teacher_gives_exact_outcomes_and_failed_calls_are_retried(dagster_instance, tiny_source):
+    from reflection_assets.sources import DatasetSource, register_source
+
+    register_source(warehouse_path(), "tiny", DatasetSource(str(tiny_source)))
+    dagster_instance.add_dynamic_partitions(DATASETS, ["tiny"])
+
+    def run_scripted(france_fails: bool):
+        return dg.materialize(
+            [*ASSETS, *CHECKS], selection=PER_DATASET, partition_key="tiny", instance=dagster_instance,
+            resources={**build_resources(), "teacher": scripted_teacher(france_fails)}, raise_on_error=False,
+        )
+
+    first = run_scripted(france_fails=True)
+    assert first.success and all(c.passed for c in first.get_asset_check_evaluations())
+    assert outcomes("instruction") == {"What": "reflected", "Summarise": "parse_failed", "Name": "teacher_error"}
+    assert outcomes("response") == {"What": "reflected", "Summarise": "reflected", "Name": "teacher_error"}
+    assert metadata(first, "instruction_reflections")["calls_made"].value == 3
+
+    # The failure is gone: only the failed calls are made again, the rest come from llm_calls.
+    second = run_scripted(france_fails=False)
+    assert second.success
+    meta = metadata(second, "instruction_reflections")
+    assert meta["calls_made"].value == 1 and meta["calls_cached"].value == 2
+    assert outcomes("instruction")["Name"] == "reflected" and outcomes("response")["Name"] == "reflected"

@@ -39,7 +39,9 @@ def test_raw_instructions_writes_accepted_and_rejected_tables(tmp_path, dagster_
     result = _materialize(dagster_instance, "mixed", {"source": str(source)})
     assert result.success
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
-        accepted = conn.execute("SELECT dataset, instruction, source_row FROM raw_instructions ORDER BY source_row").fetchall()
+        accepted = conn.execute(
+            "SELECT dataset, instruction, source_row FROM raw_instructions ORDER BY source_row"
+        ).fetchall()
         rejected = dict(conn.execute("SELECT reason, count(*) FROM rejected_rows GROUP BY 1").fetchall())
     assert accepted == [("mixed", "Add 2 and 3.", 1), ("mixed", "Name a colour.", 2)]
     assert rejected == {"duplicate": 1, "invalid_json": 1, "empty_field": 1}

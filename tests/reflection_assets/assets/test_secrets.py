@@ -5,13 +5,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from support.fault_server import FaultServer
 
 from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import data_dir
 from resources.teacher_http import OpenAICompatibleTeacher
+from support.fault_server import FaultServer
 
 pytestmark = pytest.mark.slow
 

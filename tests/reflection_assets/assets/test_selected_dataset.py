@@ -9,7 +9,8 @@ from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import warehouse_path
-from reflection_assets.selection.reflection_format import validate_reflection_format
+from reflection_assets.reflection70b import validate_reflection_format
+from resources.teacher_scripted import CannedReply, ScriptedTeacher
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
@@ -41,15 +42,29 @@ def stage_two_tables(dagster_instance):
     raw = pd.DataFrame({"dataset": "p", "row_id": list(ROWS), "ifd_ppl": [0.5] * 4, "ifd_status": "ok",
                         "rifd_ppl": [0.5] * 4, "rifd_status": "ok"})
     with duckdb.connect(str(path)) as conn:
+        conn.register("decisions", decisions)
+        conn.register("raw", raw)
         conn.execute("CREATE TABLE response_scores AS SELECT * FROM decisions")
         conn.execute("CREATE TABLE raw_ifd_scores AS SELECT * FROM raw")
     dagster_instance.add_dynamic_partitions(DATASETS, ["p"])
     return dagster_instance
 
 
+# The scripted teacher rewrites row a in the format and answers row b without the tags (kept plain).
+FORMAT_TEACHER = ScriptedTeacher(
+    replies=[
+        CannedReply(
+            match=["What is 1 plus 1?"], reply="<thinking>\nOne and one make two.\n</thinking>\n<output>\n2\n</output>"
+        ),
+        CannedReply(match=["What is 2 plus 2?"], reply="It is 4."),
+    ]
+)
+
+
 def _select(instance, **config):
     result = dg.materialize(
-        [*ASSETS, *CHECKS], selection=["selected_dataset"], instance=instance, resources=build_resources(),
+        [*ASSETS, *CHECKS], selection=["selected_dataset"], instance=instance,
+        resources={**build_resources(), "teacher": FORMAT_TEACHER},
         run_config={"ops": {"selected_dataset": {"config": config}}},
     )
     meta = result.asset_materializations_for_node("selected_dataset")[0].metadata
@@ -82,6 +97,12 @@ def test_reflection_format_option_rewrites_validates_scores_and_caches(stage_two
         else:
             assert row.reflection_format.startswith("kept_plain:") and row.final_output == row.plain_output
     assert (table.loc[~table["selected"], "reflection_format"] == "not_selected").all()
+    by_id = chosen.set_index("row_id")
+    assert by_id.loc["a", "reflection_format"] == "ok" and by_id.loc["a", "final_output"].endswith(
+        "<output>\n2\n</output>"
+    )
+    assert by_id.loc["b", "reflection_format"].startswith("kept_plain:parse_failed:")
+    assert meta["format_ok"].value == 1 and meta["format_kept_plain"].value == 1
 
     # Same rows again: the rewrites and their scores come from the caches.
     _, again, _ = _select(stage_two_tables, response_style="reflection", format_max_new_tokens=24)

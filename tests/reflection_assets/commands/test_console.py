@@ -9,8 +9,9 @@ from reflection_assets.commands.console import StageLine, console_run_config, ma
 
 def test_stage_lines_from_a_real_run(dagster_instance):
     from reflection_assets.assets.ingest import raw_instructions
+    from reflection_assets.demo_data import DEMO_PARTITION
     from reflection_assets.deployment import build_resources
-    from reflection_assets.partitions import DATASETS, DEMO_PARTITION
+    from reflection_assets.partitions import DATASETS
 
     dagster_instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])
     result = dg.materialize(

@@ -11,15 +11,21 @@ from reflection_assets.cli import main
 
 
 def write_pairs(path: Path, n: int) -> Path:
-    path.write_text("".join(json.dumps({"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"}) + "\n" for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"}) + "\n" for i in range(n))
+    )
     return path
 
 
-def test_estimate_prints_calls_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_estimate_prints_calls_and_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("REFLECTION_TEACHER_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
     monkeypatch.setenv("REFLECTION_TEACHER_MODEL", "served-model")
     data = write_pairs(tmp_path / "pairs.jsonl", 4)
-    code = main(["estimate", "--input", str(data), "--cache", str(tmp_path / "none.duckdb"), "--max-new-tokens", "50", "--json"])
+    code = main(
+        ["estimate", "--input", str(data), "--cache", str(tmp_path / "none.duckdb"), "--max-new-tokens", "50", "--json"]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["rows"], out["calls"], out["max_completion_tokens"], out["model"]) == (4, 4, 200, "served-model")

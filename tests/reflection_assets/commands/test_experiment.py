@@ -20,9 +20,15 @@ def test_sample_file_keeps_the_first_pairs_whole(tmp_path):
 
 def test_sample_file_keeps_system_prompts_and_turns(tmp_path):
     source = tmp_path / "chat.jsonl"
-    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                         {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Name a colour."},
-                         {"role": "assistant", "content": "Blue."}]}
+    chat = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+        ]
+    }
     source.write_text(json.dumps(chat) + "\n")
     path, rows = sample_file(str(source), 10, tmp_path / "out")
     (pair,) = read_dataset(path).accepted

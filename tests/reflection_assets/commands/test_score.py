@@ -4,10 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.tiny_lm import tiny_model, tiny_tokenizer
 
 from reflection_assets.cli import main
 from reflection_assets.scoring.engine import LossEngine
+from support.tiny_lm import tiny_model, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[3]
 FIELDS = [
@@ -38,7 +38,19 @@ def write_jsonl(path: Path, rows: list) -> Path:
 def score(tmp_path, student_dir, rows, *extra) -> tuple[int, Path]:
     src = write_jsonl(tmp_path / "pairs.jsonl", rows)
     out = tmp_path / "scores.jsonl"
-    argv = ["score", "--input", str(src), "--output", str(out), "--student", str(student_dir), "--device", "cpu", "--quiet", *extra]
+    argv = [
+        "score",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--student",
+        str(student_dir),
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
     return main(argv), out
 
 
@@ -55,7 +67,11 @@ def test_score_writes_one_row_per_input_row(tmp_path, student_dir):
 def test_cache_makes_the_second_run_free(tmp_path, student_dir, monkeypatch):
     calls = []
     original = LossEngine.forward
-    monkeypatch.setattr(LossEngine, "forward", lambda self, batch, prefix=None: calls.append(len(batch)) or original(self, batch, prefix))
+    monkeypatch.setattr(
+        LossEngine,
+        "forward",
+        lambda self, batch, prefix=None: calls.append(len(batch)) or original(self, batch, prefix),
+    )
     db = tmp_path / "cache.duckdb"
     assert score(tmp_path, student_dir, ROWS, "--cache", str(db))[0] == 0
     first = len(calls)

@@ -2,7 +2,7 @@
 
 import re
 
-from reflection_assets.demo_data import DEMO_EVAL_PATH, DEMO_TRAIN_PATH, default_source
+from reflection_assets.demo_data import DEMO_EVAL_PATH, DEMO_TRAIN_PATH
 from reflection_assets.ingest.readers import read_dataset
 
 
@@ -21,10 +21,3 @@ def test_eval_set_is_held_out_and_has_gsm8k_style_answers():
     assert not {p.row_id for p in train} & {p.row_id for p in held_out.accepted}
     gsm = [p for p in held_out.accepted if re.search(r"\n#### -?\d+(\.\d+)?$", p.output)]
     assert len(gsm) >= 10
-
-
-def test_default_source_follows_the_environment(monkeypatch):
-    monkeypatch.delenv("REFLECTION_DATA", raising=False)
-    assert default_source() == str(DEMO_TRAIN_PATH)
-    monkeypatch.setenv("REFLECTION_DATA", "/data/inbox/mine.jsonl")
-    assert default_source() == "/data/inbox/mine.jsonl"

@@ -5,10 +5,12 @@ import time
 import duckdb
 import pytest
 
+from reflection_assets.database import is_lock_error
 from reflection_assets.schema import Pair
-from reflection_assets.scoring.cache import SCORER_VERSION, CacheScope, StudentScoreCache, is_lock_error, sequence_key
+from reflection_assets.scoring.cache import SCORER_VERSION, CacheScope, StudentScoreCache, sequence_key
 from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, settings_for, unique_sequences
 from reflection_assets.scoring.sequences import Seq
+from support.duckdb_lock import hold_lock
 
 SCOPE = CacheScope("fp", "alpaca", "th", "bos", 512, "float32", "cpu")
 PAIRS = [
@@ -22,8 +24,16 @@ def test_key_depends_on_every_scope_field_and_on_the_ids():
     seq = Seq((1, 2), (3,))
     base = sequence_key(SCOPE.key(), seq)
     assert SCOPE.scorer_version == SCORER_VERSION
-    for field, value in [("model_fingerprint", "other"), ("template", "chat"), ("template_hash", "x"), ("start_token", "eos"),
-                         ("max_length", 256), ("dtype", "bfloat16"), ("device_kind", "cuda"), ("scorer_version", "0")]:
+    for field, value in [
+        ("model_fingerprint", "other"),
+        ("template", "chat"),
+        ("template_hash", "x"),
+        ("start_token", "eos"),
+        ("max_length", 256),
+        ("dtype", "bfloat16"),
+        ("device_kind", "cuda"),
+        ("scorer_version", "0"),
+    ]:
         assert sequence_key(dataclasses.replace(SCOPE, **{field: value}).key(), seq) != base, field
     assert sequence_key(SCOPE.key(), Seq((1,), (2, 3))) != base  # same concatenation, different split
     assert sequence_key(SCOPE.key(), Seq((1, 2), (3,))) == base
@@ -38,18 +48,11 @@ def test_put_then_get_roundtrip_keeps_first_value(tmp_path):
     assert cache.count() == 2
 
 
-def _hold_lock(path: str, seconds: float, ready) -> None:
-    connection = duckdb.connect(path)
-    ready.set()
-    time.sleep(seconds)
-    connection.close()
-
-
 def test_a_locked_database_is_retried_until_free(tmp_path):
     path = str(tmp_path / "w.duckdb")
     StudentScoreCache(path).put(SCOPE, {"x": (1.0, 1)})
     ready = multiprocessing.get_context("spawn").Event()
-    holder = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(path, 2.0, ready))
+    holder = multiprocessing.get_context("spawn").Process(target=hold_lock, args=(path, 2.0, ready))
     holder.start()
     try:
         assert ready.wait(60)
@@ -83,7 +86,9 @@ def test_only_new_rows_are_computed(tmp_path, llama_student):
     score_pairs(PAIRS[:2], llama_student, ScoringConfig(template="alpaca"), cache=cache)
     before = cache.count()
     seen = []
-    score_pairs(PAIRS, llama_student, ScoringConfig(template="alpaca"), cache=cache, progress=lambda d, t: seen.append(t))
+    score_pairs(
+        PAIRS, llama_student, ScoringConfig(template="alpaca"), cache=cache, progress=lambda d, t: seen.append(t)
+    )
     assert cache.count() == before + 4
     settings = settings_for(llama_student, ScoringConfig(template="alpaca"))
     new_seqs = unique_sequences(plan_pairs(llama_student, settings, PAIRS[2:]))

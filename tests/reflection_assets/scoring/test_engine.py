@@ -116,7 +116,9 @@ def test_progress_reports_tokens_done_and_total():
 
 
 SHARED = (5, 6, 7, 8, 9, 10, 11, 12, 13, 14)  # a ten-token prompt prefix many sequences start with
-PREFIXED = [Seq(SHARED + (15 + i % 7,) * (1 + i % 3), (20 + i % 11, 31 + i % 5)) for i in range(16)] + [Seq((2,), (3, 4))]
+PREFIXED = [Seq(SHARED + (15 + i % 7,) * (1 + i % 3), (20 + i % 11, 31 + i % 5)) for i in range(16)] + [
+    Seq((2,), (3, 4))
+]
 
 
 def small_prefixes_count(monkeypatch) -> None:

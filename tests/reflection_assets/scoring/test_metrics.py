@@ -35,7 +35,13 @@ def test_combine_propagates_plan_and_sequence_failures():
 
 @pytest.mark.parametrize(
     "value, status, passes",
-    [(0.5, "ok", True), (1.0, "ok", False), (None, "ok", False), (0.0, "error:x", False), (0.1, "prompt_too_long", False)],
+    [
+        (0.5, "ok", True),
+        (1.0, "ok", False),
+        (None, "ok", False),
+        (0.0, "error:x", False),
+        (0.1, "prompt_too_long", False),
+    ],
 )
 def test_only_ok_scores_pass_a_threshold(value, status, passes):
     assert statuses.passes_below(value, status, 1.0) is passes

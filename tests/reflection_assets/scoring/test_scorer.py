@@ -5,14 +5,35 @@ from reflection_assets.schema import Pair, Turn
 from reflection_assets.scoring import statuses
 from reflection_assets.scoring.metrics import SCORE_COLUMNS
 from reflection_assets.scoring.reference import reference_score_pairs
-from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, scores_frame, settings_for, unique_sequences
+from reflection_assets.scoring.scorer import (
+    ScoringConfig,
+    plan_pairs,
+    score_pairs,
+    scores_frame,
+    settings_for,
+    unique_sequences,
+)
 
 PAIRS = [
-    Pair(instruction="Give three tips for staying healthy .", output="Eat well , sleep enough and exercise daily .", row_id="a"),
+    Pair(
+        instruction="Give three tips for staying healthy .",
+        output="Eat well , sleep enough and exercise daily .",
+        row_id="a",
+    ),
     Pair(instruction="Name a colour .", output="Blue is a colour .", row_id="b"),
-    Pair(instruction="Translate the sentence into French .", input="The cat sleeps .", output="Le chat dort .", row_id="c"),
-    Pair(instruction="What is two plus two ?", output="Four .", system="Be brief .",
-         history=(Turn("user", "Name a colour ."), Turn("assistant", "Blue .")), row_id="d"),
+    Pair(
+        instruction="Translate the sentence into French .",
+        input="The cat sleeps .",
+        output="Le chat dort .",
+        row_id="c",
+    ),
+    Pair(
+        instruction="What is two plus two ?",
+        output="Four .",
+        system="Be brief .",
+        history=(Turn("user", "Name a colour ."), Turn("assistant", "Blue .")),
+        row_id="d",
+    ),
     Pair(instruction="Name a colour .", output=" ", row_id="empty"),
 ]
 LOSS_FIELDS = ["loss_cond", "loss_alone", "rloss_cond", "rloss_alone"]
@@ -24,7 +45,12 @@ def test_engine_matches_the_one_at_a_time_reference(chat_student, template):
     fast = score_pairs(PAIRS, chat_student, config)
     slow = reference_score_pairs(PAIRS, chat_student, config)
     for a, b in zip(fast, slow):
-        assert (a.id, a.ifd_status, a.rifd_status, a.n_response_tokens) == (b.id, b.ifd_status, b.rifd_status, b.n_response_tokens)
+        assert (a.id, a.ifd_status, a.rifd_status, a.n_response_tokens) == (
+            b.id,
+            b.ifd_status,
+            b.rifd_status,
+            b.n_response_tokens,
+        )
         for field in LOSS_FIELDS:
             x, y = getattr(a, field), getattr(b, field)
             assert (x is None and y is None) or x == pytest.approx(y, abs=1e-5)
@@ -40,8 +66,14 @@ def test_statuses_and_missing_scores(llama_student):
 
 def test_identical_texts_are_scored_once(llama_student):
     """The same response under two instructions shares its unconditioned pass; same for r-IFD."""
-    same_answer = [Pair(instruction="Name a colour .", output="Blue ."), Pair(instruction="What is a colour ?", output="Blue .")]
-    same_question = [Pair(instruction="Name a colour .", output="Blue ."), Pair(instruction="Name a colour .", output="Blue is a colour .")]
+    same_answer = [
+        Pair(instruction="Name a colour .", output="Blue ."),
+        Pair(instruction="What is a colour ?", output="Blue ."),
+    ]
+    same_question = [
+        Pair(instruction="Name a colour .", output="Blue ."),
+        Pair(instruction="Name a colour .", output="Blue is a colour ."),
+    ]
     settings = settings_for(llama_student, ScoringConfig(template="alpaca"))
     assert len(unique_sequences(plan_pairs(llama_student, settings, same_answer))) == 7  # 8 passes, 1 shared
     assert len(unique_sequences(plan_pairs(llama_student, settings, same_question))) == 7

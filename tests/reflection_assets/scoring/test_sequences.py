@@ -16,9 +16,13 @@ def test_ifd_appends_response_ids_to_prompt_ids(bos_tokenizer):
     settings = resolve_settings(bos_tokenizer, "alpaca", "bos", 512)
     plan = plan_ifd(bos_tokenizer, settings, PAIR)
     assert plan.status == statuses.OK
-    assert list(plan.cond.context) == bos_tokenizer("Below is an instruction that describes a task. Write a response that "
-                                                     "appropriately completes the request.\n\n### Instruction:\n"
-                                                     + PAIR.instruction + "\n\n### Response:")["input_ids"]
+    assert (
+        list(plan.cond.context)
+        == bos_tokenizer(
+            "Below is an instruction that describes a task. Write a response that "
+            "appropriately completes the request.\n\n### Instruction:\n" + PAIR.instruction + "\n\n### Response:"
+        )["input_ids"]
+    )
     assert list(plan.cond.scored) == ids(bos_tokenizer, PAIR.output)
     assert plan.alone.context == (bos_tokenizer.bos_token_id,) and plan.alone.scored == plan.cond.scored
     assert plan.n_scored == len(ids(bos_tokenizer, PAIR.output))
@@ -78,7 +82,9 @@ def test_template_errors_become_error_statuses():
     from scoring_tiny import build_tokenizer
 
     strict = build_tokenizer(add_bos=False, chat=True)
-    strict.chat_template = "{% if messages|length > 1 %}{{ raise_exception('roles must alternate') }}{% endif %}" + strict.chat_template
+    strict.chat_template = (
+        "{% if messages|length > 1 %}{{ raise_exception('roles must alternate') }}{% endif %}" + strict.chat_template
+    )
     settings = resolve_settings(strict, "chat", "bos", 512)
     pair = Pair(instruction="Name a colour .", output="Blue .", history=(Turn("user", "one"),))
     assert plan_ifd(strict, settings, pair).status == "error:TemplateError"
@@ -107,7 +113,9 @@ def test_rifd_cuts_a_long_response_inside_the_reverse_prompt(bos_tokenizer):
     assert plan.cond.length <= 80
     text = bos_tokenizer.decode(plan.cond.context)
     assert "one two three" in text  # part of the response is shown ...
-    assert len(plan.cond.context) < len(prompt_ids(bos_tokenizer, "alpaca", REVERSE_PROMPT.format(response=long_pair.output)))
+    assert len(plan.cond.context) < len(
+        prompt_ids(bos_tokenizer, "alpaca", REVERSE_PROMPT.format(response=long_pair.output))
+    )
     assert text.endswith("Generate the instruction for the above response . ### Response :")  # ... inside the prompt
 
 

@@ -34,7 +34,9 @@ def test_vicuna_and_plain():
 
 
 def test_history_becomes_a_transcript_under_text_templates():
-    text = T.render_text("alpaca", "And now?", system="Be brief.", history=(Turn("user", "Hi"), Turn("assistant", "Hello")))
+    text = T.render_text(
+        "alpaca", "And now?", system="Be brief.", history=(Turn("user", "Hi"), Turn("assistant", "Hello"))
+    )
     assert "### Instruction:\nSystem: Be brief.\nUser: Hi\nAssistant: Hello\n\nAnd now?\n\n### Response:" in text
 
 

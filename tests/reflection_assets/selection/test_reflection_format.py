@@ -1,20 +1,18 @@
-"""Reflection-70B format: prompt, guided segments, validator, output extraction, frame helper."""
+"""Reflection-70B format: prompt, guided segments, validator, output extraction."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
-from reflection_assets.schema import Pair
-from reflection_assets.selection.reflection_format import (
+from reflection_assets.reflection70b import (
     REFLECTION_SYSTEM_PROMPT,
-    apply_reflection_format,
     build_reflection_format_prompt,
     extract_output,
     guided_markers,
     join_guided,
     validate_reflection_format,
 )
+from reflection_assets.schema import Pair
 
 GOOD = [
     "<thinking>\n2 + 2 is 5.\n<reflection>No: 2 + 2 is 4.</reflection>\nSo 4.\n</thinking>\n<output>\n4\n</output>",
@@ -35,7 +33,10 @@ BAD = [
     ("<thinking>x</thinking><output>  </output>", "empty_output"),
     ("<thinking> </thinking><output>y</output>", "empty_thinking"),
     ("<thinking>x<reflection>r</thinking><output>y</output>", "unclosed_reflection"),
-    ("<thinking>x<reflection>a<reflection>b</reflection></reflection></thinking><output>y</output>", "nested_reflection"),
+    (
+        "<thinking>x<reflection>a<reflection>b</reflection></reflection></thinking><output>y</output>",
+        "nested_reflection",
+    ),
     ("<thinking>x<reflection> </reflection></thinking><output>y</output>", "empty_reflection"),
     ("<thinking>x</thinking><output>y<reflection>r</reflection></output>", "tag_inside_output"),
     ("<reflection>r</reflection><thinking>x</thinking><output>y</output>", "reflection_before_thinking"),
@@ -95,17 +96,3 @@ def test_prompt_mentions_every_tag_and_the_pair():
     no_input = build_reflection_format_prompt({"instruction": "Q", "output": "A"})[1]["content"]
     assert "[Input]" not in no_input
     assert "<thinking>" in REFLECTION_SYSTEM_PROMPT and "<output>" in REFLECTION_SYSTEM_PROMPT
-
-
-def test_apply_keeps_plain_answer_on_failure():
-    pairs = pd.DataFrame({"row_id": ["a", "b", "c", "d"], "instruction": "Q", "input": "", "output": ["1", "2", "3", "4"]})
-    rewrites = pd.DataFrame(
-        {"row_id": ["a", "b", "c"], "outcome": ["reflected", "reflected", "teacher_error"],
-         "new_output": [GOOD[0], "<output>x</output>", None]}
-    )
-    out = apply_reflection_format(pairs, rewrites).set_index("row_id")
-    assert out.loc["a", "output"] == GOOD[0] and out.loc["a", "reflection_format"]
-    assert out.loc["b", "output"] == "2" and out.loc["b", "reflection_format_reason"] == "invalid:output_before_thinking"
-    assert out.loc["c", "reflection_format_reason"] == "rewrite_teacher_error" and out.loc["c", "output"] == "3"
-    assert out.loc["d", "reflection_format_reason"] == "rewrite_missing"
-    assert out["plain_output"].tolist() == ["1", "2", "3", "4"]

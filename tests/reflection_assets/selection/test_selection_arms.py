@@ -86,8 +86,14 @@ def test_ifd_topk_drops_ifd_at_least_one_and_non_ok(make):
          "f": (float("nan"), "ok")}
     )
     sel = pd.DataFrame({"row_id": ["x", "y"], "selected": [True, True]})
-    inputs = ArmInputs(raw, scores, make.instruction_reflections({}), pd.DataFrame(columns=["row_id", "instruction_choice"]),
-                       make.response_reflections({}), sel)
+    inputs = ArmInputs(
+        raw,
+        scores,
+        make.instruction_reflections({}),
+        pd.DataFrame(columns=["row_id", "instruction_choice"]),
+        make.response_reflections({}),
+        sel,
+    )
     result = build_arm("ifd_topk", inputs)
     assert sorted(result.frame["row_id"]) == ["b", "c"]  # c and d tie at 0.8: c first by row_id
     assert result.candidates == 3 and result.shortfall == 0

@@ -93,8 +93,13 @@ def test_stage1_empty(make):
 def test_stage1_ifd_loss_column(make):
     scores_o = make.ifd_scores({"a": (0.5, "ok")}).rename(columns={"ifd_ppl": "ifd_loss"})
     scores_r = make.ifd_scores({"a": (0.6, "ok")}).rename(columns={"ifd_ppl": "ifd_loss"})
-    out = decide_instruction(make.raw_frame(["a"]), make.instruction_reflections({"a": "reflected"}), scores_o, scores_r,
-                             ifd_column="ifd_loss")
+    out = decide_instruction(
+        make.raw_frame(["a"]),
+        make.instruction_reflections({"a": "reflected"}),
+        scores_o,
+        scores_r,
+        ifd_column="ifd_loss",
+    )
     assert out.loc[0, "instruction_choice"] == "reflected"
 
 

@@ -44,7 +44,11 @@ def test_follows_selected_row_everywhere(warehouse):
     assert list(out["step"]) == sorted(out["step"])
 
     decision = out[out["stage"] == "instruction_decision"].iloc[0]
-    assert (decision["decision"], decision["reason"], decision["instruction"]) == ("reflected", "ifd_increased", "Q'-r0")
+    assert (decision["decision"], decision["reason"], decision["instruction"]) == (
+        "reflected",
+        "ifd_increased",
+        "Q'-r0",
+    )
     final = out[out["stage"] == "response_decision"].iloc[0]
     assert (final["decision"], final["output"], final["ifd"], final["rifd"]) == ("reflected", "A''-r0", 0.7, 0.5)
     sel = out[out["stage"] == "selection"].iloc[0]

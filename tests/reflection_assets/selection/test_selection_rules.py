@@ -66,9 +66,27 @@ def test_published_rule_every_branch():
 def test_decision_counts_four_branches():
     counts = decision_counts(select_rows(decisions(BRANCHES)))
     assert counts.to_dict("records") == [
-        {"instruction_choice": "reflected", "response_choice": "reflected", "rows": 2, "passed_filter": 1, "selected": 1},
-        {"instruction_choice": "reflected", "response_choice": "original", "rows": 2, "passed_filter": 1, "selected": 0},
-        {"instruction_choice": "original", "response_choice": "reflected", "rows": 2, "passed_filter": 1, "selected": 1},
+        {
+            "instruction_choice": "reflected",
+            "response_choice": "reflected",
+            "rows": 2,
+            "passed_filter": 1,
+            "selected": 1,
+        },
+        {
+            "instruction_choice": "reflected",
+            "response_choice": "original",
+            "rows": 2,
+            "passed_filter": 1,
+            "selected": 0,
+        },
+        {
+            "instruction_choice": "original",
+            "response_choice": "reflected",
+            "rows": 2,
+            "passed_filter": 1,
+            "selected": 1,
+        },
         {"instruction_choice": "original", "response_choice": "original", "rows": 2, "passed_filter": 1, "selected": 0},
     ]
     flat = decision_counts_dict(select_rows(decisions(BRANCHES)))
@@ -205,7 +223,9 @@ score = st.one_of(st.floats(0, 2, allow_nan=False), st.just(1.0), st.just(NAN))
     budget=st.one_of(st.none(), st.integers(0, 30)),
 )
 def test_selection_invariants(rows, keep_lost, budget):
-    frame = decisions([(f"r{i:02d}", q, a, ifd, rifd, status, "ok") for i, (q, a, ifd, rifd, status) in enumerate(rows)])
+    frame = decisions(
+        [(f"r{i:02d}", q, a, ifd, rifd, status, "ok") for i, (q, a, ifd, rifd, status) in enumerate(rows)]
+    )
     if frame.empty:
         return
     out = select_rows(frame, SelectionSettings(extension_keep_lost_answers=keep_lost, extension_budget_count=budget))

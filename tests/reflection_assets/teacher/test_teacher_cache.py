@@ -56,7 +56,8 @@ WRITER = textwrap.dedent(
     path, name, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
     cache = CallCache(path, lock_timeout_s=120)
     for b in range(batches):
-        cache.write([CallRecord(f"{name}-{b}-{i}", "openai", "m", "v1", "instruction", "{}", ChatResult(text="x")) for i in range(5)])
+        result = ChatResult(text="x")
+        cache.write([CallRecord(f"{name}-{b}-{i}", "openai", "m", "v1", "instruction", "{}", result) for i in range(5)])
         cache.lookup([f"{name}-{b}-0"])
     print(cache.lock_waits)
     """
@@ -75,7 +76,7 @@ def test_two_writer_processes_at_once(tmp_path: Path) -> None:
     time.sleep(2.0)
     blocker.close()
     outputs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-2000:]
     lock_waits = [int(out.strip().splitlines()[-1]) for out, _ in outputs]
     assert all(w >= 1 for w in lock_waits), lock_waits

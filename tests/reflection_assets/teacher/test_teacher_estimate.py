@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.fault_server import FaultServer
-
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.estimate import estimate_cost
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
 from resources.teacher_http import OpenAICompatibleTeacher
+from support.fault_server import FaultServer
 
 
 def pairs(n: int) -> list[Pair]:
@@ -36,6 +35,12 @@ def test_estimate_before_and_after_a_run(tmp_path: Path) -> None:
 
 def test_guided_and_limit() -> None:
     identity = {"backend": "transformers", "model": "x"}
-    e = estimate_cost(pairs(5), "response", identity, None, ReflectionSettings(guided=True, critique_tokens=10, max_new_tokens=20, limit=3))
+    e = estimate_cost(
+        pairs(5),
+        "response",
+        identity,
+        None,
+        ReflectionSettings(guided=True, critique_tokens=10, max_new_tokens=20, limit=3),
+    )
     assert (e["calls"], e["requests"], e["rows_past_limit"]) == (3, 6, 2)
     assert e["max_completion_tokens"] == 3 * (10 + 20)

@@ -66,7 +66,10 @@ def test_unusable_replies_name_their_reason(text: str, reason: str) -> None:
 
 
 def test_markers_in_other_cases_spacing_and_bold() -> None:
-    text = "**[NEW INSTRUCTION]**: Summarise the text below.\n\nText: cats sleep a lot.\n[end]\n[ new answer ]\nCats sleep.\n[ END ]"
+    text = (
+        "**[NEW INSTRUCTION]**: Summarise the text below.\n\nText: cats sleep a lot.\n[end]\n"
+        "[ new answer ]\nCats sleep.\n[ END ]"
+    )
     parsed = parse_instruction_reflection(text)
     assert parsed.ok
     assert parsed.instruction == "Summarise the text below.\n\nText: cats sleep a lot."
@@ -74,7 +77,9 @@ def test_markers_in_other_cases_spacing_and_bold() -> None:
 
 
 def test_missing_end_between_sections_is_closed_by_the_next_marker() -> None:
-    parsed = parse_instruction_reflection("[New Instruction] Write a haiku about rain.\n[New Answer] Rain taps the roof [End]")
+    parsed = parse_instruction_reflection(
+        "[New Instruction] Write a haiku about rain.\n[New Answer] Rain taps the roof [End]"
+    )
     assert parsed.ok and parsed.instruction == "Write a haiku about rain." and parsed.answer == "Rain taps the roof"
 
 
@@ -88,7 +93,8 @@ def test_final_end_missing_accepted_only_when_the_teacher_stopped_by_itself() ->
 def test_echoed_layout_before_the_real_sections_is_skipped() -> None:
     text = (
         "I will use this layout:\n[New Instruction]\n(the new instruction)\n[End]\n[New Answer]\n(the answer)\n[End]\n"
-        "Critique: too vague.\n[New Instruction]\nName the largest moon of Saturn.\n[End]\n[New Answer]\nTitan.\n[End]\n"
+        "Critique: too vague.\n[New Instruction]\nName the largest moon of Saturn.\n[End]\n"
+        "[New Answer]\nTitan.\n[End]\n"
         "Hope this helps! Let me know if you need anything else."
     )
     parsed = parse_instruction_reflection(text)
@@ -131,7 +137,10 @@ def test_unusable_better_answers(text: str, reason: str) -> None:
 
 
 def test_truncated_better_answer() -> None:
-    assert parse_response_reflection("[Better Answer] Water boils at", stopped_naturally=False).reason == "truncated_answer"
+    assert (
+        parse_response_reflection("[Better Answer] Water boils at", stopped_naturally=False).reason
+        == "truncated_answer"
+    )
 
 
 def test_content_problem_does_not_flag_real_short_content() -> None:

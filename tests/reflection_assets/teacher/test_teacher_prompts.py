@@ -26,7 +26,9 @@ def test_response_prompt_asks_for_a_better_answer() -> None:
 
 
 def test_history_and_system_are_shown() -> None:
-    pair = Pair("And in French?", "Bonjour", system="Be brief.", history=(Turn("user", "Say hello"), Turn("assistant", "Hello")))
+    pair = Pair(
+        "And in French?", "Bonjour", system="Be brief.", history=(Turn("user", "Say hello"), Turn("assistant", "Hello"))
+    )
     text = prompts.render_pair(pair)
     assert "Be brief." in text and "User: Say hello" in text and "Assistant: Hello" in text
 
@@ -42,11 +44,15 @@ def test_prompt_version_and_sampling_change_the_key() -> None:
     key = call_key(identity, "v1", base)
     assert key == call_key(identity, "v1", build_request("instruction", pair, ReflectionSettings(), guided=False))
     assert key != call_key(identity, "v2", base)
-    assert key != call_key(identity, "v1", build_request("instruction", pair, ReflectionSettings(temperature=0.7), guided=False))
+    assert key != call_key(
+        identity, "v1", build_request("instruction", pair, ReflectionSettings(temperature=0.7), guided=False)
+    )
     assert key != call_key(identity, "v1", build_request("instruction", pair, ReflectionSettings(), guided=True))
     assert key != call_key({"backend": "openai", "model": "other"}, "v1", base)
     # Caps, limit and batching decide how much is done, not what an answer is.
-    assert key == call_key(identity, "v1", build_request("instruction", pair, ReflectionSettings(max_calls=3, limit=1), guided=False))
+    assert key == call_key(
+        identity, "v1", build_request("instruction", pair, ReflectionSettings(max_calls=3, limit=1), guided=False)
+    )
 
 
 def test_unknown_stage() -> None:

@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support.fault_server import FaultServer
 
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.cache import CallCache
@@ -14,6 +13,7 @@ from reflection_assets.teacher.outcomes import OUTCOME_COLUMNS
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
 from resources.teacher_http import OpenAICompatibleTeacher
+from support.fault_server import FaultServer
 
 MAX_ATTEMPTS = 4
 
@@ -34,7 +34,10 @@ def http_teacher(server: FaultServer, **overrides: object) -> OpenAICompatibleTe
 
 
 def rows(faults: list[str]) -> list[Pair]:
-    return [Pair(f"ROW=r{i} FAULT={f} Explain why the sky is blue.", f"Because of scattering ({i}).") for i, f in enumerate(faults)]
+    return [
+        Pair(f"ROW=r{i} FAULT={f} Explain why the sky is blue.", f"Because of scattering ({i}).")
+        for i, f in enumerate(faults)
+    ]
 
 
 FAULT_MIX = [
@@ -65,7 +68,11 @@ def test_every_fault_gives_every_row_exactly_one_outcome(server: FaultServer, tm
     for i, pair in enumerate(pairs):
         row = by_row.iloc[i]
         if row["outcome"] != "reflected":
-            assert (row["new_instruction"], row["new_input"], row["new_output"]) == (pair.instruction, pair.input, pair.output)
+            assert (row["new_instruction"], row["new_input"], row["new_output"]) == (
+                pair.instruction,
+                pair.input,
+                pair.output,
+            )
             assert row["error"]
     assert "no changes needed" in by_row.iloc[9]["raw_text"] and by_row.iloc[9]["error"] == "missing_instruction_marker"
     assert "gave up after 4 attempts" in by_row.iloc[10]["error"] and "HTTP 500" in by_row.iloc[10]["error"]
@@ -128,8 +135,13 @@ def test_call_cap_stops_cleanly_and_skips_the_rest(server: FaultServer, tmp_path
 def test_token_cap_never_overspends(server: FaultServer, tmp_path: Path) -> None:
     pairs = rows(["ok"] * 8)
     cap = 3 * 800
-    frame, stats = reflect_rows(pairs, "instruction", http_teacher(server, max_concurrency=1),
-                                CallCache(tmp_path / "c.duckdb"), ReflectionSettings(max_new_tokens=300, max_tokens=cap))
+    frame, stats = reflect_rows(
+        pairs,
+        "instruction",
+        http_teacher(server, max_concurrency=1),
+        CallCache(tmp_path / "c.duckdb"),
+        ReflectionSettings(max_new_tokens=300, max_tokens=cap),
+    )
     assert stats.stopped_by == "max_tokens"
     assert 0 < stats.calls_made < len(pairs) and stats.total_tokens <= cap
     assert Counter(frame["outcome"])["skipped"] == len(pairs) - stats.calls_made
@@ -144,7 +156,9 @@ def test_limit_reflects_the_first_rows_only(server: FaultServer, tmp_path: Path)
 
 def test_duplicate_rows_share_one_call(server: FaultServer, tmp_path: Path) -> None:
     pair = rows(["ok"])[0]
-    frame, stats = reflect_rows([pair, pair, pair], "instruction", http_teacher(server), CallCache(tmp_path / "c.duckdb"))
+    frame, stats = reflect_rows(
+        [pair, pair, pair], "instruction", http_teacher(server), CallCache(tmp_path / "c.duckdb")
+    )
     assert server.request_count == 1 and stats.calls_deduplicated == 2 and (frame["outcome"] == "reflected").all()
 
 
@@ -153,7 +167,11 @@ def test_response_stage_keeps_the_instruction(server: FaultServer, tmp_path: Pat
     frame, _ = reflect_rows([pair], "response", http_teacher(server), CallCache(tmp_path / "c.duckdb"))
     row = frame.iloc[0]
     assert (row["outcome"], row["stage"]) == ("reflected", "response")
-    assert (row["new_instruction"], row["new_input"], row["new_output"]) == (pair.instruction, "3 1 2", "A fuller answer for q1.")
+    assert (row["new_instruction"], row["new_input"], row["new_output"]) == (
+        pair.instruction,
+        "3 1 2",
+        "A fuller answer for q1.",
+    )
 
 
 def test_guided_generation_over_http(server: FaultServer, tmp_path: Path) -> None:
@@ -165,7 +183,9 @@ def test_guided_generation_over_http(server: FaultServer, tmp_path: Path) -> Non
     assert frame["new_instruction"].iloc[0] == "New Instruction written for r0."
     assert frame["new_output"].iloc[0] == "New Answer written for r0."
     continued = [s.body for s in server.seen if s.body["messages"][-1]["role"] == "assistant"]
-    assert len(continued) == 4 and all(b["continue_final_message"] and not b["add_generation_prompt"] for b in continued)
+    assert len(continued) == 4 and all(
+        b["continue_final_message"] and not b["add_generation_prompt"] for b in continued
+    )
     assert continued[0]["messages"][-1]["content"].endswith("[New Instruction]\n")
 
 

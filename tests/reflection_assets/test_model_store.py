@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resources import model_store
-from resources.model_store import ModelReferenceError, resolve_reference
+from reflection_assets import model_store
+from reflection_assets.model_store import ModelReferenceError, resolve_reference
 
 
 def test_bundled_reference_resolves_to_the_packaged_gguf():

@@ -1,0 +1,67 @@
+"""DuckDB connections with one lock-wait policy, for every file the project writes.
+
+DuckDB lets one process write a file at a time, and Dagster's default executor runs steps in
+separate processes. So every caller (the warehouse resource, the `llm_calls` and
+`student_scores` caches, the dataset-source registry) opens a connection for one short batch,
+never across a model call, and waits with bounded, jittered backoff while another process holds
+the lock. The lock is taken when the file is opened, so only opening is retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+LOCK_WAIT_SECONDS = 120.0
+# DuckDB: 'Could not set lock on file ... Conflicting lock is held'; Windows: 'being used by another process'.
+LOCK_MARKERS = ("lock", "conflicting", "being used by another process")
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """True when `exc` says another process holds the database file."""
+    return isinstance(exc, duckdb.Error) and any(marker in str(exc).lower() for marker in LOCK_MARKERS)
+
+
+def lock_retrying(timeout_s: float = LOCK_WAIT_SECONDS, on_wait: Callable[[], None] | None = None) -> Retrying:
+    """The lock-wait policy: retry lock errors only, jittered exponential backoff, give up after `timeout_s`."""
+
+    def before_sleep(_: RetryCallState) -> None:
+        if on_wait is not None:
+            on_wait()
+
+    return Retrying(
+        retry=retry_if_exception(is_lock_error),
+        wait=wait_random_exponential(multiplier=0.05, max=2.0),
+        stop=stop_after_delay(timeout_s),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+@contextlib.contextmanager
+def connect(
+    database: str | Path,
+    read_only: bool = False,
+    timeout_s: float = LOCK_WAIT_SECONDS,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open `database` (creating its folder), waiting while another process holds it; closed on exit.
+
+    `on_wait` is called before each wait (callers count lock waits for their statistics).
+    """
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    connection = lock_retrying(timeout_s, on_wait)(duckdb.connect, str(database), read_only=read_only)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
+    )

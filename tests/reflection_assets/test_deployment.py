@@ -1,0 +1,36 @@
+"""The one teacher selector: the definitions keep settings as dg.EnvVar, and both paths agree on errors."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from reflection_assets.deployment import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, build_teacher
+from reflection_assets.teacher.backend import TeacherError
+from resources.teacher_http import OpenAICompatibleTeacher
+from resources.teacher_local import TransformersTeacher
+
+
+def test_definitions_read_teacher_settings_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_BASE_URL, "http://127.0.0.1:9/v1")
+    monkeypatch.setenv(ENV_MODEL, "served")
+    monkeypatch.delenv(ENV_API_KEY, raising=False)
+    teacher = build_teacher(as_env_vars=True)
+    assert isinstance(teacher, OpenAICompatibleTeacher)
+    assert teacher.base_url == dg.EnvVar(ENV_BASE_URL) and teacher.model == dg.EnvVar(ENV_MODEL)
+    assert teacher.api_key is None
+
+
+def test_a_base_url_without_a_model_is_a_clear_error_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_BASE_URL, "http://127.0.0.1:9/v1")
+    monkeypatch.delenv(ENV_MODEL, raising=False)
+    for as_env_vars in (False, True):
+        with pytest.raises(TeacherError, match=ENV_MODEL):
+            build_teacher(as_env_vars=as_env_vars)
+
+
+def test_no_base_url_means_the_local_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_BASE_URL, raising=False)
+    monkeypatch.setenv(ENV_MODEL, "/models/mine")
+    assert build_teacher() == TransformersTeacher(model_ref="/models/mine")
+    assert build_teacher({}) == TransformersTeacher(model_ref="bundled")
