@@ -6,6 +6,7 @@
 - `adapter/`: the PEFT LoRA adapter (safetensors), the tokenizer, the model card (README.md) and
   `training_args.json`, loadable as it is by PEFT, vLLM and lm-eval;
 - `result.json`: the run's numbers (losses, rows, steps), read back when the adapter is reused;
+- `tracking.json`: the MLflow run that logged it (written after the marker, by the caller);
 - `FINISHED`: written last, so a run killed anywhere before it is never mistaken for a finished one
   (TRL writes README.md even for an interrupted run, so the card proves nothing).
 """
@@ -116,6 +117,20 @@ class CheckpointLayout:
             if match and (entry / "trainer_state.json").is_file():
                 steps.append((int(match.group(1)), entry))
         return str(max(steps)[1]) if steps else None
+
+    @property
+    def tracking_file(self) -> Path:
+        """Which tracking run describes this adapter (written by the caller after the marker)."""
+        return self.folder / "tracking.json"
+
+    def read_tracking(self) -> dict:
+        try:
+            return json.loads(self.tracking_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_tracking(self, values: dict) -> None:
+        write_atomic(self.tracking_file, json.dumps(values, sort_keys=True))
 
     def write_result(self, result: dict) -> None:
         write_atomic(self.result_file, json.dumps(result, indent=1, sort_keys=True, default=str))
