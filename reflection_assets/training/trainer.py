@@ -317,7 +317,11 @@ def finish(trainer: Any, tokenizer: Any, layout: CheckpointLayout, common: dict,
         log_history=history,
         **common,
     )
-    trainer.model.save_pretrained(str(layout.adapter_dir), safe_serialization=True)
+    # save_model gathers sharded weights under FSDP / ZeRO-3 and writes only on the main process.
+    trainer.save_model(str(layout.adapter_dir))
+    if not trainer.is_world_process_zero():
+        return outcome
+    (layout.adapter_dir / "training_args.bin").unlink(missing_ok=True)  # pickled; the JSON below says the same
     tokenizer.save_pretrained(str(layout.adapter_dir))
     (layout.adapter_dir / "training_args.json").write_text(trainer.args.to_json_string())
     (layout.adapter_dir / "README.md").write_text(model_card(

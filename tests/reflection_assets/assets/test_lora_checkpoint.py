@@ -16,7 +16,7 @@ from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import warehouse_path
 from reflection_assets.schema import RAW_COLUMNS
 from resources.student import StudentModel
-from tests.reflection_assets.training.conftest import sample_pairs, tiny_base  # noqa: F401 - fixture
+from tests.support.training import sample_pairs
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 FAST = {"rank": 4, "alpha": 8, "dropout": 0.0, "epochs": 1, "batch_size": 4, "learning_rate": 5e-3, "max_length": 128,
@@ -56,7 +56,7 @@ def stored_row() -> dict:
     return frame.iloc[0].to_dict()
 
 
-def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):  # noqa: F811
+def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
     import mlflow
 
     seed_warehouse(dagster_instance, 8)
@@ -88,7 +88,7 @@ def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):  #
     assert len(mlflow.search_runs(experiment_names=[build_resources()["mlflow"].experiment_name], filter_string="tags.`dagster.asset_key` = 'lora_checkpoint'")) == 1
 
 
-def test_tiny_arm_and_disabled_arm_are_reasoned_skips(dagster_instance, tiny_base):  # noqa: F811
+def test_tiny_arm_and_disabled_arm_are_reasoned_skips(dagster_instance, tiny_base):
     seed_warehouse(dagster_instance, 3)
     result = materialize(dagster_instance, tiny_base, min_rows=4)
     assert result.success
@@ -102,7 +102,7 @@ def test_tiny_arm_and_disabled_arm_are_reasoned_skips(dagster_instance, tiny_bas
     assert disabled.success and "disabled" in stored_row()["skipped_reason"]
 
 
-def test_bad_config_fails_with_a_message(dagster_instance, tiny_base):  # noqa: F811
+def test_bad_config_fails_with_a_message(dagster_instance, tiny_base):
     seed_warehouse(dagster_instance, 4)
     result = materialize(dagster_instance, tiny_base, dropout=2.0)
     assert not result.success

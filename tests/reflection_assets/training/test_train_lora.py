@@ -10,7 +10,7 @@ import pytest
 from reflection_assets.schema import Pair
 from reflection_assets.training import LoraSettings, train_lora
 from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
-from tests.reflection_assets.training.conftest import sample_pairs
+from tests.support.training import sample_pairs
 
 # 12 rows, batch 2, 2 epochs: 12 optimizer steps in a few seconds; a high rate so the adapter moves.
 FAST = LoraSettings(rank=4, alpha=8, dropout=0.0, epochs=2, batch_size=2, learning_rate=5e-3, max_length=128,

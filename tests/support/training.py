@@ -1,10 +1,8 @@
-"""A tiny Llama saved as a model folder, so training goes through the real loading path (a local directory)."""
+"""Training fixtures: a tiny Llama saved as a model folder (the real local-directory loading path) and rows."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from reflection_assets.schema import Pair, Turn
 
@@ -18,12 +16,8 @@ def save_tiny_model(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(save_tiny_model(tmp_path_factory.mktemp("tiny-llama")))
-
-
 def sample_pairs(n: int = 12) -> list[Pair]:
+    """Short pairs in the tiny tokenizer's vocabulary; some with a system prompt or earlier turns."""
     topics = ["light", "plants", "water", "energy", "sugar", "leaves", "roots", "air", "soil", "sun", "rain", "seeds"]
     pairs = []
     for i in range(n):
