@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", default=None, help="comma-separated arms to build (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)")
     parser.add_argument("--limit", type=int, default=None, help="reflect only the first N rows (trial runs)")
+    parser.add_argument("--train-arms", default="selective,random",
+                        help="arms whose LoRA adapter is trained (default: selective,random; the others skip with a reason)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         label = f"{job_name}[{partition}]" if partition else job_name
         print(f"- {label} ...", flush=True)
         run_config = dataset_run_config(args) if job_name == "dataset_job" else None
+        if job_name == "arms_job":
+            run_config = arms_run_config(args, partition)
         result = job.execute_in_process(
             instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False
         )
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label} failed (run {result.run_id}); see `make dev` -> Runs for the logs", file=sys.stderr)
             return 1
     print(summary(str(warehouse_path()), time.monotonic() - started))
+    print(training_note(str(warehouse_path())))
     return 0
 
 
@@ -66,6 +71,32 @@ def dataset_run_config(args: argparse.Namespace) -> dict:
     """Short teacher outputs keep the CPU demo to minutes; everything else keeps its defaults."""
     stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
     return {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
+
+
+def arms_run_config(args: argparse.Namespace, arm: str | None) -> dict:
+    """On a CPU the demo trains two arms (~1 min each); the others skip training with a reason."""
+    enabled = arm in {a.strip() for a in (args.train_arms or "").split(",") if a.strip()}
+    return {"ops": {"lora_checkpoint": {"config": {"enabled": enabled}}}}
+
+
+def training_note(database: str) -> str:
+    """Each arm's first and last logged loss and train time (the closing note of the demo)."""
+    from resources.warehouse import connect, table_exists
+
+    with connect(database, read_only=True) as conn:
+        if not table_exists(conn, "lora_checkpoint"):
+            return "LoRA training: no lora_checkpoint table"
+        rows = conn.execute(
+            "SELECT arm, status, rows_trained, first_loss, final_loss, train_seconds, skipped_reason "
+            "FROM lora_checkpoint ORDER BY arm"
+        ).fetchall()
+    lines = ["LoRA training (first -> last logged loss, train time):"]
+    for arm, status, rows, first, final, seconds, reason in rows:
+        if status == "skipped":
+            lines.append(f"  {arm:14s} skipped: {reason}")
+        else:
+            lines.append(f"  {arm:14s} {status:8s} {rows:3d} rows  loss {first:.3f} -> {final:.3f}  {seconds:.0f}s")
+    return "\n".join(lines)
 
 
 def summary(database: str, seconds: float) -> str:

@@ -228,11 +228,12 @@ def build_trainer(model: Any, tokenizer: Any, examples: Sequence[TrainingExample
                   layout: CheckpointLayout, device: str, callbacks: Sequence[Any]) -> Any:
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
+    from transformers import PrinterCallback
     from trl import SFTTrainer
 
     disable_progress_bar()  # one bar per map() floods the run log; the step log says how far training is
     dataset = Dataset.from_list([e.as_record() for e in examples])
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=sft_config(settings, layout, device),
         train_dataset=dataset,
@@ -240,6 +241,8 @@ def build_trainer(model: Any, tokenizer: Any, examples: Sequence[TrainingExample
         peft_config=lora_config(settings),
         callbacks=[step_stats_callback(device), *callbacks],
     )
+    trainer.remove_callback(PrinterCallback)  # steps go to the caller's log and MLflow, not stdout
+    return trainer
 
 
 def trained_row_ids(trainer: Any, examples: Sequence[TrainingExample]) -> list[str]:
