@@ -36,8 +36,10 @@ def demo_pairs(n: int) -> list:
 
     rows = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = (rows * (n // len(rows) + 1))[:n]  # repeat the 68 demo rows when more are asked
-    return [Pair(instruction=r["instruction"], input=r.get("input", ""), output=r["output"], row_id=str(i))
-            for i, r in enumerate(rows)]
+    return [
+        Pair(instruction=r["instruction"], input=r.get("input", ""), output=r["output"], row_id=str(i))
+        for i, r in enumerate(rows)
+    ]
 
 
 def run_case(label: str, base: str, pairs: list, settings, loaded=None) -> dict:
@@ -61,14 +63,18 @@ def run_case(label: str, base: str, pairs: list, settings, loaded=None) -> dict:
         wall = time.perf_counter() - started
     steps = [e for e in trainer.state.log_history if "loss" in e]
     tokens = [e["num_input_tokens_seen"] for e in steps]
-    per_step = [b - a for a, b in zip([0, *tokens[:-1]], tokens)]
+    per_step = [b - a for a, b in zip([0, *tokens[:-1]], tokens, strict=True)]
     timed = steps[1:] or steps  # the first step pays one-off costs (allocations, kernels)
     seconds = sum(e["step_seconds"] for e in timed)
     counted = sum(per_step[1:] or per_step)
     return {
-        "case": label, "steps": len(steps), "wall_s": round(wall, 1), "tokens_per_step": round(sum(per_step) / len(per_step), 1),
+        "case": label,
+        "steps": len(steps),
+        "wall_s": round(wall, 1),
+        "tokens_per_step": round(sum(per_step) / len(per_step), 1),
         "tokens_per_s": round(counted / seconds, 1) if seconds else math.nan,
-        "s_per_step": round(seconds / len(timed), 2), "peak_memory_mb": steps[-1].get("peak_memory_mb"),
+        "s_per_step": round(seconds / len(timed), 2),
+        "peak_memory_mb": steps[-1].get("peak_memory_mb"),
         "losses": [round(float(e["loss"]), 5) for e in steps],
     }
 
@@ -76,9 +82,23 @@ def run_case(label: str, base: str, pairs: list, settings, loaded=None) -> dict:
 def cpu_part(args: argparse.Namespace) -> list[dict]:
     from reflection_assets.training.settings import LoraSettings
 
-    base = LoraSettings(rank=8, alpha=16, dropout=0.0, batch_size=args.batch_size, max_length=args.max_length,
-                        max_steps=args.steps, save_steps=10**6, warmup=0, device="cpu", precision="fp32")
-    cases = [("fp32", base), ("fp32+packing", replace(base, packing=True)), ("bf16-autocast", replace(base, precision="bf16"))]
+    base = LoraSettings(
+        rank=8,
+        alpha=16,
+        dropout=0.0,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        max_steps=args.steps,
+        save_steps=10**6,
+        warmup=0,
+        device="cpu",
+        precision="fp32",
+    )
+    cases = [
+        ("fp32", base),
+        ("fp32+packing", replace(base, packing=True)),
+        ("bf16-autocast", replace(base, precision="bf16")),
+    ]
     pairs = demo_pairs(args.rows)
     results = []
     for round_no in range(1, args.rounds + 1):
@@ -94,12 +114,14 @@ def cpu_report(results: list[dict]) -> None:
     for round_no in sorted({r["round"] for r in results}):
         rows = {r["case"]: r for r in results if r["round"] == round_no}
         fp32, packed, bf16 = rows["fp32"], rows["fp32+packing"], rows["bf16-autocast"]
-        diff = max(abs(a - b) for a, b in zip(fp32["losses"], bf16["losses"]))
-        print(f"round {round_no}: fp32 {fp32['tokens_per_s']} tok/s ({fp32['s_per_step']} s/step); "
-              f"packing {packed['tokens_per_s']} tok/s -> {packed['tokens_per_s'] / fp32['tokens_per_s']:.2f}x; "
-              f"bf16 autocast {bf16['tokens_per_s']} tok/s -> {bf16['tokens_per_s'] / fp32['tokens_per_s']:.2f}x; "
-              f"max |loss bf16 - fp32| over {len(fp32['losses'])} steps = {diff:.4f} "
-              f"(fp32 losses {fp32['losses'][0]} -> {fp32['losses'][-1]})")
+        diff = max(abs(a - b) for a, b in zip(fp32["losses"], bf16["losses"], strict=True))
+        print(
+            f"round {round_no}: fp32 {fp32['tokens_per_s']} tok/s ({fp32['s_per_step']} s/step); "
+            f"packing {packed['tokens_per_s']} tok/s -> {packed['tokens_per_s'] / fp32['tokens_per_s']:.2f}x; "
+            f"bf16 autocast {bf16['tokens_per_s']} tok/s -> {bf16['tokens_per_s'] / fp32['tokens_per_s']:.2f}x; "
+            f"max |loss bf16 - fp32| over {len(fp32['losses'])} steps = {diff:.4f} "
+            f"(fp32 losses {fp32['losses'][0]} -> {fp32['losses'][-1]})"
+        )
 
 
 def llama_1b_folder(folder: Path) -> str:
@@ -110,9 +132,17 @@ def llama_1b_folder(folder: Path) -> str:
     from resources.model_store import load_tokenizer
 
     tokenizer = load_tokenizer("bundled")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-                         num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(str(folder), safe_serialization=True)
@@ -128,8 +158,18 @@ def gpu_part(args: argparse.Namespace) -> list[dict]:
     if not torch.cuda.is_available():
         print("GPU: not measured (no CUDA device here)")
         return []
-    base = LoraSettings(rank=16, alpha=32, dropout=0.0, batch_size=args.gpu_batch_size, max_length=args.max_length,
-                        max_steps=args.steps, save_steps=10**6, warmup=0, device="cuda", precision="bf16")
+    base = LoraSettings(
+        rank=16,
+        alpha=32,
+        dropout=0.0,
+        batch_size=args.gpu_batch_size,
+        max_length=args.max_length,
+        max_steps=args.steps,
+        save_steps=10**6,
+        warmup=0,
+        device="cuda",
+        precision="bf16",
+    )
     pairs = demo_pairs(args.gpu_batch_size * args.steps)
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -141,9 +181,11 @@ def gpu_part(args: argparse.Namespace) -> list[dict]:
             print(json.dumps(result), flush=True)
             torch.cuda.empty_cache()
     bf16, qlora = results
-    print(f"GPU ({torch.cuda.get_device_name()}): bf16 {bf16['tokens_per_s']} tok/s, {bf16['peak_memory_mb']} MiB; "
-          f"4-bit {qlora['tokens_per_s']} tok/s ({qlora['tokens_per_s'] / bf16['tokens_per_s']:.2f}x), "
-          f"{qlora['peak_memory_mb']} MiB ({qlora['peak_memory_mb'] / bf16['peak_memory_mb']:.2f}x)")
+    print(
+        f"GPU ({torch.cuda.get_device_name()}): bf16 {bf16['tokens_per_s']} tok/s, {bf16['peak_memory_mb']} MiB; "
+        f"4-bit {qlora['tokens_per_s']} tok/s ({qlora['tokens_per_s'] / bf16['tokens_per_s']:.2f}x), "
+        f"{qlora['peak_memory_mb']} MiB ({qlora['peak_memory_mb'] / bf16['peak_memory_mb']:.2f}x)"
+    )
     return results
 
 

@@ -29,9 +29,22 @@ ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
 
 # The `lora_checkpoint` table: one row per arm (the contract eval reads), plus steps/tokens/template.
 CHECKPOINT_COLUMNS = [
-    "arm", "status", "skipped_reason", "checkpoint_key", "adapter_path", "base_model", "base_fingerprint",
-    "rows_given", "rows_trained", "first_loss", "final_loss", "train_seconds", "mlflow_run_id",
-    "steps", "tokens_seen", "template",
+    "arm",
+    "status",
+    "skipped_reason",
+    "checkpoint_key",
+    "adapter_path",
+    "base_model",
+    "base_fingerprint",
+    "rows_given",
+    "rows_trained",
+    "first_loss",
+    "final_loss",
+    "train_seconds",
+    "mlflow_run_id",
+    "steps",
+    "tokens_seen",
+    "template",
 ]
 TRAINED_ROWS_TABLE = "trained_rows"  # (arm, checkpoint_key, row_id): the rows the trainer kept, for lineage
 
@@ -97,13 +110,21 @@ def lora_checkpoint(
     except (ValueError, TrainingDataError) as error:
         raise dg.Failure(f"lora_checkpoint[{arm}]: {error}", allow_retries=False) from None
     if not config.enabled:
-        outcome = TrainingOutcome(status=SKIPPED, key="", base_model=student.model, base_fingerprint="", template="",
-                                  rows_given=len(pairs), rows_trained=0,
-                                  skipped_reason="training disabled for this arm in the run config (enabled=false)")
+        outcome = TrainingOutcome(
+            status=SKIPPED,
+            key="",
+            base_model=student.model,
+            base_fingerprint="",
+            template="",
+            rows_given=len(pairs),
+            rows_trained=0,
+            skipped_reason="training disabled for this arm in the run config (enabled=false)",
+        )
     else:
         try:
-            outcome = train_lora(pairs, student.model, settings, checkpoints_dir(), arm, template=template,
-                                 log=context.log.info)
+            outcome = train_lora(
+                pairs, student.model, settings, checkpoints_dir(), arm, template=template, log=context.log.info
+            )
         except (ModelReferenceError, ValueError) as error:
             raise dg.Failure(f"lora_checkpoint[{arm}]: {error}", allow_retries=False) from None
     if outcome.status == SKIPPED:
@@ -116,12 +137,21 @@ def lora_checkpoint(
 
 def checkpoint_frame(arm: str, outcome: TrainingOutcome, run_id: str) -> pd.DataFrame:
     row = {
-        "arm": arm, "status": outcome.status, "skipped_reason": outcome.skipped_reason,
-        "checkpoint_key": outcome.key, "adapter_path": outcome.adapter_path, "base_model": outcome.base_model,
-        "base_fingerprint": outcome.base_fingerprint, "rows_given": int(outcome.rows_given),
-        "rows_trained": int(outcome.rows_trained), "first_loss": float(outcome.first_loss),
-        "final_loss": float(outcome.final_loss), "train_seconds": float(outcome.train_seconds),
-        "mlflow_run_id": run_id, "steps": int(outcome.steps), "tokens_seen": int(outcome.tokens_seen),
+        "arm": arm,
+        "status": outcome.status,
+        "skipped_reason": outcome.skipped_reason,
+        "checkpoint_key": outcome.key,
+        "adapter_path": outcome.adapter_path,
+        "base_model": outcome.base_model,
+        "base_fingerprint": outcome.base_fingerprint,
+        "rows_given": int(outcome.rows_given),
+        "rows_trained": int(outcome.rows_trained),
+        "first_loss": float(outcome.first_loss),
+        "final_loss": float(outcome.final_loss),
+        "train_seconds": float(outcome.train_seconds),
+        "mlflow_run_id": run_id,
+        "steps": int(outcome.steps),
+        "tokens_seen": int(outcome.tokens_seen),
         "template": outcome.template,
     }
     return pd.DataFrame([row], columns=CHECKPOINT_COLUMNS)
@@ -135,16 +165,24 @@ def loss_plot(outcome: TrainingOutcome) -> bytes | None:
 
 
 def checkpoint_metadata(outcome: TrainingOutcome, frame: pd.DataFrame, link: dict) -> dict:
-    numbers = {"rows_given": outcome.rows_given, "rows_trained": outcome.rows_trained, "steps": outcome.steps,
-               "tokens_seen": outcome.tokens_seen, "train_seconds": round(outcome.train_seconds, 2),
-               "resumed_from_step": outcome.resumed_from_step}
-    losses = {k: v for k, v in (("first_loss", outcome.first_loss), ("final_loss", outcome.final_loss))
-              if not math.isnan(v)}
+    numbers = {
+        "rows_given": outcome.rows_given,
+        "rows_trained": outcome.rows_trained,
+        "steps": outcome.steps,
+        "tokens_seen": outcome.tokens_seen,
+        "train_seconds": round(outcome.train_seconds, 2),
+        "resumed_from_step": outcome.resumed_from_step,
+    }
+    losses = {
+        k: v for k, v in (("first_loss", outcome.first_loss), ("final_loss", outcome.final_loss)) if not math.isnan(v)
+    }
     metadata = {
         "status": dg.MetadataValue.text(outcome.status),
         **numeric_metadata(numbers),
         **{k: dg.MetadataValue.float(float(v)) for k, v in losses.items()},
-        "preview": markdown_preview(frame, ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds"]),
+        "preview": markdown_preview(
+            frame, ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds"]
+        ),
         **link,
     }
     if outcome.skipped_reason:
@@ -161,15 +199,20 @@ def checkpoint_metadata(outcome: TrainingOutcome, frame: pd.DataFrame, link: dic
 def record_trained_rows(warehouse: Warehouse, arm: str, outcome: TrainingOutcome) -> None:
     """Replace this arm's trained-on rows (none when skipped): lineage reaches "trained on" from here."""
     with warehouse.connection() as conn:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {TRAINED_ROWS_TABLE} (arm VARCHAR, checkpoint_key VARCHAR, row_id VARCHAR)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {TRAINED_ROWS_TABLE} (arm VARCHAR, checkpoint_key VARCHAR, row_id VARCHAR)"
+        )
         conn.execute(f"DELETE FROM {TRAINED_ROWS_TABLE} WHERE arm = ?", [arm])
         if outcome.trained_row_ids:
-            conn.executemany(f"INSERT INTO {TRAINED_ROWS_TABLE} VALUES (?, ?, ?)",
-                             [[arm, outcome.key, row_id] for row_id in outcome.trained_row_ids])
+            conn.executemany(
+                f"INSERT INTO {TRAINED_ROWS_TABLE} VALUES (?, ?, ?)",
+                [[arm, outcome.key, row_id] for row_id in outcome.trained_row_ids],
+            )
 
 
-def track(context: dg.AssetExecutionContext, mlflow: MlflowTracking, outcome: TrainingOutcome,
-          settings: LoraSettings) -> tuple[dict, str]:
+def track(
+    context: dg.AssetExecutionContext, mlflow: MlflowTracking, outcome: TrainingOutcome, settings: LoraSettings
+) -> tuple[dict, str]:
     """One MLflow run per checkpoint: logged when trained, linked again when reused, none when skipped."""
     if outcome.status == SKIPPED:
         return {}, ""
@@ -201,15 +244,25 @@ def log_checkpoint_run(context, mlflow: MlflowTracking, outcome: TrainingOutcome
     from resources.tracking import scrub_params
 
     with mlflow.start_run(context, "lora_checkpoint", checkpoint_key=outcome.key) as run:
-        params = {**settings.as_params(), "base_model": outcome.base_model, "base_fingerprint": outcome.base_fingerprint,
-                  "template": outcome.template, "rows_trained": outcome.rows_trained}
+        params = {
+            **settings.as_params(),
+            "base_model": outcome.base_model,
+            "base_fingerprint": outcome.base_fingerprint,
+            "template": outcome.template,
+            "rows_trained": outcome.rows_trained,
+        }
         mlflow_lib.log_params({k: str(v)[:500] for k, v in scrub_params(params).items()})
         for entry in outcome.log_history:
             values = {k: float(entry[k]) for k in STEP_METRICS if k in entry and entry[k] is not None}
             if values:
                 mlflow_lib.log_metrics(values, step=int(entry["step"]))
-        summary = {"first_loss": outcome.first_loss, "final_loss": outcome.final_loss, "steps": outcome.steps,
-                   "tokens_seen": outcome.tokens_seen, "train_seconds": outcome.train_seconds}
+        summary = {
+            "first_loss": outcome.first_loss,
+            "final_loss": outcome.final_loss,
+            "steps": outcome.steps,
+            "tokens_seen": outcome.tokens_seen,
+            "train_seconds": outcome.train_seconds,
+        }
         mlflow_lib.log_metrics({f"summary_{k}": float(v) for k, v in summary.items() if not math.isnan(float(v))})
         mlflow_lib.log_text("\n".join(outcome.trained_row_ids), "trained_row_ids.txt")
         png = loss_plot(outcome)

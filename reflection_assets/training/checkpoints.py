@@ -101,7 +101,11 @@ class CheckpointLayout:
         return self.folder / "FINISHED"
 
     def is_finished(self) -> bool:
-        return self.marker.is_file() and self.result_file.is_file() and (self.adapter_dir / "adapter_config.json").is_file()
+        return (
+            self.marker.is_file()
+            and self.result_file.is_file()
+            and (self.adapter_dir / "adapter_config.json").is_file()
+        )
 
     def last_trainer_checkpoint(self) -> str | None:
         """Newest complete Trainer checkpoint, or None (what `resume_from_checkpoint` takes).
@@ -151,8 +155,19 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(staging, path)
 
 
-def model_card(*, base_model: str, base_fingerprint: str, name: str, key: str, template: str, settings: LoraSettings,
-               rows_trained: int, first_loss: float, final_loss: float, steps: int) -> str:
+def model_card(
+    *,
+    base_model: str,
+    base_fingerprint: str,
+    name: str,
+    key: str,
+    template: str,
+    settings: LoraSettings,
+    rows_trained: int,
+    first_loss: float,
+    final_loss: float,
+    steps: int,
+) -> str:
     """A short README for the adapter folder: what it was trained from, how, and how to load it."""
     params = "\n".join(f"| {k} | {v} |" for k, v in settings.as_params().items())
     return f"""---

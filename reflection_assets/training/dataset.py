@@ -50,7 +50,10 @@ def training_pairs(arm_rows: pd.DataFrame, raw: pd.DataFrame | None = None) -> l
     context: dict[str, tuple[str, str]] = {}
     if raw is not None and len(raw):
         for row in raw.drop_duplicates("row_id").itertuples():
-            context[str(row.row_id)] = (str(getattr(row, "system", "") or ""), str(getattr(row, "history", "[]") or "[]"))
+            context[str(row.row_id)] = (
+                str(getattr(row, "system", "") or ""),
+                str(getattr(row, "history", "[]") or "[]"),
+            )
     pairs = []
     for row in arm_rows.itertuples():
         system, history = context.get(str(row.row_id), ("", "[]"))

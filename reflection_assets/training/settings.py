@@ -8,7 +8,7 @@ from typing import Literal
 Precision = Literal["auto", "fp32", "bf16"]
 
 # Knobs that change neither the adapter nor the loss curve: left out of the checkpoint key.
-NOT_IN_KEY = ("save_steps", "min_rows")
+NOT_IN_KEY = ("save_steps", "min_rows", "device")  # the device enters the key as its kind (cpu | cuda)
 
 
 @dataclass(frozen=True)

@@ -100,14 +100,17 @@ def train_lora(
     examples = training_examples(pairs, tokenizer, template_name)
     key = checkpoint_key(fingerprint, examples, settings, template_name, library_versions())
     layout = CheckpointLayout.under(root, name, key)
-    common = dict(key=key, base_model=base_model, base_fingerprint=fingerprint, template=template_name, rows_given=len(pairs))
+    common = dict(
+        key=key, base_model=base_model, base_fingerprint=fingerprint, template=template_name, rows_given=len(pairs)
+    )
 
     if layout.is_finished():
         log(f"{name}: finished adapter {key} found, reused (nothing trained)")
         return reused_outcome(layout, common)
     if len(examples) < settings.min_rows:
-        reason = (f"{len(pairs)} rows given, {len(examples)} with a non-empty answer: "
-                  f"fewer than min_rows={settings.min_rows}")
+        reason = (
+            f"{len(pairs)} rows given, {len(examples)} with a non-empty answer: fewer than min_rows={settings.min_rows}"
+        )
         log(f"{name}: skipped, {reason}")
         return TrainingOutcome(status=SKIPPED, rows_trained=0, skipped_reason=reason, **common)
     if settings.packing:  # packing skips TRL's own filter: leave out rows whose prompt fills max_length here
@@ -118,13 +121,18 @@ def train_lora(
     trainer = build_trainer(model, tokenizer, examples, settings, layout, device, callbacks)
     trained_ids = trained_row_ids(trainer, examples)
     if len(trained_ids) < settings.min_rows:
-        reason = (f"{len(trained_ids)} of {len(pairs)} rows left after the trainer's filtering (prompt alone fills "
-                  f"max_length={settings.max_length} or empty answer): fewer than min_rows={settings.min_rows}")
+        reason = (
+            f"{len(trained_ids)} of {len(pairs)} rows left after the trainer's filtering (prompt alone fills "
+            f"max_length={settings.max_length} or empty answer): fewer than min_rows={settings.min_rows}"
+        )
         log(f"{name}: skipped, {reason}")
         return TrainingOutcome(status=SKIPPED, rows_trained=len(trained_ids), skipped_reason=reason, **common)
 
     resume = layout.last_trainer_checkpoint()
-    log(f"{name}: training {len(trained_ids)} rows on {device} ({key})" + (f", resuming from {resume}" if resume else ""))
+    log(
+        f"{name}: training {len(trained_ids)} rows on {device} ({key})"
+        + (f", resuming from {resume}" if resume else "")
+    )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
@@ -156,12 +164,23 @@ def load_base(base_model: str, settings: LoraSettings, device: str) -> tuple[Any
         from resources.model_store import local_dir
 
         location, _ = local_dir(base_model)
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                          bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(location, quantization_config=quantization, dtype=torch.bfloat16,
-                                                     attn_implementation=attention, device_map={"": device},
-                                                     use_safetensors=True)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing(settings, device))
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            location,
+            quantization_config=quantization,
+            dtype=torch.bfloat16,
+            attn_implementation=attention,
+            device_map={"": device},
+            use_safetensors=True,
+        )
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=activation_checkpointing(settings, device)
+        )
         return model, AutoTokenizer.from_pretrained(location)
     from resources.model_store import load_model_and_tokenizer
 
@@ -218,14 +237,29 @@ def sft_config(settings: LoraSettings, layout: CheckpointLayout, device: str) ->
 def lora_config(settings: LoraSettings) -> Any:
     from peft import LoraConfig
 
-    targets: str | list[str] = "all-linear" if settings.target_modules == ("all-linear",) else list(settings.target_modules)
+    targets: str | list[str] = (
+        "all-linear" if settings.target_modules == ("all-linear",) else list(settings.target_modules)
+    )
     # LoRA only (no modules_to_save, no new tokens): PEFT, vLLM and lm-eval load the adapter as it is.
-    return LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
-def build_trainer(model: Any, tokenizer: Any, examples: Sequence[TrainingExample], settings: LoraSettings,
-                  layout: CheckpointLayout, device: str, callbacks: Sequence[Any]) -> Any:
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[TrainingExample],
+    settings: LoraSettings,
+    layout: CheckpointLayout,
+    device: str,
+    callbacks: Sequence[Any],
+) -> Any:
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
     from transformers import PrinterCallback
@@ -301,8 +335,17 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def finish(trainer: Any, tokenizer: Any, layout: CheckpointLayout, common: dict, settings: LoraSettings, name: str,
-           trained_ids: list[str], seconds: float, resume: str | None) -> TrainingOutcome:
+def finish(
+    trainer: Any,
+    tokenizer: Any,
+    layout: CheckpointLayout,
+    common: dict,
+    settings: LoraSettings,
+    name: str,
+    trained_ids: list[str],
+    seconds: float,
+    resume: str | None,
+) -> TrainingOutcome:
     """Save the adapter, tokenizer, card, arguments and numbers; mark the run finished last."""
     history = [dict(e) for e in trainer.state.log_history]
     losses = [float(e["loss"]) for e in history if "loss" in e]
@@ -327,10 +370,20 @@ def finish(trainer: Any, tokenizer: Any, layout: CheckpointLayout, common: dict,
     (layout.adapter_dir / "training_args.bin").unlink(missing_ok=True)  # pickled; the JSON below says the same
     tokenizer.save_pretrained(str(layout.adapter_dir))
     (layout.adapter_dir / "training_args.json").write_text(trainer.args.to_json_string())
-    (layout.adapter_dir / "README.md").write_text(model_card(
-        base_model=common["base_model"], base_fingerprint=common["base_fingerprint"], name=name, key=common["key"],
-        template=common["template"], settings=settings, rows_trained=outcome.rows_trained,
-        first_loss=outcome.first_loss, final_loss=outcome.final_loss, steps=outcome.steps))
+    (layout.adapter_dir / "README.md").write_text(
+        model_card(
+            base_model=common["base_model"],
+            base_fingerprint=common["base_fingerprint"],
+            name=name,
+            key=common["key"],
+            template=common["template"],
+            settings=settings,
+            rows_trained=outcome.rows_trained,
+            first_loss=outcome.first_loss,
+            final_loss=outcome.final_loss,
+            steps=outcome.steps,
+        )
+    )
     layout.write_result({**asdict(outcome), "settings": settings.as_params()})
     layout.mark_finished()
     return outcome

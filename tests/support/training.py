@@ -23,6 +23,13 @@ def sample_pairs(n: int = 12) -> list[Pair]:
     for i in range(n):
         topic = topics[i % len(topics)]
         history = (Turn("user", "Hello"), Turn("assistant", "Hi")) if i % 4 == 0 else ()
-        pairs.append(Pair(instruction=f"Explain {topic} {i}.", output=f"Plants use {topic}. [End] {i}",
-                          system="You explain." if i % 3 == 0 else "", history=history, row_id=f"r{i:02d}"))
+        pairs.append(
+            Pair(
+                instruction=f"Explain {topic} {i}.",
+                output=f"Plants use {topic}. [End] {i}",
+                system="You explain." if i % 3 == 0 else "",
+                history=history,
+                row_id=f"r{i:02d}",
+            )
+        )
     return pairs

@@ -19,33 +19,82 @@ from resources.student import StudentModel
 from tests.support.training import sample_pairs
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
-FAST = {"rank": 4, "alpha": 8, "dropout": 0.0, "epochs": 1, "batch_size": 4, "learning_rate": 5e-3, "max_length": 128,
-        "min_rows": 2}
-CONTRACT = ["arm", "status", "skipped_reason", "checkpoint_key", "adapter_path", "base_model", "base_fingerprint",
-            "rows_given", "rows_trained", "first_loss", "final_loss", "train_seconds", "mlflow_run_id"]
+FAST = {
+    "rank": 4,
+    "alpha": 8,
+    "dropout": 0.0,
+    "epochs": 1,
+    "batch_size": 4,
+    "learning_rate": 5e-3,
+    "max_length": 128,
+    "min_rows": 2,
+}
+CONTRACT = [
+    "arm",
+    "status",
+    "skipped_reason",
+    "checkpoint_key",
+    "adapter_path",
+    "base_model",
+    "base_fingerprint",
+    "rows_given",
+    "rows_trained",
+    "first_loss",
+    "final_loss",
+    "train_seconds",
+    "mlflow_run_id",
+]
 
 
 def seed_warehouse(instance: dg.DagsterInstance, rows: int) -> None:
     """The upstream tables as the IO manager wrote them: raw rows of one dataset partition, one arm."""
     pairs = sample_pairs(rows)
-    raw = pd.DataFrame([{"dataset": "t", "row_id": p.row_id, "source_file": "t.jsonl", "source_row": i + 1,
-                         "format": "alpaca", "system": p.system, "history": p.history_json(),
-                         "instruction": p.instruction, "input": p.input, "output": p.output}
-                        for i, p in enumerate(pairs)], columns=RAW_COLUMNS)
-    arm = pd.DataFrame({"arm": "selective", "row_id": raw["row_id"], "instruction": raw["instruction"],
-                        "input": raw["input"], "output": raw["output"], "source": "raw"})
+    raw = pd.DataFrame(
+        [
+            {
+                "dataset": "t",
+                "row_id": p.row_id,
+                "source_file": "t.jsonl",
+                "source_row": i + 1,
+                "format": "alpaca",
+                "system": p.system,
+                "history": p.history_json(),
+                "instruction": p.instruction,
+                "input": p.input,
+                "output": p.output,
+            }
+            for i, p in enumerate(pairs)
+        ],
+        columns=RAW_COLUMNS,
+    )
+    arm = pd.DataFrame(
+        {
+            "arm": "selective",
+            "row_id": raw["row_id"],
+            "instruction": raw["instruction"],
+            "input": raw["input"],
+            "output": raw["output"],
+            "source": "raw",
+        }
+    )
     warehouse_path().parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse_path())) as conn:
-        conn.execute("CREATE TABLE raw_instructions AS SELECT * FROM raw")
-        conn.execute("CREATE TABLE arm_datasets AS SELECT * FROM arm")
+        conn.register("raw_frame", raw)
+        conn.register("arm_frame", arm)
+        conn.execute("CREATE TABLE raw_instructions AS SELECT * FROM raw_frame")
+        conn.execute("CREATE TABLE arm_datasets AS SELECT * FROM arm_frame")
     instance.add_dynamic_partitions(DATASETS, ["t"])
 
 
 def materialize(instance: dg.DagsterInstance, base: str, **config) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        ASSETS, selection=["lora_checkpoint"], partition_key="selective", instance=instance,
+        ASSETS,
+        selection=["lora_checkpoint"],
+        partition_key="selective",
+        instance=instance,
         resources={**build_resources(), "student": StudentModel(model=base)},
-        run_config={"ops": {"lora_checkpoint": {"config": {**FAST, **config}}}}, raise_on_error=False,
+        run_config={"ops": {"lora_checkpoint": {"config": {**FAST, **config}}}},
+        raise_on_error=False,
     )
 
 
@@ -85,7 +134,15 @@ def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
     reused = stored_row()
     assert reused["status"] == "reused" and reused["checkpoint_key"] == row["checkpoint_key"]
     assert reused["mlflow_run_id"] == row["mlflow_run_id"]  # the same run describes the same adapter
-    assert len(mlflow.search_runs(experiment_names=[build_resources()["mlflow"].experiment_name], filter_string="tags.`dagster.asset_key` = 'lora_checkpoint'")) == 1
+    assert (
+        len(
+            mlflow.search_runs(
+                experiment_names=[build_resources()["mlflow"].experiment_name],
+                filter_string="tags.`dagster.asset_key` = 'lora_checkpoint'",
+            )
+        )
+        == 1
+    )
 
 
 def test_tiny_arm_and_disabled_arm_are_reasoned_skips(dagster_instance, tiny_base):

@@ -17,13 +17,30 @@ def test_only_the_listed_arms_train():
 
 def test_closing_note_gives_losses_and_times(tmp_path):
     database = tmp_path / "w.duckdb"
-    frame = pd.DataFrame([
-        {"arm": "random", "status": "trained", "rows_trained": 6, "first_loss": 2.5, "final_loss": 1.25,
-         "train_seconds": 41.0, "skipped_reason": ""},
-        {"arm": "full", "status": "skipped", "rows_trained": 0, "first_loss": math.nan, "final_loss": math.nan,
-         "train_seconds": 0.0, "skipped_reason": "training disabled"},
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "arm": "random",
+                "status": "trained",
+                "rows_trained": 6,
+                "first_loss": 2.5,
+                "final_loss": 1.25,
+                "train_seconds": 41.0,
+                "skipped_reason": "",
+            },
+            {
+                "arm": "full",
+                "status": "skipped",
+                "rows_trained": 0,
+                "first_loss": math.nan,
+                "final_loss": math.nan,
+                "train_seconds": 0.0,
+                "skipped_reason": "training disabled",
+            },
+        ]
+    )
     with duckdb.connect(str(database)) as conn:
+        conn.register("frame", frame)
         conn.execute("CREATE TABLE lora_checkpoint AS SELECT * FROM frame")
     note = training_note(str(database))
     assert "random         trained    6 rows  loss 2.500 -> 1.250  41s" in note

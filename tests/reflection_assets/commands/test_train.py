@@ -1,4 +1,4 @@
-"""`reflection-tuning train` on a data file: an adapter folder without Dagster, merge included; bad input is one line."""
+"""`reflection-tuning train` on a data file: an adapter folder without Dagster, merge included; bad rows: one line."""
 
 from __future__ import annotations
 
@@ -12,8 +12,16 @@ FAST = ["--epochs", "1", "--batch-size", "2", "--max-length", "128", "--min-rows
 
 
 def write_rows(path: Path, n: int) -> Path:
-    rows = [{"id": p.row_id, "instruction": p.instruction, "output": p.output, "system": p.system,
-             "history": [{"role": t.role, "content": t.content} for t in p.history]} for p in sample_pairs(n)]
+    rows = [
+        {
+            "id": p.row_id,
+            "instruction": p.instruction,
+            "output": p.output,
+            "system": p.system,
+            "history": [{"role": t.role, "content": t.content} for t in p.history],
+        }
+        for p in sample_pairs(n)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -25,8 +33,20 @@ def test_data_file_to_adapter_and_merged_model(tiny_base, tmp_path, capsys):
 
     data = write_rows(tmp_path / "pairs.jsonl", 6)
     merged_dir = tmp_path / "merged"
-    code = main(["train", "--data", str(data), "--student", tiny_base, "--output", str(tmp_path / "ckpt"),
-                 "--merge-into", str(merged_dir), *FAST])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--student",
+            tiny_base,
+            "--output",
+            str(tmp_path / "ckpt"),
+            "--merge-into",
+            str(merged_dir),
+            *FAST,
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["status"] == "trained" and summary["rows_trained"] == 6

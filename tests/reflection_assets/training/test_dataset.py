@@ -7,16 +7,28 @@ from tests.support.tiny_lm import tiny_tokenizer
 
 
 def arm_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "arm": "selective", "row_id": ["a", "b", "c"], "instruction": ["Q1", "Q2 rewritten", "Q3"],
-        "input": ["in1", "", ""], "output": ["A1", "A2", "  "], "source": ["raw", "reflected", "raw"],
-    })
+    return pd.DataFrame(
+        {
+            "arm": "selective",
+            "row_id": ["a", "b", "c"],
+            "instruction": ["Q1", "Q2 rewritten", "Q3"],
+            "input": ["in1", "", ""],
+            "output": ["A1", "A2", "  "],
+            "source": ["raw", "reflected", "raw"],
+        }
+    )
 
 
 def raw_frame() -> pd.DataFrame:
     history = Pair("x", "y", history=(Turn("user", "earlier"), Turn("assistant", "reply"))).history_json()
-    return pd.DataFrame({"row_id": ["a", "b", "c"], "system": ["Be brief.", "Be kind.", ""],
-                         "history": [history, "[]", "[]"], "instruction": ["Q1", "Q2", "Q3"]})
+    return pd.DataFrame(
+        {
+            "row_id": ["a", "b", "c"],
+            "system": ["Be brief.", "Be kind.", ""],
+            "history": [history, "[]", "[]"],
+            "instruction": ["Q1", "Q2", "Q3"],
+        }
+    )
 
 
 def test_pairs_take_system_prompt_and_earlier_turns_from_the_raw_row():

@@ -13,8 +13,9 @@ from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
 from tests.support.training import sample_pairs
 
 # 12 rows, batch 2, 2 epochs: 12 optimizer steps in a few seconds; a high rate so the adapter moves.
-FAST = LoraSettings(rank=4, alpha=8, dropout=0.0, epochs=2, batch_size=2, learning_rate=5e-3, max_length=128,
-                    save_steps=2, min_rows=2)
+FAST = LoraSettings(
+    rank=4, alpha=8, dropout=0.0, epochs=2, batch_size=2, learning_rate=5e-3, max_length=128, save_steps=2, min_rows=2
+)
 
 
 def quiet(_: str) -> None:
@@ -31,7 +32,8 @@ def test_adapter_loads_with_peft_and_changes_the_model(tiny_base: str, tmp_path:
     assert outcome.status == TRAINED and outcome.steps == 12 and outcome.rows_trained == 12
     adapter = Path(outcome.adapter_path)
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "training_args.json"} <= {
-        p.name for p in adapter.iterdir()}
+        p.name for p in adapter.iterdir()
+    }
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["modules_to_save"] is None and config["r"] == 4
     weights = load_file(str(adapter / "adapter_model.safetensors"))
