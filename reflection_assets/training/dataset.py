@@ -38,7 +38,7 @@ class TrainingExample:
 
 
 def training_pairs(arm_rows: pd.DataFrame, raw: pd.DataFrame | None = None) -> list[Pair]:
-    """The arm's pairs with each raw row's system prompt and earlier turns, joined by row_id.
+    """The arm's pairs, in row_id order, with each raw row's system prompt and earlier turns (joined by row_id).
 
     Every derived row keeps its raw row's id, and the scoring stages kept the raw system prompt and
     history for rewritten pairs too (`replace_pairs`), so the join applies to every arm row. Rows
@@ -55,7 +55,9 @@ def training_pairs(arm_rows: pd.DataFrame, raw: pd.DataFrame | None = None) -> l
                 str(getattr(row, "history", "[]") or "[]"),
             )
     pairs = []
-    for row in arm_rows.itertuples():
+    # Sorted by row_id: a table read back from the warehouse has no guaranteed order, and the
+    # checkpoint key and the trainer's seeded shuffle both depend on it.
+    for row in arm_rows.sort_values("row_id", kind="mergesort").itertuples():
         system, history = context.get(str(row.row_id), ("", "[]"))
         pairs.append(
             Pair(

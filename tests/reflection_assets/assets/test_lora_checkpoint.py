@@ -165,3 +165,40 @@ def test_bad_config_fails_with_a_message(dagster_instance, tiny_base):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "dropout must be in [0, 1)" in json.dumps(str(failure.event_specific_data.error.message))
+
+
+def test_interrupted_training_resumes_when_materialized_again(dagster_instance, tiny_base):
+    from transformers import TrainerCallback
+
+    from reflection_assets.assets.training import LoraCheckpointConfig
+    from reflection_assets.paths import checkpoints_dir
+    from reflection_assets.training import train_lora, training_pairs
+
+    class Killed(RuntimeError):
+        pass
+
+    class KillAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Killed("the process died at step 3")
+
+    seed_warehouse(dagster_instance, 8)
+    config = {**FAST, "save_steps": 2, "batch_size": 2}
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        arm, raw = conn.execute("SELECT * FROM arm_datasets").df(), conn.execute("SELECT * FROM raw_instructions").df()
+    settings = LoraCheckpointConfig(**config).settings()
+    try:  # the same call the asset makes, killed after the step-2 save
+        train_lora(training_pairs(arm, raw), tiny_base, settings, checkpoints_dir(), "selective",
+                   callbacks=[KillAtStep3()], log=lambda _: None)
+    except Killed:
+        pass
+
+    result = materialize(dagster_instance, tiny_base, **config)
+    assert result.success
+    meta = result.asset_materializations_for_node("lora_checkpoint")[0].metadata
+    assert meta["status"].value == "trained" and meta["resumed_from_step"].value == 2 and meta["steps"].value == 4
+    import mlflow
+
+    mlflow.set_tracking_uri(build_resources()["mlflow"].resolved_uri())
+    history = mlflow.tracking.MlflowClient().get_metric_history(stored_row()["mlflow_run_id"], "loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]  # the curve continues from the checkpoint, no step twice

@@ -67,3 +67,8 @@ def test_text_template_renders_the_prompt_as_scored():
 def test_unknown_template_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown template"):
         training_examples(training_pairs(arm_frame()), tiny_tokenizer(), "nope")
+
+
+def test_pairs_come_in_row_id_order_whatever_the_table_order():
+    shuffled = arm_frame().iloc[[2, 0, 1]]
+    assert [p.row_id for p in training_pairs(shuffled)] == ["a", "b", "c"]
