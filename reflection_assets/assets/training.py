@@ -18,6 +18,7 @@ from reflection_assets.partitions import arm_partitions
 from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
 from reflection_assets.training.checkpoints import CheckpointLayout
+from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
 from reflection_assets.training.settings import LoraSettings
 from reflection_assets.training.statuses import SKIPPED, TRAINED
 from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
@@ -46,7 +47,6 @@ CHECKPOINT_COLUMNS = [
     "tokens_seen",
     "template",
 ]
-TRAINED_ROWS_TABLE = "trained_rows"  # (arm, checkpoint_key, row_id): the rows the trainer kept, for lineage
 
 
 class LoraCheckpointConfig(dg.Config):

@@ -5,6 +5,7 @@
 - `checkpoints`: the key, the folder layout, the finished marker, the model card, resume discovery.
 - `trainer`: `train_lora`, one readable function around TRL's `SFTTrainer`.
 - `merge`: fold an adapter into its base model.
+- `lineage`: which adapters a row was trained into (`trained_rows`).
 """
 
 from reflection_assets.training.checkpoints import CheckpointLayout, checkpoint_key

@@ -15,6 +15,7 @@ from reflection_assets.deployment import build_resources
 from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import warehouse_path
 from reflection_assets.schema import RAW_COLUMNS
+from reflection_assets.training.lineage import TRAINED_ON_SQL
 from resources.student import StudentModel
 from tests.support.training import sample_pairs
 
@@ -122,6 +123,10 @@ def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         trained = conn.execute("SELECT row_id FROM trained_rows WHERE arm = 'selective' ORDER BY row_id").fetchall()
     assert [r[0] for r in trained] == [p.row_id for p in sample_pairs(8)]
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        trained_on = conn.execute(TRAINED_ON_SQL, ["r03"]).fetchall()
+    assert trained_on == [("selective", row["checkpoint_key"], "trained", row["adapter_path"], tiny_base,
+                           row["mlflow_run_id"])]
 
     mlflow.set_tracking_uri(build_resources()["mlflow"].resolved_uri())
     run = mlflow.get_run(row["mlflow_run_id"])
