@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of the student on one arm's rows (pure: no Dagster, no resources).
+"""LoRA fine-tuning of the student on one arm's rows (no Dagster; weights load through `model_store`).
 
 - `dataset`: the arm's rows as a conversational prompt-completion dataset in the scoring template.
 - `settings`: every knob of a run in one frozen object (what the checkpoint key hashes).
