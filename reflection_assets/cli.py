@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "validate": "Check a dataset file: rows read, accepted, rejected with reasons.",
     "score": "Compute IFD / r-IFD of instruction pairs with the student model.",
     "estimate": "Estimate teacher calls and tokens for rows not yet cached.",
+    "train": "LoRA fine-tune the student on a data file or an arm (no Dagster needed).",
     "demo": "Materialize the whole default asset graph on the embedded demo set.",
     "experiment": "Run the whole graph on real data and write a report (markdown, JSON, MLflow).",
 }

@@ -25,7 +25,7 @@ selection_job = dg.define_asset_job(
 
 arms_job = dg.define_asset_job(
     "arms_job",
-    selection=dg.AssetSelection.groups("arms"),
+    selection=dg.AssetSelection.groups("arms", "training"),
     partitions_def=arm_partitions,
     description="Build, train and evaluate one arm.",
 )

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 
-# The demo trains and evaluates the method and the two baselines that isolate it (the teacher's
-# rewrites without the student's choice, and a random draw of the same size); `--arms` adds more.
-DEMO_ARMS = ("selective", "reflected_all", "random")
+from reflection_assets.selection.columns import ARMS
+
+# Every arm's training set is built; the demo trains and evaluates the method and the two baselines
+# that isolate it (the teacher's rewrites without the student's choice, and a random draw of the
+# same size). The other arms skip training with that reason; `--train-arms` adds them.
+DEMO_TRAIN_ARMS = ("selective", "reflected_all", "random")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--source", default=None, help="dataset file/folder/name (default: $REFLECTION_DATA or the demo set)"
     )
     parser.add_argument("--partition", default=None, help="partition key (default: derived from the source, or 'demo')")
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to build (default: all)")
     parser.add_argument(
-        "--arms", default=",".join(DEMO_ARMS), help=f"comma-separated arms (default: {','.join(DEMO_ARMS)})"
+        "--train-arms",
+        default=",".join(DEMO_TRAIN_ARMS),
+        help=f"arms whose LoRA adapter is trained and evaluated (default: {','.join(DEMO_TRAIN_ARMS)})",
     )
     parser.add_argument(
         "--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)"
@@ -41,19 +47,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     quiet_libraries(args.verbose)
     key = register_dataset(args.source or os.environ.get(DATA_ENV), args.partition)
-    print(f"reflection-tuning demo: dataset partition '{key}', arms {args.arms}", flush=True)
+    print(f"reflection-tuning demo: dataset partition '{key}', training {args.train_arms}", flush=True)
     result = run_steps(graph_steps(key, args), verbose=args.verbose, echo=lambda s: print(s, flush=True))
     print(closing(result.seconds))
     return 0 if result.ok else 1
 
 
 def graph_steps(key: str, args: argparse.Namespace) -> list:
-    from reflection_assets.commands.driver import Step
+    from reflection_assets.commands.driver import Step, arm_steps
 
     stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
     dataset_config = {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
     steps = [Step("dataset_job", key, dataset_config), Step("selection_job")]
-    steps += [Step("arms_job", arm) for arm in args.arms.split(",") if arm]
+    steps += arm_steps(args.arms, args.train_arms)
     steps.append(Step("evaluation_job"))
     return steps
 

@@ -54,6 +54,16 @@ def register_dataset(source: str | None, partition: str | None) -> str:
     return key
 
 
+def arm_steps(arms: str, train_arms: str) -> list[Step]:
+    """One arms_job run per arm; arms not in `train_arms` build their rows and skip training, said so."""
+    trained = {a.strip() for a in train_arms.split(",") if a.strip()}
+    return [
+        Step("arms_job", arm, {"ops": {"lora_checkpoint": {"config": {"enabled": arm in trained}}}})
+        for arm in (a.strip() for a in arms.split(","))
+        if arm
+    ]
+
+
 def failure_message(result: Any) -> str:
     """The first failed step and the first line of its error, for the console."""
     for event in result.all_events:

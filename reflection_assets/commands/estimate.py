@@ -64,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = ReflectionSettings(
-            max_new_tokens=args.max_new_tokens, guided=args.guided, critique_tokens=args.critique_tokens,
-            limit=args.limit, max_calls=args.max_calls, max_tokens=args.max_tokens,
+            max_new_tokens=args.max_new_tokens,
+            guided=args.guided,
+            critique_tokens=args.critique_tokens,
+            limit=args.limit,
+            max_calls=args.max_calls,
+            max_tokens=args.max_tokens,
         )
         pairs = read_dataset(args.input).accepted
         identity = build_teacher().cache_identity()

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from reflection_assets.selection.columns import ARMS
+
 # CPU-sensible defaults: the baselines that isolate the student's choice, 128-token sections.
 EXPERIMENT_ARMS = ("selective", "reflected_all", "ifd_topk", "random")
 MLFLOW_EXPERIMENT = "reflection-tuning-experiments"
@@ -27,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows", type=int, default=200, help="first N accepted pairs of the source (0: all; default 200)"
     )
-    parser.add_argument("--arms", default=",".join(EXPERIMENT_ARMS), help="comma-separated arms to train and evaluate")
+    parser.add_argument(
+        "--arms", default=",".join(EXPERIMENT_ARMS), help="arms to train and evaluate (every arm's rows are built)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128, help="teacher tokens per reflection section")
     parser.add_argument("--partition", default=None, help="partition key (default: from the source and --rows)")
     parser.add_argument(
@@ -67,7 +71,7 @@ def _messages(pair) -> dict:
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
     from reflection_assets.commands.demo import table_lines
-    from reflection_assets.commands.driver import Step, register_dataset, require_dagster_home, run_steps
+    from reflection_assets.commands.driver import Step, arm_steps, register_dataset, require_dagster_home, run_steps
     from reflection_assets.commands.report import build_report, write_report
     from reflection_assets.database import connect
     from reflection_assets.demo_data import DATA_ENV
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         Step("selection_job"),
     ]
-    steps += [Step("arms_job", arm) for arm in args.arms.split(",") if arm]
+    steps += arm_steps(",".join(ARMS), args.arms)
     steps.append(Step("evaluation_job"))
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     with connect(str(warehouse_path()), read_only=True) as conn:

@@ -1,0 +1,276 @@
+"""`lora_checkpoint`: LoRA fine-tuning of the student on each arm (thin glue over `reflection_assets.training`).
+
+Dagster always runs the step; `train_lora` keys the adapter by its inputs, so unchanged inputs reuse
+the finished adapter and an interrupted run resumes. One MLflow run per checkpoint: its per-step
+curve is logged once, from the trainer's history, so a resumed run logs no step twice.
+"""
+
+import math
+from pathlib import Path
+from typing import Literal, Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from reflection_assets.assets.common import markdown_preview, numeric_metadata
+from reflection_assets.partitions import arm_partitions
+from reflection_assets.paths import checkpoints_dir
+from reflection_assets.plots import line_png, png_markdown
+from reflection_assets.training.checkpoints import CheckpointLayout
+from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
+from reflection_assets.training.settings import LoraSettings
+from reflection_assets.training.statuses import SKIPPED, TRAINED
+from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
+from resources.student import StudentModel
+from resources.tracking import MlflowTracking
+from resources.warehouse import Warehouse
+
+ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
+
+# The `lora_checkpoint` table: one row per arm (the contract eval reads), plus steps/tokens/template.
+CHECKPOINT_COLUMNS = [
+    "arm",
+    "status",
+    "skipped_reason",
+    "checkpoint_key",
+    "adapter_path",
+    "base_model",
+    "base_fingerprint",
+    "rows_given",
+    "rows_trained",
+    "first_loss",
+    "final_loss",
+    "train_seconds",
+    "mlflow_run_id",
+    "steps",
+    "tokens_seen",
+    "template",
+]
+
+
+class LoraCheckpointConfig(dg.Config):
+    """Every knob of the LoRA run (defaults: the demo's r=8, 2 epochs, fp32 on CPU / bf16 on CUDA)."""
+
+    enabled: bool = Field(default=True, description="false: skip this arm with a reason (the demo trains two arms)")
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = Field(default=["all-linear"], description="module names, or all-linear")
+    epochs: float = 2.0
+    learning_rate: float = 2e-4
+    warmup: float = Field(default=0.1, description="below 1: a fraction of the steps; from 1 up: a step count")
+    lr_scheduler: str = "linear"
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    max_length: int = 512
+    packing: bool = False
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: fp32 on CPU, bf16 on CUDA")
+    load_in_4bit: bool = Field(default=False, description="QLoRA (nf4, double quantization); CUDA only")
+    activation_checkpointing: Optional[bool] = Field(default=None, description="default: on for CUDA, off on CPU")
+    device: str = "auto"
+    max_steps: int = -1
+    save_steps: int = 5
+    min_rows: int = Field(default=4, description="fewer rows after the trainer's filtering: a reasoned skip")
+
+    def settings(self) -> LoraSettings:
+        values = self.model_dump(exclude={"enabled"})
+        values["target_modules"] = tuple(values["target_modules"])
+        return LoraSettings(**values)
+
+
+@dg.asset(
+    ins={"raw_instructions": ALL},
+    partitions_def=arm_partitions,
+    metadata={"partition_expr": "arm"},
+    group_name="training",
+    pool="gpu",
+    kinds={"pytorch", "duckdb", "mlflow"},
+    description="LoRA adapter of the student trained on one arm (TRL SFTTrainer + PEFT), reused when unchanged.",
+)
+def lora_checkpoint(
+    context: dg.AssetExecutionContext,
+    config: LoraCheckpointConfig,
+    arm_datasets: pd.DataFrame,
+    raw_instructions: pd.DataFrame,
+    student: StudentModel,
+    mlflow: MlflowTracking,
+    warehouse: Warehouse,
+) -> dg.MaterializeResult[pd.DataFrame]:
+    from reflection_assets.model_store import ModelReferenceError
+    from reflection_assets.training import train_lora, training_pairs
+    from reflection_assets.training.dataset import TrainingDataError
+
+    arm = context.partition_key
+    try:
+        settings = config.settings()
+        template = student.scoring_config().template
+        pairs = training_pairs(arm_datasets, raw_instructions)
+    except (ValueError, TrainingDataError) as error:
+        raise dg.Failure(f"lora_checkpoint[{arm}]: {error}", allow_retries=False) from None
+    if not config.enabled:
+        outcome = TrainingOutcome(
+            status=SKIPPED,
+            key="",
+            base_model=student.model,
+            base_fingerprint="",
+            template="",
+            rows_given=len(pairs),
+            rows_trained=0,
+            skipped_reason="training disabled for this arm in the run config (enabled=false)",
+        )
+    else:
+        try:
+            outcome = train_lora(
+                pairs, student.model, settings, checkpoints_dir(), arm, template=template, log=context.log.info
+            )
+        except (ModelReferenceError, ValueError) as error:
+            raise dg.Failure(f"lora_checkpoint[{arm}]: {error}", allow_retries=False) from None
+    if outcome.status == SKIPPED:
+        context.log.warning(f"{arm}: skipped, {outcome.skipped_reason}")
+    record_trained_rows(warehouse, arm, outcome)
+    link, run_id = track(context, mlflow, outcome, settings)
+    frame = checkpoint_frame(arm, outcome, run_id)
+    return dg.MaterializeResult(value=frame, metadata=checkpoint_metadata(outcome, frame, link))
+
+
+def checkpoint_frame(arm: str, outcome: TrainingOutcome, run_id: str) -> pd.DataFrame:
+    row = {
+        "arm": arm,
+        "status": outcome.status,
+        "skipped_reason": outcome.skipped_reason,
+        "checkpoint_key": outcome.key,
+        "adapter_path": outcome.adapter_path,
+        "base_model": outcome.base_model,
+        "base_fingerprint": outcome.base_fingerprint,
+        "rows_given": int(outcome.rows_given),
+        "rows_trained": int(outcome.rows_trained),
+        "first_loss": float(outcome.first_loss),
+        "final_loss": float(outcome.final_loss),
+        "train_seconds": float(outcome.train_seconds),
+        "mlflow_run_id": run_id,
+        "steps": int(outcome.steps),
+        "tokens_seen": int(outcome.tokens_seen),
+        "template": outcome.template,
+    }
+    return pd.DataFrame([row], columns=CHECKPOINT_COLUMNS)
+
+
+def loss_plot(outcome: TrainingOutcome) -> bytes | None:
+    steps, losses = outcome.loss_curve()
+    if not losses:
+        return None
+    return line_png({"train loss": (steps, losses)}, f"LoRA training loss ({outcome.status})", "step", "loss")
+
+
+def checkpoint_metadata(outcome: TrainingOutcome, frame: pd.DataFrame, link: dict) -> dict:
+    numbers = {
+        "rows_given": outcome.rows_given,
+        "rows_trained": outcome.rows_trained,
+        "steps": outcome.steps,
+        "tokens_seen": outcome.tokens_seen,
+        "train_seconds": round(outcome.train_seconds, 2),
+        "resumed_from_step": outcome.resumed_from_step,
+    }
+    losses = {
+        k: v for k, v in (("first_loss", outcome.first_loss), ("final_loss", outcome.final_loss)) if not math.isnan(v)
+    }
+    metadata = {
+        "status": dg.MetadataValue.text(outcome.status),
+        **numeric_metadata(numbers),
+        **{k: dg.MetadataValue.float(float(v)) for k, v in losses.items()},
+        "preview": markdown_preview(
+            frame, ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds"]
+        ),
+        **link,
+    }
+    if outcome.skipped_reason:
+        metadata["skipped_reason"] = dg.MetadataValue.text(outcome.skipped_reason)
+    if outcome.adapter_path:
+        metadata["adapter_path"] = dg.MetadataValue.path(outcome.adapter_path)
+        metadata["checkpoint_key"] = dg.MetadataValue.text(outcome.key)
+    png = loss_plot(outcome)
+    if png is not None:
+        metadata["loss_curve"] = dg.MetadataValue.md(png_markdown(png, "training loss"))
+    return metadata
+
+
+def record_trained_rows(warehouse: Warehouse, arm: str, outcome: TrainingOutcome) -> None:
+    """Replace this arm's trained-on rows (none when skipped): lineage reaches "trained on" from here."""
+    with warehouse.connection() as conn:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {TRAINED_ROWS_TABLE} (arm VARCHAR, checkpoint_key VARCHAR, row_id VARCHAR)"
+        )
+        conn.execute(f"DELETE FROM {TRAINED_ROWS_TABLE} WHERE arm = ?", [arm])
+        if outcome.trained_row_ids:
+            conn.executemany(
+                f"INSERT INTO {TRAINED_ROWS_TABLE} VALUES (?, ?, ?)",
+                [[arm, outcome.key, row_id] for row_id in outcome.trained_row_ids],
+            )
+
+
+def track(
+    context: dg.AssetExecutionContext, mlflow: MlflowTracking, outcome: TrainingOutcome, settings: LoraSettings
+) -> tuple[dict, str]:
+    """One MLflow run per checkpoint: logged when trained, linked again when reused, none when skipped."""
+    if outcome.status == SKIPPED:
+        return {}, ""
+    layout = CheckpointLayout(folder=Path(outcome.adapter_path).parent)
+    known = layout.read_tracking().get("mlflow_run_id", "")
+    if outcome.status != TRAINED and known:
+        run = mlflow_run(mlflow, known)
+        if run is not None:
+            return mlflow.link_metadata(run), known
+    run = log_checkpoint_run(context, mlflow, outcome, settings)
+    layout.write_tracking({"mlflow_run_id": run.info.run_id})
+    return mlflow.link_metadata(run), run.info.run_id
+
+
+def mlflow_run(mlflow: MlflowTracking, run_id: str):
+    import mlflow as mlflow_lib
+
+    mlflow_lib.set_tracking_uri(mlflow.resolved_uri())
+    try:
+        return mlflow_lib.get_run(run_id)
+    except Exception:  # noqa: BLE001 - a store that lost the run: log a new one
+        return None
+
+
+def log_checkpoint_run(context, mlflow: MlflowTracking, outcome: TrainingOutcome, settings: LoraSettings):
+    """Params, the per-step curve from the trainer's history, the summary, the plot and the adapter."""
+    import mlflow as mlflow_lib
+
+    from resources.tracking import scrub_params
+
+    with mlflow.start_run(context, "lora_checkpoint", checkpoint_key=outcome.key) as run:
+        params = {
+            **settings.as_params(),
+            "base_model": outcome.base_model,
+            "base_fingerprint": outcome.base_fingerprint,
+            "template": outcome.template,
+            "rows_trained": outcome.rows_trained,
+        }
+        mlflow_lib.log_params({k: str(v)[:500] for k, v in scrub_params(params).items()})
+        for entry in outcome.log_history:
+            values = {k: float(entry[k]) for k in STEP_METRICS if k in entry and entry[k] is not None}
+            if values:
+                mlflow_lib.log_metrics(values, step=int(entry["step"]))
+        summary = {
+            "first_loss": outcome.first_loss,
+            "final_loss": outcome.final_loss,
+            "steps": outcome.steps,
+            "tokens_seen": outcome.tokens_seen,
+            "train_seconds": outcome.train_seconds,
+        }
+        mlflow_lib.log_metrics({f"summary_{k}": float(v) for k, v in summary.items() if not math.isnan(float(v))})
+        mlflow_lib.log_text("\n".join(outcome.trained_row_ids), "trained_row_ids.txt")
+        png = loss_plot(outcome)
+        if png is not None:
+            import io
+
+            from PIL import Image
+
+            mlflow_lib.log_image(Image.open(io.BytesIO(png)), "loss_curve.png")
+        mlflow_lib.log_artifacts(outcome.adapter_path, artifact_path="adapter")
+    return run

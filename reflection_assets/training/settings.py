@@ -1,0 +1,81 @@
+"""Every knob of one LoRA run, in one frozen object: the asset's config, the CLI and the key read it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+# Knobs that change neither the adapter nor the loss curve: left out of the checkpoint key.
+NOT_IN_KEY = ("save_steps", "min_rows", "device")  # the device enters the key as its kind (cpu | cuda)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA + SFT hyper-parameters, devices and precision.
+
+    `warmup` below 1 is a fraction of the steps, from 1 up a step count (transformers 5 reads
+    `warmup_steps` that way; `warmup_ratio` is gone). `precision="auto"` is fp32 on a CPU and bf16 on
+    CUDA; `bf16` on a CPU is autocast (faster where the CPU has AMX, numerically different).
+    """
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("all-linear",)  # every linear projection (not lm_head)
+    epochs: float = 2.0
+    learning_rate: float = 2e-4
+    warmup: float = 0.1
+    lr_scheduler: str = "linear"
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    max_length: int = 512
+    packing: bool = False
+    seed: int = 0
+    precision: Precision = "auto"
+    load_in_4bit: bool = False  # QLoRA (nf4, double quantization); CUDA only
+    activation_checkpointing: bool | None = None  # None: on for CUDA, off on CPU (slower there, no gain)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    max_steps: int = -1  # > 0 caps the run (benchmarks, smoke tests); -1 trains `epochs`
+    save_steps: int = 5  # Trainer checkpoint every N optimizer steps: what an interrupted run resumes from
+    min_rows: int = 4  # fewer rows than this after the trainer's own filtering: a reasoned skip
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.rank < 1 or self.alpha < 1:
+            problems.append("rank and alpha must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append("dropout must be in [0, 1)")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            problems.append("epochs must be > 0 (or max_steps set)")
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be > 0")
+        if self.warmup < 0:
+            problems.append("warmup must be >= 0 (a fraction below 1, a step count from 1 up)")
+        if self.batch_size < 1 or self.gradient_accumulation < 1:
+            problems.append("batch_size and gradient_accumulation must be >= 1")
+        if self.max_length < 8:
+            problems.append("max_length must be >= 8")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+        if self.save_steps < 1:
+            problems.append("save_steps must be >= 1")
+        if self.min_rows < 1:
+            problems.append("min_rows must be >= 1")
+        if not self.target_modules:
+            problems.append("target_modules must name at least one module (or 'all-linear')")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def key_fields(self) -> dict:
+        """What the checkpoint key hashes: everything that changes the numbers."""
+        fields = asdict(self)
+        fields["target_modules"] = list(self.target_modules)
+        for name in NOT_IN_KEY:
+            fields.pop(name)
+        return fields
+
+    def as_params(self) -> dict:
+        """Flat values for MLflow params and the model card."""
+        return {k: (",".join(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

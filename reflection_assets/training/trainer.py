@@ -1,0 +1,398 @@
+"""`train_lora`: one readable function around TRL's `SFTTrainer`, as in TRL's and alignment-handbook's scripts.
+
+Keyed by content (base model, rows, settings, numeric libraries): a finished adapter with the same
+key is reused without loading the model; an interrupted one resumes from its last complete Trainer
+checkpoint (same seed, output folder and row order: bit-exact). TRL 1.16 / transformers 5.24 traps
+handled here: `bf16=False, use_cpu=True` for fp32 (SFTConfig defaults to bf16), `logging_steps=1`
+(10 hides a small arm's curve), warmup as a fraction or a count, activation checkpointing on CUDA
+only, trained rows read from the trainer's own dataset (it drops rows whose prompt fills
+`max_length`), resume with the last checkpoint or None, "finished" marked last.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reflection_assets.schema import Pair
+from reflection_assets.training.checkpoints import CheckpointLayout, checkpoint_key, library_versions, model_card
+from reflection_assets.training.dataset import TrainingExample, resolve_template, training_examples
+from reflection_assets.training.settings import LoraSettings
+from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
+
+LogFn = Callable[[str], None]
+STEP_METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_second", "step_seconds", "peak_memory_mb")
+
+
+@dataclass
+class TrainingOutcome:
+    """What one call did and the numbers of the adapter it leaves (NaN losses when skipped)."""
+
+    status: str
+    key: str
+    base_model: str
+    base_fingerprint: str
+    template: str
+    rows_given: int
+    rows_trained: int
+    adapter_path: str = ""
+    skipped_reason: str = ""
+    trained_row_ids: list[str] = field(default_factory=list)
+    first_loss: float = math.nan
+    final_loss: float = math.nan
+    steps: int = 0
+    tokens_seen: int = 0
+    train_seconds: float = 0.0
+    resumed_from_step: int = 0
+    log_history: list[dict] = field(default_factory=list)
+
+    def loss_curve(self) -> tuple[list[int], list[float]]:
+        """(step, loss) of every logged training step, in order."""
+        points = [(int(e["step"]), float(e["loss"])) for e in self.log_history if "loss" in e]
+        return [s for s, _ in points], [v for _, v in points]
+
+
+def silence_bitsandbytes() -> None:
+    """Every peft import makes bitsandbytes log a CPU 4-bit kernel warning that concerns nothing here."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def resolve_device(settings: LoraSettings) -> str:
+    import torch
+
+    if settings.device != "auto":
+        return settings.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def attention_implementation(device: str) -> str:
+    """FlashAttention 2 on CUDA when installed, else PyTorch SDPA (padding-free packing is exact with it)."""
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def train_lora(
+    pairs: Sequence[Pair],
+    base_model: str,
+    settings: LoraSettings,
+    root: Path,
+    name: str,
+    *,
+    template: str | None = None,
+    callbacks: Sequence[Any] = (),
+    log: LogFn = print,
+) -> TrainingOutcome:
+    """Train (or reuse, or resume) the LoRA adapter of `pairs` on `base_model` under `root/name/<key>/`."""
+    from reflection_assets.model_store import load_tokenizer, local_dir
+
+    silence_bitsandbytes()
+    _, fingerprint = local_dir(base_model)
+    tokenizer = load_tokenizer(base_model)
+    template_name = resolve_template(tokenizer, template)
+    examples = training_examples(pairs, tokenizer, template_name)
+    key = checkpoint_key(fingerprint, examples, settings, template_name, library_versions())
+    layout = CheckpointLayout.under(root, name, key)
+    common = dict(
+        key=key, base_model=base_model, base_fingerprint=fingerprint, template=template_name, rows_given=len(pairs)
+    )
+
+    if layout.is_finished():
+        log(f"{name}: finished adapter {key} found, reused (nothing trained)")
+        return reused_outcome(layout, common)
+    if len(examples) < settings.min_rows:
+        reason = (
+            f"{len(pairs)} rows given, {len(examples)} with a non-empty answer: fewer than min_rows={settings.min_rows}"
+        )
+        log(f"{name}: skipped, {reason}")
+        return TrainingOutcome(status=SKIPPED, rows_trained=0, skipped_reason=reason, **common)
+    if settings.packing:  # packing skips TRL's own filter: leave out rows whose prompt fills max_length here
+        examples = [e for e in examples if prompt_length(tokenizer, e) < settings.max_length]
+
+    device = resolve_device(settings)
+    model, tokenizer = load_base(base_model, settings, device)
+    trainer = build_trainer(model, tokenizer, examples, settings, layout, device, callbacks)
+    trained_ids = trained_row_ids(trainer, examples)
+    if len(trained_ids) < settings.min_rows:
+        reason = (
+            f"{len(trained_ids)} of {len(pairs)} rows left after the trainer's filtering (prompt alone fills "
+            f"max_length={settings.max_length} or empty answer): fewer than min_rows={settings.min_rows}"
+        )
+        log(f"{name}: skipped, {reason}")
+        return TrainingOutcome(status=SKIPPED, rows_trained=len(trained_ids), skipped_reason=reason, **common)
+
+    resume = layout.last_trainer_checkpoint()
+    log(
+        f"{name}: training {len(trained_ids)} rows on {device} ({key})"
+        + (f", resuming from {resume}" if resume else "")
+    )
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    outcome = finish(trainer, tokenizer, layout, common, settings, name, trained_ids, seconds, resume)
+    log(f"{name}: {outcome.steps} steps, loss {outcome.first_loss:.4f} -> {outcome.final_loss:.4f} in {seconds:.1f}s")
+    return outcome
+
+
+def prompt_length(tokenizer: Any, example: TrainingExample) -> int:
+    """Tokens of the prompt alone, as TRL counts them (with the generation prompt under a chat template)."""
+    from reflection_assets.scoring.templates import _as_ids
+
+    if isinstance(example.prompt, list):
+        return len(_as_ids(tokenizer.apply_chat_template(example.prompt, add_generation_prompt=True, tokenize=True)))
+    return len(tokenizer(example.prompt)["input_ids"])
+
+
+def load_base(base_model: str, settings: LoraSettings, device: str) -> tuple[Any, Any]:
+    """The base weights for training: fp32 on CPU, bf16 on CUDA, 4-bit nf4 (QLoRA) when asked on CUDA."""
+    import torch
+
+    attention = attention_implementation(device)
+    if settings.load_in_4bit:
+        if not device.startswith("cuda"):
+            raise ValueError("load_in_4bit (QLoRA) needs a CUDA device; on a CPU train without it")
+        from peft import prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+        from reflection_assets.model_store import local_dir
+
+        location, _ = local_dir(base_model)
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            location,
+            quantization_config=quantization,
+            dtype=torch.bfloat16,
+            attn_implementation=attention,
+            device_map={"": device},
+            use_safetensors=True,
+        )
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=activation_checkpointing(settings, device)
+        )
+        return model, AutoTokenizer.from_pretrained(location)
+    from reflection_assets.model_store import load_model_and_tokenizer
+
+    on_cuda = device.startswith("cuda")
+    dtype = "bfloat16" if on_cuda and settings.precision != "fp32" else "float32"
+    model, tokenizer, _ = load_model_and_tokenizer(base_model, dtype=dtype, device=device)
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(attention)
+    return model, tokenizer
+
+
+def activation_checkpointing(settings: LoraSettings, device: str) -> bool:
+    """On for CUDA (memory), off on CPU (no memory pressure at this size, ~30% slower)."""
+    if settings.activation_checkpointing is not None:
+        return settings.activation_checkpointing
+    return device.startswith("cuda")
+
+
+def sft_config(settings: LoraSettings, layout: CheckpointLayout, device: str) -> Any:
+    from trl import SFTConfig
+
+    on_cuda = device.startswith("cuda")
+    bf16 = settings.precision == "bf16" or (on_cuda and settings.precision == "auto")
+    checkpointing = activation_checkpointing(settings, device) and not settings.load_in_4bit  # kbit prep did it
+    return SFTConfig(
+        output_dir=str(layout.trainer_dir),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup if settings.warmup < 1 else int(settings.warmup),
+        max_length=settings.max_length,
+        packing=settings.packing,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=bf16,
+        fp16=False,
+        use_cpu=not on_cuda,
+        activation_checkpointing=checkpointing,
+        logging_steps=1,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,  # the newest may be half-written when killed; the one before it is complete
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",  # MLflow is logged by the caller from log_history once, so a resume logs no step twice
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def lora_config(settings: LoraSettings) -> Any:
+    from peft import LoraConfig
+
+    targets: str | list[str] = (
+        "all-linear" if settings.target_modules == ("all-linear",) else list(settings.target_modules)
+    )
+    # LoRA only (no modules_to_save, no new tokens): PEFT, vLLM and lm-eval load the adapter as it is.
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[TrainingExample],
+    settings: LoraSettings,
+    layout: CheckpointLayout,
+    device: str,
+    callbacks: Sequence[Any],
+) -> Any:
+    from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    disable_progress_bar()  # one bar per map() floods the run log; the step log says how far training is
+    dataset = Dataset.from_list([e.as_record() for e in examples])
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(settings, layout, device),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(settings),
+        callbacks=[step_stats_callback(device), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # steps go to the caller's log and MLflow, not stdout
+    return trainer
+
+
+def trained_row_ids(trainer: Any, examples: Sequence[TrainingExample]) -> list[str]:
+    """Ids of the rows the trainer kept (it drops rows left with no completion token after truncation).
+
+    With packing the rows are merged into sequences and the id column is gone; there the rows given
+    were already filtered the same way (see `train_lora`).
+    """
+    dataset = trainer.train_dataset
+    if "row_id" in dataset.column_names:
+        return sorted(set(dataset["row_id"]))
+    return sorted({e.row_id for e in examples})
+
+
+def step_stats_callback(device: str) -> Any:
+    """A callback adding step time, tokens/s and peak memory to every logged step.
+
+    It writes into `state.log_history` (what checkpoints store), so a resumed run keeps them.
+    """
+    from transformers import TrainerCallback
+
+    class StepStats(TrainerCallback):
+        def __init__(self) -> None:
+            self.step_started = 0.0
+            self.step_seconds = 0.0
+            self.last_log_time: float | None = None
+            self.last_tokens = 0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.step_started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.step_seconds = time.perf_counter() - self.step_started
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.log_history or "loss" not in state.log_history[-1]:
+                return
+            now = time.perf_counter()
+            entry = state.log_history[-1]
+            entry["step_seconds"] = round(self.step_seconds, 4)
+            entry["peak_memory_mb"] = round(peak_memory_mb(device), 1)
+            tokens = int(state.num_input_tokens_seen or 0)
+            if self.last_log_time is not None and now > self.last_log_time and tokens >= self.last_tokens:
+                entry["tokens_per_second"] = round((tokens - self.last_tokens) / (now - self.last_log_time), 2)
+            self.last_log_time, self.last_tokens = now, tokens
+
+    return StepStats()
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak GPU memory allocated, or on CPU the process's peak resident set."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def finish(
+    trainer: Any,
+    tokenizer: Any,
+    layout: CheckpointLayout,
+    common: dict,
+    settings: LoraSettings,
+    name: str,
+    trained_ids: list[str],
+    seconds: float,
+    resume: str | None,
+) -> TrainingOutcome:
+    """Save the adapter, tokenizer, card, arguments and numbers; mark the run finished last."""
+    history = [dict(e) for e in trainer.state.log_history]
+    losses = [float(e["loss"]) for e in history if "loss" in e]
+    outcome = TrainingOutcome(
+        status=TRAINED,
+        adapter_path=str(layout.adapter_dir),
+        rows_trained=len(trained_ids),
+        trained_row_ids=trained_ids,
+        first_loss=losses[0] if losses else math.nan,
+        final_loss=losses[-1] if losses else math.nan,
+        steps=int(trainer.state.global_step),
+        tokens_seen=int(trainer.state.num_input_tokens_seen or 0),
+        train_seconds=seconds,
+        resumed_from_step=int(Path(resume).name.split("-")[-1]) if resume else 0,
+        log_history=history,
+        **common,
+    )
+    # save_model gathers sharded weights under FSDP / ZeRO-3 and writes only on the main process.
+    trainer.save_model(str(layout.adapter_dir))
+    if not trainer.is_world_process_zero():
+        return outcome
+    (layout.adapter_dir / "training_args.bin").unlink(missing_ok=True)  # pickled; the JSON below says the same
+    tokenizer.save_pretrained(str(layout.adapter_dir))
+    (layout.adapter_dir / "training_args.json").write_text(trainer.args.to_json_string())
+    (layout.adapter_dir / "README.md").write_text(
+        model_card(
+            base_model=common["base_model"],
+            base_fingerprint=common["base_fingerprint"],
+            name=name,
+            key=common["key"],
+            template=common["template"],
+            settings=settings,
+            rows_trained=outcome.rows_trained,
+            first_loss=outcome.first_loss,
+            final_loss=outcome.final_loss,
+            steps=outcome.steps,
+        )
+    )
+    layout.write_result({**asdict(outcome), "settings": settings.as_params()})
+    layout.mark_finished()
+    return outcome
+
+
+def reused_outcome(layout: CheckpointLayout, common: dict) -> TrainingOutcome:
+    """The stored numbers of a finished run, marked reused (the train time is the original run's)."""
+    stored = layout.read_result()
+    known = set(TrainingOutcome.__dataclass_fields__)
+    values = {k: v for k, v in stored.items() if k in known}
+    values.update(common, status=REUSED, adapter_path=str(layout.adapter_dir))
+    return TrainingOutcome(**values)

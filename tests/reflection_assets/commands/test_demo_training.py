@@ -1,0 +1,38 @@
+"""The demo's training parts: which arms train, and the closing training table read from lora_checkpoint."""
+
+import math
+
+import duckdb
+import pandas as pd
+
+from reflection_assets.commands.demo import result_tables
+from reflection_assets.commands.driver import arm_steps
+
+
+def test_only_the_listed_arms_train():
+    steps = arm_steps("selective,random,full", "selective, random")
+    assert [(s.job, s.partition) for s in steps] == [("arms_job", "selective"), ("arms_job", "random"),
+                                                     ("arms_job", "full")]
+    assert steps[0].run_config == {"ops": {"lora_checkpoint": {"config": {"enabled": True}}}}
+    assert steps[2].run_config["ops"]["lora_checkpoint"]["config"]["enabled"] is False
+
+
+def test_closing_tables_give_losses_times_and_skips(tmp_path):
+    database = tmp_path / "w.duckdb"
+    frame = pd.DataFrame(
+        [
+            {"arm": "random", "status": "trained", "rows_trained": 6, "first_loss": 2.5, "final_loss": 1.25,
+             "train_seconds": 41.0, "skipped_reason": ""},
+            {"arm": "full", "status": "skipped", "rows_trained": 0, "first_loss": math.nan, "final_loss": math.nan,
+             "train_seconds": 0.0, "skipped_reason": "training disabled"},
+        ]
+    )
+    with duckdb.connect(str(database)) as conn:
+        conn.register("frame", frame)
+        conn.execute("CREATE TABLE lora_checkpoint AS SELECT * FROM frame")
+        text = "\n".join(result_tables(conn))
+    assert "No selection was made" in text
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| random") or
+            line.startswith("| full")]
+    assert [c.strip() for c in rows[0]] == ["random", "trained", "6", "2.500", "1.250", "41.000", ""]
+    assert [c.strip() for c in rows[1]] == ["full", "skipped", "0", "", "", "0.000", "training disabled"]
