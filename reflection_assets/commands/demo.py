@@ -58,8 +58,19 @@ def run(args: argparse.Namespace) -> int:
         if not result.success:
             print(f"{label} failed (run {result.run_id}); see `make dev` -> Runs for the logs", file=sys.stderr)
             return 1
+        if job_name == "selection_job" and (reason := empty_selection_reason(result)):
+            print(f"  {reason}: the arms are skipped with that reason (see selected_dataset's metadata)")
     print(summary(str(warehouse_path()), time.monotonic() - started))
     return 0
+
+
+def empty_selection_reason(result) -> str:  # noqa: ANN001 - dagster's ExecuteInProcessResult
+    """Why the selection kept no row ("" when it kept some), from its materialization metadata."""
+    for materialization in result.asset_materializations_for_node("selected_dataset"):
+        reason = materialization.metadata.get("empty_reason")
+        if reason is not None and reason.value:
+            return str(reason.value)
+    return ""
 
 
 def dataset_run_config(args: argparse.Namespace) -> dict:
