@@ -15,11 +15,12 @@ COMMANDS: dict[str, str] = {
     "score": "Compute IFD / r-IFD of instruction pairs with the student model.",
     "estimate": "Estimate teacher calls and tokens for rows not yet cached.",
     "demo": "Materialize the whole default asset graph on the embedded demo set.",
+    "recover-runs": "Mark STARTED runs whose local worker process was killed as failed.",
 }
 
 
 def _load(name: str):
-    return importlib.import_module(f"reflection_assets.commands.{name}")
+    return importlib.import_module(f"reflection_assets.commands.{name.replace('-', '_')}")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
