@@ -26,3 +26,20 @@ def test_log_creates_a_tagged_run_with_metrics_params_and_artifacts(isolated_dat
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert names == {"note.txt", "plot.png"}
     assert meta["mlflow_run"].value.endswith(run_id)
+
+
+def test_parallel_processes_create_one_fresh_store_without_failing(tmp_path):
+    """Parallel runs' first steps start together; each must find or create the store, none fail."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    script = ("import sys; from resources.tracking import MlflowTracking; import mlflow; "
+              "print(MlflowTracking(tracking_uri=sys.argv[1])._experiment_id(mlflow))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, uri], cwd=repo, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in results]
+    assert len({out.strip().splitlines()[-1] for out, _ in results}) == 1  # one experiment, shared
