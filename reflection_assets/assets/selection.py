@@ -103,7 +103,7 @@ def selected_dataset(
                          metadata={"problems": dg.MetadataValue.json(problems)})
     empty_reason = empty_selection_reason(selection)
     if empty_reason:  # a result, not an error: say why, and let the arms skip with this reason
-        context.log.warning(f"{empty_reason}; the arms will be skipped. Decision counts: {counts}")
+        context.log.warning(f"{empty_reason}; the arms sized to the selection will be skipped. Decisions: {counts}")
     chosen = selected_pairs(selection)
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
     paths = export_arm(chosen, exports_dir() / "selected", "selected", system=system)
@@ -240,7 +240,7 @@ def arm_datasets(
     warehouse: Warehouse,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     arm = context.partition_key
-    if not selected_count(selected_dataset):
+    if arm != "full" and not selected_count(selected_dataset):  # sized to the selection: nothing to build
         return skipped_arm(context, arm, empty_selection_reason(selected_dataset), warehouse)
     inputs = ArmInputs(
         raw=raw_instructions,
@@ -304,7 +304,7 @@ def selected_dataset_well_formed(selected_dataset: pd.DataFrame) -> dg.AssetChec
 @dg.asset_check(
     asset=selected_dataset,
     blocking=False,
-    description="At least one row was selected (when none is, the arms skip training, with the reason).",
+    description="At least one row was selected (when none is, the arms sized to it skip, with the reason).",
 )
 def selected_dataset_not_empty(selected_dataset: pd.DataFrame) -> dg.AssetCheckResult:
     selected = selected_count(selected_dataset)

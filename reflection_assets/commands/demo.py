@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label} failed (run {result.run_id}); see `make dev` -> Runs for the logs", file=sys.stderr)
             return 1
         if job_name == "selection_job" and (reason := empty_selection_reason(result)):
-            print(f"  {reason}: the arms are skipped with that reason (see selected_dataset's metadata)")
+            print(f"  {reason}: the arms sized to it are skipped with that reason (see selected_dataset's metadata)")
     print(summary(str(warehouse_path()), time.monotonic() - started))
     return 0
 
