@@ -99,6 +99,25 @@ def test_a_second_dataset_waits_for_its_own_chain_before_the_next_selection(dags
     assert ticks.tick() == {"selected_dataset": {None}}
 
 
+def test_no_selection_while_a_partition_run_is_in_flight(dagster_instance):
+    """`first` is done and never selected, but `second`'s run is going: wait for it, then select once."""
+    dagster_instance.add_dynamic_partitions(DATASETS, ["first", "second"])
+    ticks = Ticks(dagster_instance)
+    ticks.tick()
+    ingest(ticks, "first")
+    score_whole_partition(ticks, "first")
+    ingest(ticks, "second")
+    run = dagster_instance.create_run_for_job(  # what the inbox sensor or automation launches
+        job_def=defs.resolve_job_def("dataset_job"), tags={"dagster/partition": "second"},
+        asset_selection=frozenset(dg.AssetKey(asset) for asset in PER_DATASET),
+    )
+    dagster_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                          run.run_id)
+    assert ticks.tick() == {}  # neither a duplicate of the chain nor a selection without `second`
+    score_whole_partition(ticks, "second")
+    assert ticks.tick() == {"selected_dataset": {None}}
+
+
 def test_a_partition_that_never_materialized_does_not_block_the_rest(dagster_instance):
     # `broken` was registered (say its file failed to parse) and never produced a table.
     dagster_instance.add_dynamic_partitions(DATASETS, ["good", "broken"])
