@@ -17,11 +17,12 @@ COMMANDS: dict[str, str] = {
     "train": "LoRA fine-tune the student on a data file or an arm (no Dagster needed).",
     "demo": "Materialize the whole default asset graph on the embedded demo set.",
     "experiment": "Run the whole graph on real data and write a report (markdown, JSON, MLflow).",
+    "recover-runs": "Mark STARTED runs whose local worker process was killed as failed.",
 }
 
 
 def _load(name: str):
-    return importlib.import_module(f"reflection_assets.commands.{name}")
+    return importlib.import_module(f"reflection_assets.commands.{name.replace('-', '_')}")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

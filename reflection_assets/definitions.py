@@ -3,16 +3,19 @@
 import dagster as dg
 
 from reflection_assets.assets import ingest, reflection, scoring, selection, training
+from reflection_assets.automation import automation_sensor, evaluation_schedules, with_automation
 from reflection_assets.deployment import build_resources
 from reflection_assets.jobs import arms_job, dataset_job, selection_job
 from sensors.inbox import inbox_sensor
 
 ASSET_MODULES = [ingest, reflection, scoring, selection, training]
+ASSETS = with_automation(dg.load_assets_from_modules(ASSET_MODULES))
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    assets=ASSETS,
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
     jobs=[dataset_job, selection_job, arms_job],
-    sensors=[inbox_sensor],
+    sensors=[inbox_sensor, automation_sensor],
+    schedules=evaluation_schedules(ASSETS),
     resources=build_resources(),
 )

@@ -198,7 +198,9 @@ class OpenAICompatibleTeacher(Teacher):
                     result = await self.call(client, request)
                 results[i] = result
                 if on_result is not None:
-                    on_result(i, result)
+                    # In a thread: the caller saves the result (a disk write) while the other requests
+                    # go on; this worker takes its next request only once that is done.
+                    await asyncio.to_thread(on_result, i, result)
 
         async with self._client() as client:
             workers = min(self.max_concurrency, len(requests))

@@ -29,6 +29,29 @@ def scrub_params(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if not SECRET_PATTERN.search(k)}
 
 
+@contextlib.contextmanager
+def sqlite_store_lock(uri: str) -> Iterator[None]:
+    """One process at a time past this point for a SQLite store (other stores: no lock).
+
+    Steps of parallel runs start at once; on a fresh SQLite store each would run MLflow's schema
+    migrations, and all but the first fail in alembic. An exclusive lock on a file beside the
+    database makes the first create it and the others find it ready.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = Path(uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class MlflowTracking(dg.ConfigurableResource):
     """Logs runs to MLflow, tagged with their Dagster origin."""
 
@@ -43,15 +66,17 @@ class MlflowTracking(dg.ConfigurableResource):
         return uri or default_tracking_uri()
 
     def _experiment_id(self, mlflow: Any) -> str:
-        mlflow.set_tracking_uri(self.resolved_uri())
-        experiment = mlflow.get_experiment_by_name(self.experiment_name)
-        if experiment is not None:
-            return experiment.experiment_id
-        artifacts = Path(data_dir() / "mlartifacts").resolve()
-        try:
-            return mlflow.create_experiment(self.experiment_name, artifact_location=artifacts.as_uri())
-        except Exception:  # noqa: BLE001 - another process created it first
-            return mlflow.get_experiment_by_name(self.experiment_name).experiment_id
+        uri = self.resolved_uri()
+        mlflow.set_tracking_uri(uri)
+        with sqlite_store_lock(uri):  # the first access creates (migrates) the store
+            experiment = mlflow.get_experiment_by_name(self.experiment_name)
+            if experiment is not None:
+                return experiment.experiment_id
+            artifacts = Path(data_dir() / "mlartifacts").resolve()
+            try:
+                return mlflow.create_experiment(self.experiment_name, artifact_location=artifacts.as_uri())
+            except Exception:  # noqa: BLE001 - another process created it first
+                return mlflow.get_experiment_by_name(self.experiment_name).experiment_id
 
     @contextlib.contextmanager
     def start_run(

@@ -3,13 +3,18 @@
 A file counts as complete once its size and modification time have stayed the same for
 `settle_seconds` (writers still copying it are left for a later tick); temporary names
 (`.part`, `.tmp`, dot-files) are never picked up. The cursor remembers each file's
-(size, mtime) so a file is ingested once, and again only if it changes.
+(size, mtime, content digest) so a file is ingested once, and again only if it changes; a file
+whose bytes equal an already ingested one is a duplicate and is skipped (its rows would enter the
+selection twice). Only regular files that really live in the inbox count: a symlink that leads
+out of it is refused, so the sensor never reads files the inbox owner did not put there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -23,14 +28,28 @@ DATASET_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 SETTLE_SECONDS = 5.0
 
 
-def inbox_files(folder: Path) -> list[Path]:
+def inbox_files(folder: Path, log: Callable[[str], None] = lambda _: None) -> list[Path]:
+    """Dataset files directly in `folder`; a link whose target lies outside it is refused (and logged)."""
     if not folder.is_dir():
         return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DATASET_SUFFIXES
-    )
+    root = folder.resolve()
+    files = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in DATASET_SUFFIXES or not path.is_file():
+            continue
+        if not path.resolve().is_relative_to(root):
+            log(f"inbox: {path.name} leads outside the inbox ({path.resolve()}); refused")
+            continue
+        files.append(path)
+    return files
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def unique_key(database: Path, wanted: str, source: str, taken: set[str]) -> str:
@@ -45,21 +64,35 @@ def unique_key(database: Path, wanted: str, source: str, taken: set[str]) -> str
 
 
 def scan_inbox(
-    folder: Path, database: Path, cursor: dict[str, list[float]], now: float, settle: float = SETTLE_SECONDS
-) -> tuple[list[tuple[str, Path]], dict[str, list[float]]]:
-    """New complete files as (partition key, path), and the cursor to store."""
+    folder: Path,
+    database: Path,
+    cursor: dict[str, list],
+    now: float,
+    settle: float = SETTLE_SECONDS,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[list[tuple[str, Path]], dict[str, list]]:
+    """New complete files as (partition key, path), and the cursor to store.
+
+    The cursor maps each seen path to [size, mtime, sha256]; duplicates are recorded there too, so
+    they are reported once, not at every tick.
+    """
     new_cursor = dict(cursor)
     found: list[tuple[str, Path]] = []
     taken: set[str] = set()
-    for path in inbox_files(folder):
+    for path in inbox_files(folder, log):
         stat = path.stat()
         signature = [stat.st_size, stat.st_mtime]
-        if now - stat.st_mtime < settle or cursor.get(str(path)) == signature:
+        if now - stat.st_mtime < settle or cursor.get(str(path), [])[:2] == signature:
+            continue
+        digest = file_digest(path)
+        twin = next((p for p, seen in new_cursor.items() if p != str(path) and seen[2:] == [digest]), None)
+        new_cursor[str(path)] = [*signature, digest]
+        if twin is not None:
+            log(f"inbox: {path.name} has the same bytes as {Path(twin).name}; skipped as a duplicate")
             continue
         key = unique_key(database, partition_key_for(path.name), str(path), taken)
         taken.add(key)
         found.append((key, path))
-        new_cursor[str(path)] = signature
     return found, new_cursor
 
 
@@ -72,13 +105,13 @@ def scan_inbox(
 def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
     database = warehouse_path()
-    found, new_cursor = scan_inbox(inbox_dir(), database, cursor, time.time())
+    found, new_cursor = scan_inbox(inbox_dir(), database, cursor, time.time(), log=context.log.info)
     run_requests = []
     for key, path in found:
         register_source(database, key, DatasetSource(str(path)))
         run_requests.append(
             dg.RunRequest(
-                run_key=f"{key}:{new_cursor[str(path)]}",
+                run_key=f"{key}:{new_cursor[str(path)][2]}",
                 partition_key=key,
                 run_config={"ops": {"raw_instructions": {"config": {"source": str(path)}}}},
                 tags={"reflection/source": path.name},

@@ -22,6 +22,7 @@ DAGSTER_FACING = (
     "reflection_assets.cli",
     "reflection_assets.definitions",
     "reflection_assets.deployment",
+    "reflection_assets.automation",
     "reflection_assets.jobs",
     "reflection_assets.partitions",
 )

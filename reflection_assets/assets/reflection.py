@@ -1,7 +1,7 @@
 """Teacher reflection assets: stage 1 rewrites the pair, stage 3 rewrites the current answer.
 
-Every teacher call is cached by content in `llm_calls` (written in small batches as calls
-finish), so a re-run after a crash pays only for rows not yet done, and a re-run of unchanged
+Every teacher call is cached by content in `llm_calls` (each written as it finishes), so a
+re-run after a crash pays only for rows not yet done, and a re-run of unchanged
 input makes no call at all. Caps stop a run cleanly, marking the rest `skipped`.
 """
 

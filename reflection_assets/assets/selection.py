@@ -16,6 +16,7 @@ from reflection_assets.partitions import arm_partitions
 from reflection_assets.paths import exports_dir
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
 from reflection_assets.selection import (
+    ARM_COLUMNS,
     ArmInputs,
     SelectionSettings,
     build_arm,
@@ -24,6 +25,7 @@ from reflection_assets.selection import (
     select_rows,
 )
 from reflection_assets.selection.export import export_arm
+from reflection_assets.selection.outcome import empty_selection_reason, selected_count, selection_problems
 from reflection_assets.selection.reflection_format import rewrite_in_reflection_format
 from reflection_assets.teacher.cache import CallCache
 from resources.student import StudentModel
@@ -89,7 +91,10 @@ def selected_dataset(
         raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
     datasets = sorted(response_scores["dataset"].unique()) if len(response_scores) else []
     context.log.info(f"selecting over dataset partitions {datasets} ({len(response_scores)} rows)")
-    selection = select_rows(response_scores, settings)
+    try:
+        selection = select_rows(response_scores, settings)
+    except KeyError as error:
+        raise dg.Failure(f"response_scores cannot be selected from: {error}", allow_retries=False) from None
     counts = decision_counts_dict(selection)
     # Selection itself reads scored tables only: no teacher call, no forward pass (the metadata says so).
     style_numbers: dict = {"teacher_calls_made": 0, "tokens_computed": 0}
@@ -99,6 +104,13 @@ def selected_dataset(
             lambda pairs, label: score(context, student, warehouse, pairs, label),
             max_new_tokens=config.format_max_new_tokens, log=context.log.info,
         )
+    problems = selection_problems(selection)
+    if problems:  # stopped here, before it is stored: a check after the fact would not stop other runs
+        raise dg.Failure(f"malformed selection: {'; '.join(problems)}", allow_retries=False,
+                         metadata={"problems": dg.MetadataValue.json(problems)})
+    empty_reason = empty_selection_reason(selection)
+    if empty_reason:  # a result, not an error: say why, and let the arms skip with this reason
+        context.log.warning(f"{empty_reason}; the arms sized to the selection will be skipped. Decisions: {counts}")
     chosen = selected_pairs(selection)
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
     paths = export_arm(chosen, exports_dir() / "selected", "selected", system=system)
@@ -128,6 +140,7 @@ def selected_dataset(
             **numeric_metadata(counts),
             **numeric_metadata(style_numbers),
             "response_style": config.response_style,
+            "empty_reason": dg.MetadataValue.text(empty_reason),
             "ifd_histogram": ifd_plot,
             "rifd_histogram": rifd_plot,
             "preview": markdown_preview(selection[selected_mask], SELECTED_COLUMNS),
@@ -168,8 +181,11 @@ def arm_datasets(
     response_reflections: pd.DataFrame,
     selected_dataset: pd.DataFrame,
     mlflow: MlflowTracking,
+    warehouse: Warehouse,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     arm = context.partition_key
+    if arm != "full" and not selected_count(selected_dataset):  # sized to the selection: nothing to build
+        return skipped_arm(context, arm, empty_selection_reason(selected_dataset), warehouse)
     inputs = ArmInputs(
         raw=raw_instructions,
         raw_scores=raw_ifd_scores,
@@ -201,23 +217,51 @@ def arm_datasets(
     )
 
 
-REQUIRED_SELECTION_COLUMNS = [
-    "dataset", "row_id", "instruction_choice", "response_choice", "final_instruction", "final_input",
-    "final_output", "final_ifd", "final_rifd", "final_ifd_status", "final_rifd_status", "selected", "selection_reason",
-]
+
+def skipped_arm(
+    context: dg.AssetExecutionContext, arm: str, reason: str, warehouse: Warehouse
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """An empty table for the arm (so nothing downstream reads a stale one) and the reason it is empty.
+
+    The IO manager deletes the arm's old rows but creates no table from an empty frame, so the
+    table is created here: the arm's readers then load zero rows instead of failing.
+    """
+    context.log.warning(f"arm {arm}: skipped, {reason}")
+    with warehouse.connection() as conn:
+        columns = ", ".join(f'"{c}" VARCHAR' for c in ARM_COLUMNS)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS main.{context.asset_key.path[-1]} ({columns})")
+    return dg.MaterializeResult(
+        value=pd.DataFrame({c: pd.Series(dtype="string") for c in ARM_COLUMNS}),
+        metadata={"rows": dg.MetadataValue.int(0), "skipped_reason": dg.MetadataValue.text(reason)},
+    )
 
 
 @dg.asset_check(
     asset=selected_dataset,
     blocking=True,
-    description=(
-        "The selection has the expected columns and keeps at least one row (an empty selection trains nothing)."
-    ),
+    description="The selection has the expected columns, one decision per row, and text for every selected row.",
 )
-def selected_dataset_usable(selected_dataset: pd.DataFrame) -> dg.AssetCheckResult:
-    missing = [c for c in REQUIRED_SELECTION_COLUMNS if c not in selected_dataset.columns]
-    selected = int(selected_dataset["selected"].astype(bool).sum()) if "selected" in selected_dataset else 0
+def selected_dataset_well_formed(selected_dataset: pd.DataFrame) -> dg.AssetCheckResult:
+    problems = selection_problems(selected_dataset)
     return dg.AssetCheckResult(
-        passed=not missing and selected > 0,
-        metadata={"missing_columns": dg.MetadataValue.json(missing), "rows_selected": selected},
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"problems": dg.MetadataValue.json(problems), "rows": len(selected_dataset)},
+    )
+
+
+@dg.asset_check(
+    asset=selected_dataset,
+    blocking=False,
+    description="At least one row was selected (when none is, the arms sized to it skip, with the reason).",
+)
+def selected_dataset_not_empty(selected_dataset: pd.DataFrame) -> dg.AssetCheckResult:
+    selected = selected_count(selected_dataset)
+    return dg.AssetCheckResult(
+        passed=selected > 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_selected": selected,
+            "empty_reason": dg.MetadataValue.text(empty_selection_reason(selected_dataset)),
+        },
     )

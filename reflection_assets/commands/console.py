@@ -54,6 +54,14 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
     "ablation_report": (("rows", "rows"),),
 }
 SILENT_ASSETS = {"rejected_rows"}  # reported by raw_instructions' line
+# An empty result is a result with a reason: printed under the stage's line, with what follows from it.
+NOTES: dict[str, tuple[str, str]] = {
+    "selected_dataset": (
+        "empty_reason",
+        "{}: the arms sized to it are skipped with that reason (see selected_dataset's metadata)",
+    ),
+    "arm_datasets": ("skipped_reason", "arm skipped: {}"),
+}
 
 
 @dataclass(frozen=True)
@@ -62,11 +70,13 @@ class StageLine:
     partition: str | None
     seconds: float
     numbers: tuple[tuple[str, Any], ...]
+    note: str = ""
 
     def render(self) -> str:
         where = f"[{self.partition}]" if self.partition else ""
         parts = [_label(label, value) for label, value in self.numbers]
-        return f"  {self.asset + where:<34} {self.seconds:7.1f}s  " + ", ".join(p for p in parts if p)
+        line = f"  {self.asset + where:<34} {self.seconds:7.1f}s  " + ", ".join(p for p in parts if p)
+        return line + (f"\n    {self.note}" if self.note else "")
 
 
 def _label(label: str, value: Any) -> str:
@@ -120,7 +130,9 @@ def stage_lines(instance: Any, run_id: str) -> list[StageLine]:
         meta = materialization.metadata
         numbers = tuple((label, _value(meta[key])) for key, label in HEADLINES.get(asset, ()) if key in meta)
         numbers = tuple((label, value) for label, value in numbers if value not in ("", None))
-        lines.append(StageLine(asset, materialization.partition, max(seconds, 0.0), numbers))
+        key, template = NOTES.get(asset, ("", ""))
+        note = template.format(_value(meta[key])) if key in meta and _value(meta[key]) else ""
+        lines.append(StageLine(asset, materialization.partition, max(seconds, 0.0), numbers, note))
     return lines
 
 

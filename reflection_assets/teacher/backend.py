@@ -40,7 +40,8 @@ class TeacherBackend(ABC):
         """Run every request; one result each, in order. Failures are results, not exceptions.
 
         `admit` is asked just before a request would start (a False skips it); `on_result` is told
-        as each call completes, so the caller can save results while the rest are running.
+        as each call completes, so the caller can save results while the rest are running; it may
+        be called from several threads at once, and a request waits for its `on_result` to return.
         """
 
     @abstractmethod

@@ -7,7 +7,7 @@ inspection and tried again on the next run.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,29 +151,43 @@ class CallCache:
         return self._run(lambda con: con.execute(f"SELECT * FROM {TABLE} ORDER BY created_at").df())
 
 
-class BatchWriter:
-    """Buffers completed calls and writes them every `every` calls or `max_wait_s` seconds.
+class CallWriter:
+    """Saves each completed call before its caller moves on, so a SIGKILL loses only calls in flight.
 
-    Results reach the cache while the run is still going, so a crash loses at most one batch.
+    Calls that finish together share one write (group commit): whoever holds the write lock writes
+    everything pending, so N threads finishing at once cost one DuckDB open, not N. `save` returns
+    only once the record is on disk.
     """
 
-    def __init__(self, cache: CallCache, every: int = 8, max_wait_s: float = 5.0):
-        self.cache, self.every, self.max_wait_s = cache, max(1, every), max_wait_s
-        self._buffer: list[CallRecord] = []
-        self._last = time.monotonic()
-        self.written = 0
+    def __init__(self, cache: CallCache):
+        self.cache = cache
+        self.written = 0  # records saved
+        self.writes = 0  # DuckDB write batches (<= written)
+        self._pending: list[CallRecord] = []
+        self._added = 0  # sequence number of the newest record handed to save()
+        self._durable = 0  # sequence number of the newest record on disk
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
-    def add(self, record: CallRecord) -> None:
-        self._buffer.append(record)
-        if len(self._buffer) >= self.every or time.monotonic() - self._last >= self.max_wait_s:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buffer:
-            self.cache.write(self._buffer)
-            self.written += len(self._buffer)
-            self._buffer = []
-        self._last = time.monotonic()
+    def save(self, record: CallRecord) -> None:
+        with self._pending_lock:
+            self._pending.append(record)
+            self._added += 1
+            mine = self._added
+        with self._write_lock:
+            if self._durable >= mine:  # another thread's write took this record along
+                return
+            with self._pending_lock:
+                batch, self._pending, upto = self._pending, [], self._added
+            try:
+                self.cache.write(batch)
+            except BaseException:
+                with self._pending_lock:  # not saved: the next writer tries these again
+                    self._pending[:0] = batch
+                raise
+            self._durable = upto
+            self.written += len(batch)
+            self.writes += 1
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -1,12 +1,14 @@
 """Reflect rows with a teacher: cache first, caps enforced, one outcome per row.
 
 Used by both reflection stages and callable without Dagster: the asset passes its logger and
-gets a DataFrame of outcomes plus a RunStats for metadata. Results are written to llm_calls in
-small batches while the run goes on, so a crashed run re-run pays only for what is missing.
+gets a DataFrame of outcomes plus a RunStats for metadata. Each finished call is written to
+llm_calls before the teacher is told to go on, so a run killed at any point (SIGKILL included)
+loses at most the calls in flight, and its re-run pays only for what is missing.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -17,7 +19,7 @@ from reflection_assets.progress import Progress
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.backend import TeacherBackend
 from reflection_assets.teacher.budget import Budget
-from reflection_assets.teacher.cache import BatchWriter, CallCache, CallRecord, request_payload
+from reflection_assets.teacher.cache import CallCache, CallRecord, CallWriter, request_payload
 from reflection_assets.teacher.outcomes import SKIPPED, Outcome, kept, outcome_of, outcomes_frame
 from reflection_assets.teacher.planning import PlannedCall, plan_calls, row_id_of, worst_case_tokens
 from reflection_assets.teacher.settings import ReflectionSettings
@@ -98,8 +100,9 @@ def reflect_rows(
         settings.max_calls, settings.max_tokens,
         estimate_tokens=lambda r: worst_case_tokens(r, teacher.estimate_prompt_tokens(r)),
     )
-    writer = BatchWriter(cache, every=settings.flush_every)
+    writer = CallWriter(cache)
     requests = [group[0].request for group in groups]
+    state = threading.Lock()  # teachers may report from several threads at once
 
     def on_result(j: int, result: ChatResult) -> None:
         nonlocal done
@@ -108,18 +111,18 @@ def reflect_rows(
             result.error = f"{budget.stopped_by or 'cap'} reached before this row"
         else:
             budget.settle(requests[j], result)
-            writer.add(record_for(group[0], stage, identity, settings.prompt_version, result))
-            count_call(stats, result)
-        for call in group:
-            outcomes[call.index] = outcome_of(call.pair, row_id_of(call.pair), stage, call.key, result, cached=False)
-        done += len(group)
-        report(done, total)
+            writer.save(record_for(group[0], stage, identity, settings.prompt_version, result))  # on disk first
+        with state:
+            if result.status != CALL_SKIPPED:
+                count_call(stats, result)
+            for call in group:
+                row_id = row_id_of(call.pair)
+                outcomes[call.index] = outcome_of(call.pair, row_id, stage, call.key, result, cached=False)
+            done += len(group)
+            report(done, total)
 
-    try:
-        if requests:
-            teacher.complete(requests, admit=budget.admit, on_result=on_result)
-    finally:
-        writer.flush()
+    if requests:
+        teacher.complete(requests, admit=budget.admit, on_result=on_result)
 
     missing = [i for i, o in enumerate(outcomes) if o is None]
     if missing:

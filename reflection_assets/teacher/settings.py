@@ -9,9 +9,9 @@ from reflection_assets.teacher.prompts import PROMPT_VERSION
 
 @dataclass(frozen=True)
 class ReflectionSettings:
-    """Sampling, guidance, caps and batching for one reflect_rows call.
+    """Sampling, guidance and caps for one reflect_rows call.
 
-    Sampling and guidance are part of the cache key; caps, limit and batching are not (they
+    Sampling and guidance are part of the cache key; caps and limit are not (they
     change how much is done, not what an answer is).
     """
 
@@ -24,11 +24,10 @@ class ReflectionSettings:
     max_calls: int | None = None  # teacher calls this run may make (cached rows are free)
     max_tokens: int | None = None  # prompt + completion tokens this run may spend
     limit: int | None = None  # reflect only the first N rows (trial runs); the rest are skipped
-    flush_every: int = 8  # completed calls per cache write
     prompt_version: str = PROMPT_VERSION
 
     def __post_init__(self) -> None:
-        for name in ("max_new_tokens", "critique_tokens", "flush_every"):
+        for name in ("max_new_tokens", "critique_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         for name in ("max_calls", "max_tokens", "limit"):

@@ -39,3 +39,18 @@ def test_log_records_a_dataset_as_the_runs_training_input(isolated_data_dir):
     mlflow.set_tracking_uri(tracking.resolved_uri())
     inputs = mlflow.get_run(run_id).inputs.dataset_inputs
     assert [(i.dataset.name, i.tags[0].value) for i in inputs] == [("selected_dataset", "training")]
+def test_parallel_processes_create_one_fresh_store_without_failing(tmp_path):
+    """Parallel runs' first steps start together; each must find or create the store, none fail."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    script = ("import sys; from resources.tracking import MlflowTracking; import mlflow; "
+              "print(MlflowTracking(tracking_uri=sys.argv[1])._experiment_id(mlflow))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, uri], cwd=repo, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in results]
+    assert len({out.strip().splitlines()[-1] for out, _ in results}) == 1  # one experiment, shared

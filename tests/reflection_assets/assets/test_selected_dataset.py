@@ -107,3 +107,69 @@ def test_reflection_format_option_rewrites_validates_scores_and_caches(stage_two
     # Same rows again: the rewrites and their scores come from the caches.
     _, again, _ = _select(stage_two_tables, response_style="reflection", format_max_new_tokens=24)
     assert again["teacher_calls_made"].value == 0 and again["tokens_computed"].value == 0
+
+
+def _stage_two(instance, decisions: pd.DataFrame):
+    """The stage-2 table `decisions`, plus the per-dataset tables the arms also read (one row each)."""
+    path = warehouse_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = pd.DataFrame({"dataset": "p", "row_id": decisions["row_id"].drop_duplicates()})
+    raw = ids.assign(ifd_ppl=0.5, ifd_status="ok", rifd_ppl=0.5, rifd_status="ok")  # noqa: F841 - read by DuckDB by name
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE response_scores AS SELECT * FROM decisions")
+        conn.execute("CREATE TABLE raw_ifd_scores AS SELECT * FROM raw")
+        for table in ("raw_instructions", "instruction_reflections", "instruction_ifd_scores", "response_reflections"):
+            conn.execute(f"CREATE TABLE {table} AS SELECT * FROM ids")
+    instance.add_dynamic_partitions(DATASETS, ["p"])
+
+
+def _materialize(instance, selection, partition=None):
+    return dg.materialize([*ASSETS, *CHECKS], selection=selection, partition_key=partition, instance=instance,
+                          resources=build_resources(), raise_on_error=False)
+
+
+def test_empty_selection_is_a_reasoned_result_and_the_arms_skip_with_it(dagster_instance):
+    decisions = _decisions()
+    decisions["response_choice"] = "original"  # the student kept every original answer
+    _stage_two(dagster_instance, decisions)
+
+    result = _materialize(dagster_instance, ["selected_dataset"])
+    assert result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["selected_dataset_well_formed"].passed
+    assert not checks["selected_dataset_not_empty"].passed
+    assert checks["selected_dataset_not_empty"].severity == dg.AssetCheckSeverity.WARN
+    meta = result.asset_materializations_for_node("selected_dataset")[0].metadata
+    assert meta["rows_selected"].value == 0
+    assert meta["empty_reason"].value == "0 of 4 rows were selected (answer_lost 4)"
+    assert meta["q_reflected__a_lost__rows"].value == 2 and meta["q_original__a_lost__rows"].value == 2
+
+    for arm in ("selective", "random"):  # the arms sized to the selection
+        arm_run = _materialize(dagster_instance, ["arm_datasets"], partition=arm)
+        assert arm_run.success
+        arm_meta = arm_run.asset_materializations_for_node("arm_datasets")[0].metadata
+        assert arm_meta["rows"].value == 0
+        assert arm_meta["skipped_reason"].value == "0 of 4 rows were selected (answer_lost 4)"
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM arm_datasets").fetchone() == (0,)
+        assert "arm" in [c for (c, *_) in conn.execute("DESCRIBE arm_datasets").fetchall()]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda frame: pd.concat([frame, frame.iloc[:1]]), "malformed selection: 1 duplicated row_id(s)"),
+        (lambda frame: frame.assign(final_output=["4", "", "6", "8"]), "1 selected row(s) with an empty final_output"),
+        (lambda frame: frame.drop(columns=["final_rifd_status"]), "response_scores cannot be selected from"),
+    ],
+)
+def test_malformed_selection_fails_in_the_asset_and_is_not_stored(dagster_instance, damage, message):
+    _stage_two(dagster_instance, damage(_decisions()))
+    result = _materialize(dagster_instance, ["selected_dataset"])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert message in failure.event_specific_data.error.message
+    assert result.asset_materializations_for_node("selected_dataset") == []
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        tables = conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    assert ("selected_dataset",) not in tables

@@ -5,12 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import duckdb
 
-from reflection_assets.teacher.cache import BatchWriter, CallCache, CallRecord
+from reflection_assets.teacher.cache import CallCache, CallRecord, CallWriter
 from reflection_assets.teacher.types import ChatResult
 
 REPO = Path(__file__).resolve().parents[3]
@@ -32,14 +33,28 @@ def test_only_successes_are_reused_and_never_overwritten(tmp_path: Path) -> None
     assert cache.count() == 2 and cache.count("ok") == 2
 
 
-def test_batch_writer_writes_as_it_goes(tmp_path: Path) -> None:
+def test_call_writer_saves_each_call_before_returning(tmp_path: Path) -> None:
     cache = CallCache(tmp_path / "c.duckdb")
-    writer = BatchWriter(cache, every=3, max_wait_s=3600)
-    for i in range(7):
-        writer.add(record(f"k{i}", text="x"))
-    assert cache.count() == 6  # two full batches are already on disk
-    writer.flush()
-    assert cache.count() == 7
+    writer = CallWriter(cache)
+    for i in range(3):
+        writer.save(record(f"k{i}", text="x"))
+        assert cache.count() == i + 1  # on disk when save returns, no buffer to lose
+
+
+def test_call_writer_groups_calls_that_finish_together(tmp_path: Path) -> None:
+    cache = CallCache(tmp_path / "c.duckdb")
+    cache.count()  # create the table
+    writer = CallWriter(cache)
+    blocker = duckdb.connect(str(cache.path))  # hold the file: the savers queue up behind it
+    threads = [threading.Thread(target=writer.save, args=(record(f"t{i}", text="x"),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    blocker.close()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert cache.count() == 8 == writer.written
+    assert writer.writes < 8  # the threads that waited were written together
 
 
 def test_lookup_handles_many_keys(tmp_path: Path) -> None:

@@ -1,0 +1,121 @@
+"""Declarative automation: when each asset re-materializes on its own, and the evaluation schedule.
+
+This module owns every `AutomationCondition` of the graph; `definitions.py` applies them by asset
+name (`with_automation`), so asset modules stay free of scheduling policy. A new dataset partition (added by the
+inbox sensor, which runs `raw_instructions`) flows through reflection and scoring partition by
+partition, then into ONE selection per tick that has no partition in flight, then the arms,
+training, evaluation and the report. The choices follow dagster 1.13's behaviour (DESIGN 6):
+
+- `eager()` requires every dependency partition to exist (`~any_deps_missing()`): a registered
+  dataset partition that never materialized would block the fan-in for good. The fan-in assets
+  drop that clause and instead require at least one materialized partition of each input.
+- `arm_datasets` also reads the per-dataset tables; under plain `eager()` it would run in the same
+  tick as the selection, on the stale selection. It reacts to `selected_dataset` only.
+- `raw_instructions` has no condition: the inbox sensor already launches its run, and `eager()`
+  on the root would request the same partition a second time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import dagster as dg
+
+EVAL_CRON_ENV = "REFLECTION_EVAL_CRON"  # e.g. "0 3 * * *"; unset: the schedule exists but is stopped
+DEFAULT_EVAL_CRON = "0 3 * * *"
+EVALUATION_ASSETS = ("eval_scores", "ablation_report")
+
+Condition = dg.AutomationCondition
+
+
+def per_partition() -> Condition:
+    """Re-run a partition when one of its inputs updated (the same partition, or a static one)."""
+    return Condition.eager()
+
+
+def fan_in() -> Condition:
+    """Re-run an aggregate when any input partition updated, once nothing upstream is in flight.
+
+    A never-materialized input partition does not block; but at least one partition of each
+    input must exist, so a fresh instance does not select from nothing. An input partition
+    requested in this very tick (a new dataset's chain) makes it wait for that run too: `eager()`
+    would count it as an update and select in parallel, from the stale tables.
+    """
+    updated = Condition.any_deps_match(Condition.newly_updated()).with_label("an input updated")
+    return (
+        Condition.eager().without(~Condition.any_deps_missing()).replace("any_deps_updated", updated)
+        & ~Condition.any_deps_match(Condition.will_be_requested()).with_label("an input requested now")
+        & Condition.all_deps_match(~Condition.missing()).with_label("each input has data")
+    ).with_label("fan_in")
+
+
+def after_selection() -> Condition:
+    """Like `fan_in`, but only a new selection (not a per-dataset update) starts it."""
+    selection_updated = Condition.any_deps_match(Condition.newly_updated()).allow(
+        dg.AssetSelection.assets("selected_dataset")
+    )
+    return fan_in().replace("an input updated", selection_updated.with_label("selected_dataset updated")).with_label(
+        "after_selection"
+    )
+
+
+# Asset name -> condition. Names of assets not in this build (training and evaluation land
+# separately) are simply not applied.
+CONDITIONS: dict[str, Condition] = {
+    "instruction_reflections": per_partition(),
+    "raw_ifd_scores": per_partition(),
+    "instruction_ifd_scores": per_partition(),
+    "response_reflections": per_partition(),
+    "response_scores": per_partition(),
+    "selected_dataset": fan_in(),
+    "arm_datasets": after_selection(),
+    "lora_checkpoint": per_partition(),
+    "eval_scores": fan_in(),
+    "ablation_report": per_partition(),
+}
+
+
+def with_automation(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """`assets` with each asset's condition from CONDITIONS (assets not named keep theirs)."""
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        condition = CONDITIONS.get(spec.key.to_user_string())
+        return spec if condition is None else spec.replace_attributes(automation_condition=condition)
+
+    return dg.map_asset_specs(apply, list(assets))
+
+
+# Declared RUNNING: on a fresh instance Dagster's default automation sensor is stopped, and a
+# new dataset would then wait for someone to switch it on. It needs the daemon (`dagster dev`).
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates the assets' automation conditions (reflection_assets/automation.py).",
+)
+
+
+def asset_names(assets: Iterable[dg.AssetsDefinition]) -> set[str]:
+    return {key.to_user_string() for definition in assets for key in definition.keys}
+
+
+def evaluation_schedules(assets: Iterable[dg.AssetsDefinition]) -> list[dg.ScheduleDefinition]:
+    """A schedule re-running evaluation and the report, when this build has those assets.
+
+    Off by default: it runs only when `REFLECTION_EVAL_CRON` gives its cron (it can also be
+    switched on in the UI, on the default cron).
+    """
+    if not set(EVALUATION_ASSETS) <= asset_names(assets):
+        return []
+    cron = os.environ.get(EVAL_CRON_ENV, "").strip()
+    return [
+        dg.ScheduleDefinition(
+            name="evaluation_schedule",
+            cron_schedule=cron or DEFAULT_EVAL_CRON,
+            target=dg.AssetSelection.assets(*EVALUATION_ASSETS),
+            default_status=dg.DefaultScheduleStatus.RUNNING if cron else dg.DefaultScheduleStatus.STOPPED,
+            description=f"Re-evaluates every arm and rebuilds the report (cron from ${EVAL_CRON_ENV}).",
+        )
+    ]

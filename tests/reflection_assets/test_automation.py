@@ -1,0 +1,184 @@
+"""The automation conditions of the real code location, tick by tick (requests, not launches).
+
+Materializations are reported to a real test instance as runless events; each tick is one
+`evaluate_automation_conditions` call carrying the previous tick's cursor, as the daemon does.
+"""
+
+import dagster as dg
+import pytest
+
+from reflection_assets.automation import (
+    CONDITIONS,
+    EVAL_CRON_ENV,
+    automation_sensor,
+    evaluation_schedules,
+    with_automation,
+)
+from reflection_assets.definitions import defs
+from reflection_assets.partitions import ARMS, DATASETS
+
+PER_DATASET = [
+    "instruction_reflections", "raw_ifd_scores", "instruction_ifd_scores", "response_reflections", "response_scores",
+]
+
+
+class Ticks:
+    """Consecutive automation ticks against one instance."""
+
+    def __init__(self, instance: dg.DagsterInstance, definitions: dg.Definitions = defs):
+        self.instance, self.defs, self.cursor = instance, definitions, None
+
+    def tick(self) -> dict[str, set]:
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        return {
+            key.to_user_string(): result.get_requested_partitions(key)
+            for key in self.defs.resolve_asset_graph().get_all_asset_keys()
+            if result.get_num_requested(key)
+        }
+
+    def materialize(self, asset: str, partition: str | None = None) -> None:
+        self.instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=asset, partition=partition))
+
+
+def ingest(ticks: Ticks, partition: str) -> None:
+    """What the inbox sensor's run leaves behind: the ingest tables of one partition."""
+    ticks.materialize("raw_instructions", partition)
+    ticks.materialize("rejected_rows", partition)
+
+
+def score_whole_partition(ticks: Ticks, partition: str) -> None:
+    for asset in PER_DATASET:
+        ticks.materialize(asset, partition)
+
+
+def test_a_new_partition_flows_stage_by_stage_into_one_selection(dagster_instance):
+    dagster_instance.add_dynamic_partitions(DATASETS, ["alpaca"])
+    ticks = Ticks(dagster_instance)
+    assert ticks.tick() == {}  # nothing materialized: nothing to do (and no selection from nothing)
+
+    ingest(ticks, "alpaca")
+    # One run for the new partition's whole chain (the sensor owns the root); no selection yet.
+    assert ticks.tick() == {asset: {"alpaca"} for asset in PER_DATASET}
+    assert ticks.tick() == {}  # requested once, not again while it runs
+    score_whole_partition(ticks, "alpaca")
+    assert ticks.tick() == {"selected_dataset": {None}}
+
+    # The arms wait for the new selection, not for the per-dataset tables they also read.
+    ticks.materialize("selected_dataset")
+    # Each arm's rows and its adapter in one request (training follows its own arm's rows).
+    assert ticks.tick() == {"arm_datasets": set(ARMS), "lora_checkpoint": set(ARMS)}
+    assert ticks.tick() == {}
+
+
+def test_two_finished_partitions_make_one_selection_not_two(dagster_instance):
+    dagster_instance.add_dynamic_partitions(DATASETS, ["first", "second"])
+    ticks = Ticks(dagster_instance)
+    ticks.tick()
+    for partition in ("first", "second"):
+        ingest(ticks, partition)
+        score_whole_partition(ticks, partition)
+    requested = ticks.tick()
+    assert requested == {"selected_dataset": {None}}
+    ticks.materialize("selected_dataset")
+    assert ticks.tick() == {"arm_datasets": set(ARMS), "lora_checkpoint": set(ARMS)}  # one selection, one round
+
+
+def test_a_second_dataset_waits_for_its_own_chain_before_the_next_selection(dagster_instance):
+    dagster_instance.add_dynamic_partitions(DATASETS, ["first"])
+    ticks = Ticks(dagster_instance)
+    ticks.tick()
+    ingest(ticks, "first")
+    score_whole_partition(ticks, "first")
+    ticks.materialize("selected_dataset")
+    ticks.tick()
+    dagster_instance.add_dynamic_partitions(DATASETS, ["second"])
+    ingest(ticks, "second")
+    # The chain of `second` is requested; selecting now would read the tables without it.
+    assert ticks.tick() == {asset: {"second"} for asset in PER_DATASET}
+    score_whole_partition(ticks, "second")
+    assert ticks.tick() == {"selected_dataset": {None}}
+
+
+def test_no_selection_while_a_partition_run_is_in_flight(dagster_instance):
+    """`first` is done and never selected, but `second`'s run is going: wait for it, then select once."""
+    dagster_instance.add_dynamic_partitions(DATASETS, ["first", "second"])
+    ticks = Ticks(dagster_instance)
+    ticks.tick()
+    ingest(ticks, "first")
+    score_whole_partition(ticks, "first")
+    ingest(ticks, "second")
+    run = dagster_instance.create_run_for_job(  # what the inbox sensor or automation launches
+        job_def=defs.resolve_job_def("dataset_job"), tags={"dagster/partition": "second"},
+        asset_selection=frozenset(dg.AssetKey(asset) for asset in PER_DATASET),
+    )
+    dagster_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                          run.run_id)
+    assert ticks.tick() == {}  # neither a duplicate of the chain nor a selection without `second`
+    score_whole_partition(ticks, "second")
+    assert ticks.tick() == {"selected_dataset": {None}}
+
+
+def test_a_partition_that_never_materialized_does_not_block_the_rest(dagster_instance):
+    # `broken` was registered (say its file failed to parse) and never produced a table.
+    dagster_instance.add_dynamic_partitions(DATASETS, ["good", "broken"])
+    ticks = Ticks(dagster_instance)
+    ticks.tick()
+    ingest(ticks, "good")
+    score_whole_partition(ticks, "good")
+    assert ticks.tick() == {"selected_dataset": {None}}
+
+
+def test_plain_eager_would_block_the_fan_in_on_that_partition(dagster_instance):
+    """The reason `fan_in` drops `~any_deps_missing()`: the same history under plain eager()."""
+    eager = dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())
+        if spec.key.to_user_string() == "selected_dataset" else spec,
+        list(defs.resolve_asset_graph().assets_defs),
+    )
+    dagster_instance.add_dynamic_partitions(DATASETS, ["good", "broken"])
+    ticks = Ticks(dagster_instance, dg.Definitions(assets=eager))
+    ticks.tick()
+    ingest(ticks, "good")
+    score_whole_partition(ticks, "good")
+    assert "selected_dataset" not in ticks.tick()
+
+
+def test_the_automation_sensor_is_declared_running():
+    assert defs.resolve_sensor_def(automation_sensor.name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def _evaluation_assets():
+    """Two small assets named like evaluation's, so the schedule has something to target."""
+
+    @dg.asset
+    def eval_scores() -> int:
+        return 1
+
+    @dg.asset(deps=[eval_scores])
+    def ablation_report() -> None:
+        return None
+
+    return with_automation([eval_scores, ablation_report])
+
+
+def test_evaluation_schedule_is_off_unless_a_cron_is_given(monkeypatch):
+    assert evaluation_schedules(defs.resolve_asset_graph().assets_defs) == []  # no evaluation assets: no schedule
+    monkeypatch.delenv(EVAL_CRON_ENV, raising=False)
+    (stopped,) = evaluation_schedules(_evaluation_assets())
+    assert stopped.default_status == dg.DefaultScheduleStatus.STOPPED
+
+    monkeypatch.setenv(EVAL_CRON_ENV, "15 4 * * 1")
+    assets = _evaluation_assets()
+    (running,) = evaluation_schedules(assets)
+    assert running.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert running.cron_schedule == "15 4 * * 1"
+    job = dg.Definitions(assets=assets, schedules=[running]).resolve_job_def(running.job_name)
+    targeted = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
+    assert targeted >= {"eval_scores", "ablation_report"}
+
+
+@pytest.mark.parametrize("name", sorted(CONDITIONS))
+def test_every_named_asset_exists_or_is_an_announced_one(name):
+    present = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert name in present or name in {"lora_checkpoint", "eval_scores", "ablation_report"}
