@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import typing
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -10,7 +12,9 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from reflection_assets.paths import warehouse_path
 from resources.student import StudentModel
-from resources.teacher import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, Teacher
+from resources.teacher import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, Teacher, TeacherError
+from resources.teacher_http import OpenAICompatibleTeacher
+from resources.teacher_local import TransformersTeacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
@@ -32,19 +36,116 @@ def build_resources() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TeacherSetting:
+    """One teacher resource field a deployment sets from an environment variable.
+
+    The default is the resource field's own (one owner); `teacher_env_markdown()` renders this table
+    for the README, and a test keeps the two equal.
+    """
+
+    variable: str
+    field: str
+    backend: type[Teacher]  # the class that declares the field (Teacher: both backends)
+
+    @property
+    def default(self) -> Any:
+        return self.backend.model_fields[self.field].default
+
+    @property
+    def kind(self) -> type:
+        annotation = self.backend.model_fields[self.field].annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if args else annotation  # Optional[int] -> int
+
+    @property
+    def what(self) -> str:
+        return self.backend.model_fields[self.field].description or ""
+
+    def applies_to(self, teacher_class: type[Teacher]) -> bool:
+        return issubclass(teacher_class, self.backend)
+
+
+# Deployment settings of the teacher. Per-run knobs (max_new_tokens, caps, limit, a run's own
+# temperature or guided choice) stay in the launchpad config of the reflection assets.
+TEACHER_SETTINGS: tuple[TeacherSetting, ...] = (
+    TeacherSetting("REFLECTION_TEACHER_GUIDED", "guided", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_CONCURRENCY", "max_concurrency", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_TIMEOUT_S", "timeout_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_CONNECT_TIMEOUT_S", "connect_timeout_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_MAX_ATTEMPTS", "max_attempts", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_BACKOFF_INITIAL_S", "backoff_initial_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_BACKOFF_MAX_S", "backoff_max_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_MAX_RETRY_AFTER_S", "max_retry_after_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_TEMPERATURE", "temperature", Teacher),
+    TeacherSetting("REFLECTION_TEACHER_TOP_P", "top_p", Teacher),
+    TeacherSetting("REFLECTION_TEACHER_SEED", "seed", Teacher),
+    TeacherSetting("REFLECTION_TEACHER_DEVICE", "device", TransformersTeacher),
+    TeacherSetting("REFLECTION_TEACHER_DTYPE", "dtype", TransformersTeacher),
+    TeacherSetting("REFLECTION_TEACHER_BATCH_SIZE", "batch_size", TransformersTeacher),
+    TeacherSetting("REFLECTION_TEACHER_NUM_THREADS", "num_threads", TransformersTeacher),
+)
+
+
+def setting_value(setting: TeacherSetting, env: typing.Mapping[str, str]) -> Any:
+    """The value to give the resource field for a variable that is set.
+
+    Strings, integers and booleans stay `dg.EnvVar`s, resolved at run time and shown as such in the
+    UI (Dagster's config reads a boolean variable as true unless it is false/0/none/empty; an
+    `IntEnvVar` carries it through the resource's validation). Dagster has no float source, so
+    floats are read here, with an error that names the variable.
+    """
+    raw = env[setting.variable].strip()
+    if setting.kind is str:
+        return dg.EnvVar(setting.variable)
+    if setting.kind is int and not raw.lstrip("-").isdigit():
+        raise TeacherError(f"{setting.variable} must be an integer ({setting.field}), not {raw!r}")
+    if setting.kind is bool and raw.lower() not in ("true", "false", "1", "0"):
+        raise TeacherError(f"{setting.variable} must be true, false, 1 or 0 ({setting.field}), not {raw!r}")
+    if setting.kind in (int, bool):
+        return dg.EnvVar.int(setting.variable)
+    try:
+        return setting.kind(raw)
+    except ValueError:
+        raise TeacherError(f"{setting.variable} must be a number ({setting.field}), not {raw!r}") from None
+
+
+def settings_from_env(teacher_class: type[Teacher], env: typing.Mapping[str, str]) -> dict[str, Any]:
+    """Resource fields of `teacher_class` from the variables that are set (unset: the field's default)."""
+    return {
+        s.field: setting_value(s, env)
+        for s in TEACHER_SETTINGS
+        if s.applies_to(teacher_class) and (env.get(s.variable) or "").strip()
+    }
+
+
 def build_teacher() -> Teacher:
     """An OpenAI-compatible server when REFLECTION_TEACHER_BASE_URL is set, else the in-process model.
 
-    The API key stays a `dg.EnvVar`: it is read at run time and never stored in the definitions.
+    Every setting of TEACHER_SETTINGS that is set in the environment becomes the resource field it
+    names. The API key stays a `dg.EnvVar`: it is read at run time and never stored in the definitions.
     """
-    if os.environ.get(ENV_BASE_URL):
-        from resources.teacher_http import OpenAICompatibleTeacher
-
+    env = os.environ
+    if env.get(ENV_BASE_URL):
+        if not (env.get(ENV_MODEL) or "").strip():
+            raise TeacherError(f"{ENV_BASE_URL} is set, so {ENV_MODEL} must name the served model")
         return OpenAICompatibleTeacher(
             base_url=dg.EnvVar(ENV_BASE_URL),
             model=dg.EnvVar(ENV_MODEL),
-            api_key=dg.EnvVar(ENV_API_KEY) if os.environ.get(ENV_API_KEY) else None,
+            api_key=dg.EnvVar(ENV_API_KEY) if env.get(ENV_API_KEY) else None,
+            **settings_from_env(OpenAICompatibleTeacher, env),
         )
-    from resources.teacher_local import TransformersTeacher
+    return TransformersTeacher(
+        model_ref=dg.EnvVar(ENV_MODEL) if env.get(ENV_MODEL) else "bundled",
+        **settings_from_env(TransformersTeacher, env),
+    )
 
-    return TransformersTeacher(model_ref=env_or(ENV_MODEL, "bundled"))
+
+def teacher_env_markdown() -> str:
+    """The README's table of teacher settings, rendered from TEACHER_SETTINGS."""
+    lines = ["| variable | default | backend | what |", "| --- | --- | --- | --- |"]
+    for s in TEACHER_SETTINGS:
+        backend = {Teacher: "both", OpenAICompatibleTeacher: "HTTP"}.get(s.backend, "in-process")
+        default = "(unset)" if s.default is None else f"`{str(s.default).lower() if isinstance(s.default, bool) else s.default}`"
+        lines.append(f"| `{s.variable}` | {default} | {backend} | {s.what} |")
+    return "\n".join(lines)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import dagster as dg
+from pydantic import Field, PrivateAttr
 
+from reflection_assets.teacher.stats import JudgeStats
 from reflection_assets.teacher.types import Admit, ChatRequest, ChatResult, Message, OnResult
 
 ENV_BASE_URL = "REFLECTION_TEACHER_BASE_URL"
@@ -25,7 +27,21 @@ class TeacherError(RuntimeError):
 
 
 class Teacher(dg.ConfigurableResource):
-    """Abstract teacher. Subclasses implement identity, complete and choose."""
+    """Abstract teacher. Subclasses implement identity, complete and choose.
+
+    Sampling here is the deployment's default; a run's launchpad config overrides it.
+    """
+
+    temperature: float = Field(default=0.0, description="Sampling temperature unless a run sets one (0: greedy).")
+    top_p: float = Field(default=1.0, description="Nucleus sampling mass unless a run sets one.")
+    seed: Optional[int] = Field(default=None, description="Sampling seed unless a run sets one (None: the backend's).")
+
+    _judge_stats: JudgeStats = PrivateAttr(default_factory=JudgeStats)
+
+    @property
+    def judge_stats(self) -> JudgeStats:
+        """How this instance's `choose` calls were read (log-probabilities vs text fallbacks)."""
+        return self._judge_stats
 
     def cache_identity(self) -> dict:
         """Backend and model as they enter the llm_calls key; cheap (never loads a model)."""
@@ -35,6 +51,11 @@ class Teacher(dg.ConfigurableResource):
     def supports_guided(self) -> bool:
         """Whether `complete` can run a GuidePlan (continue an assistant prefix)."""
         return False
+
+    @property
+    def guided_by_default(self) -> bool:
+        """Whether a run that does not say runs guided (the deployment's choice)."""
+        return self.supports_guided
 
     def complete(
         self,

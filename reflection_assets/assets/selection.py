@@ -152,7 +152,8 @@ def rewrite_in_reflection_format(
     pairs = final_pairs(selection[selected])
     settings = ReflectionSettings(
         max_new_tokens=config.format_max_new_tokens,
-        guided=teacher.supports_guided,
+        temperature=teacher.temperature, top_p=teacher.top_p, seed=teacher.seed,
+        guided=teacher.guided_by_default,
         prompt_version=f"{PROMPT_VERSION}+{REFLECTION_FORMAT_PROMPT_VERSION}",
     )
     outcomes, stats = reflect_rows(pairs, "format", teacher, CallCache(warehouse.database), settings, log=context.log.info)

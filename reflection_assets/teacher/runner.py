@@ -71,7 +71,8 @@ def reflect_rows(
     identity = teacher.cache_identity()
     pairs = list(pairs)
     planned, limited = plan_calls(pairs, stage, identity, settings)
-    stats = RunStats(stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, rows_in=len(pairs))
+    mode = "guided" if settings.guided else "unguided"
+    stats = RunStats(stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, mode, rows_in=len(pairs))
     outcomes: list[Outcome | None] = [None] * len(pairs)
     for i in limited:
         outcomes[i] = kept(pairs[i], row_id_of(pairs[i]), stage, SKIPPED, f"outside limit={settings.limit}")
@@ -86,7 +87,7 @@ def reflect_rows(
     stats.calls_deduplicated = sum(len(g) - 1 for g in groups)
     say(
         f"reflect {stage}: {len(pairs)} rows, {stats.calls_cached} cached, {len(groups)} calls to make, "
-        f"{len(limited)} past the limit ({identity.get('backend')} {identity.get('model')}, {settings.prompt_version})"
+        f"{len(limited)} past the limit ({identity.get('backend')} {identity.get('model')}, {settings.prompt_version}, {mode})"
     )
 
     report = progress or Progress(say, f"reflect {stage}", unit="rows")

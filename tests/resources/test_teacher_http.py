@@ -137,7 +137,7 @@ def test_teacher_from_env() -> None:
         teacher_from_env({"REFLECTION_TEACHER_BASE_URL": "http://x/v1"})
     local = teacher_from_env({})
     assert isinstance(local, TransformersTeacher) and local.model_ref == "bundled" and local.supports_guided
-    assert not remote.supports_guided
+    assert not remote.guided_by_default
 
 
 def test_key_from_env_var_stays_out_of_dagster_logs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
