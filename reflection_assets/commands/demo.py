@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label} failed (run {result.run_id}); see `make dev` -> Runs for the logs", file=sys.stderr)
             return 1
     print(summary(str(warehouse_path()), time.monotonic() - started))
+    from reflection_assets.commands.teacher_note import teacher_note
+
+    print("\n".join(teacher_note(instance, key)))
     return 0
 
 
