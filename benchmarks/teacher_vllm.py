@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes.split(","):
                 for name, teacher in teachers.items():
                     cache = CallCache(Path(tmp) / f"{name}-{stage}-{mode}.duckdb")  # fresh: every row is generated
-                    settings = ReflectionSettings(max_new_tokens=args.max_new_tokens, critique_tokens=args.critique_tokens,
-                                                  guided=mode == "guided")
+                    settings = ReflectionSettings(max_new_tokens=args.max_new_tokens,
+                                                  critique_tokens=args.critique_tokens, guided=mode == "guided")
                     start = time.perf_counter()
                     frame, stats = reflect_rows(pairs, stage, teacher, cache, settings)  # type: ignore[arg-type]
                     seconds = time.perf_counter() - start
@@ -98,8 +98,8 @@ def table(rows: list[dict]) -> str:
              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         failures = ", ".join(f"{n} {k}" for k, n in r["failures"].items()) or "-"
-        lines.append(f"| {r['stage']} | {r['mode']} | {r['teacher']} | {r['parsed']}/{r['answered']} | {r['seconds']:.1f} s "
-                     f"| {r['rows_per_s']:.2f} | {r['completion_tokens']:,} | {failures} |")
+        lines.append(f"| {r['stage']} | {r['mode']} | {r['teacher']} | {r['parsed']}/{r['answered']} "
+                     f"| {r['seconds']:.1f} s | {r['rows_per_s']:.2f} | {r['completion_tokens']:,} | {failures} |")
     return "\n".join(lines)
 
 

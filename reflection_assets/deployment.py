@@ -146,6 +146,7 @@ def teacher_env_markdown() -> str:
     lines = ["| variable | default | backend | what |", "| --- | --- | --- | --- |"]
     for s in TEACHER_SETTINGS:
         backend = {Teacher: "both", OpenAICompatibleTeacher: "HTTP"}.get(s.backend, "in-process")
-        default = "(unset)" if s.default is None else f"`{str(s.default).lower() if isinstance(s.default, bool) else s.default}`"
+        shown = str(s.default).lower() if isinstance(s.default, bool) else s.default
+        default = "(unset)" if s.default is None else f"`{shown}`"
         lines.append(f"| `{s.variable}` | {default} | {backend} | {s.what} |")
     return "\n".join(lines)

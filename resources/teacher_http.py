@@ -350,19 +350,23 @@ class OpenAICompatibleTeacher(Teacher):
                     f"refused continue_final_message ({self.redact(str(exc))[:300]}). Run unguided "
                     f"(REFLECTION_TEACHER_GUIDED=false, or guided: false in the run config) or use vLLM."
                 ) from None
-            log.warning("could not check that the server continues an assistant prefix (%s); guided anyway", self.redact(str(exc)))
+            log.warning("could not check that the server continues an assistant prefix (%s); guided anyway",
+                        self.redact(str(exc)))
             return
         if not continued.prompt_tokens or not plain.prompt_tokens:
-            log.warning("the server reports no prompt tokens: cannot check that it continues an assistant prefix; guided anyway")
+            log.warning("the server reports no prompt tokens: cannot check that it continues an assistant prefix; "
+                        "guided anyway")
         elif continued.prompt_tokens >= plain.prompt_tokens:
             raise TeacherError(
                 f"guided generation needs a server that continues an assistant prefix; {self.endpoint()} ignored "
                 f"continue_final_message (prompt tokens {continued.prompt_tokens} continued vs {plain.prompt_tokens} "
-                f"plain). Run unguided (REFLECTION_TEACHER_GUIDED=false, or guided: false in the run config) or use vLLM."
+                f"plain). Run unguided (REFLECTION_TEACHER_GUIDED=false, or guided: false in the run config) "
+                f"or use vLLM."
             )
         else:
             log.info(
-                "guided generation over HTTP: %s continues an assistant prefix (prompt tokens %d continued vs %d plain)",
+                "guided generation over HTTP: %s continues an assistant prefix "
+                "(prompt tokens %d continued vs %d plain)",
                 self.endpoint(), continued.prompt_tokens, plain.prompt_tokens,
             )
         self._prefix_checked = True
@@ -386,8 +390,10 @@ class OpenAICompatibleTeacher(Teacher):
         self.judge_stats.record(source)
         if source != "logprobs":
             log.warning(
-                "judge: %s returned no log-probabilities; choice read from the reply text %r (%s; %d of %d choices so far)",
-                self.endpoint(), reply.text[:40], "matched an option" if source == "text" else "no option matched: a tie",
+                "judge: %s returned no log-probabilities; choice read from the reply text %r "
+                "(%s; %d of %d choices so far)",
+                self.endpoint(), reply.text[:40],
+                "matched an option" if source == "text" else "no option matched: a tie",
                 self.judge_stats.text + self.judge_stats.none, self.judge_stats.choices,
             )
         return probabilities

@@ -69,8 +69,9 @@ def latest_per_teacher(runs: list[StageRun]) -> list[StageRun]:
 def format_note(runs: list[StageRun]) -> list[str]:
     if not runs:
         return []
+    header = f"  {'stage':12s} {'teacher':34s} {'mode':9s} {'parsed':>12s} {'calls':>6s} {'cached':>6s} {'time':>8s}"
     lines = ["Teacher (parse share = rows whose reflection parsed / rows the teacher answered; newest first):",
-             f"  {'stage':12s} {'teacher':34s} {'mode':9s} {'parsed':>12s} {'calls':>6s} {'cached':>6s} {'time':>8s} {'rows/s':>7s}"]
+             f"{header} {'rows/s':>7s}"]
     for run in runs:
         share = f"{run.reflected}/{run.answered} {run.parse_share:4.0%}" if run.parse_share is not None else "-"
         speed = f"{run.rows_per_s:.2f}" if run.rows_per_s is not None else "-"

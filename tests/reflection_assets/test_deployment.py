@@ -78,7 +78,8 @@ def test_server_settings_reach_the_run_and_the_ui(monkeypatch: pytest.MonkeyPatc
     snap = RepositorySnap.from_def(dg.Definitions(resources={"teacher": teacher}).get_repository_def())
     [resource] = [r for r in snap.resources if r.name == "teacher"]
     shown = {name: getattr(value, "name", value) for name, value in resource.configured_values.items()}
-    assert shown["guided"] == "REFLECTION_TEACHER_GUIDED" and shown["max_concurrency"] == "REFLECTION_TEACHER_CONCURRENCY"
+    assert shown["guided"] == "REFLECTION_TEACHER_GUIDED"
+    assert shown["max_concurrency"] == "REFLECTION_TEACHER_CONCURRENCY"
     assert shown["base_url"] == "REFLECTION_TEACHER_BASE_URL" and shown["timeout_s"] == "7.5"
 
 
@@ -98,7 +99,8 @@ def test_unguided_over_http_by_default_and_guided_in_process(monkeypatch: pytest
     assert (local.model_ref, local.batch_size, local.dtype) == ("bundled", 4, "bfloat16")
 
 
-@pytest.mark.parametrize("name, value", [("REFLECTION_TEACHER_TIMEOUT_S", "soon"), ("REFLECTION_TEACHER_CONCURRENCY", "4.5"),
+@pytest.mark.parametrize("name, value", [("REFLECTION_TEACHER_TIMEOUT_S", "soon"),
+                                         ("REFLECTION_TEACHER_CONCURRENCY", "4.5"),
                                          ("REFLECTION_TEACHER_GUIDED", "yes please")])
 def test_a_malformed_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     set_env(monkeypatch, {**SERVER, name: value})

@@ -22,7 +22,7 @@ from reflection_assets.demo_data import DEMO_TRAIN_PATH
 from reflection_assets.deployment import build_teacher
 from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.teacher.cache import CallCache
-from reflection_assets.teacher.prompts import BETTER_ANSWER, NEW_ANSWER, NEW_INSTRUCTION
+from reflection_assets.teacher.prompts import BETTER_ANSWER, NEW_INSTRUCTION
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
 from resources.teacher import Teacher
@@ -73,12 +73,12 @@ def test_both_stages_run_guided_from_environment_variables_alone(
     assert result.success
     (first, second), stats = result.output_for_node("both_stages").values()
     assert "continues an assistant prefix" in caplog.text  # the server was checked, and it can
-    for frame, stat, markers in ((first, stats[0], (NEW_INSTRUCTION, NEW_ANSWER)), (second, stats[1], (BETTER_ANSWER,))):
+    for frame, stat, marker in ((first, stats[0], NEW_INSTRUCTION), (second, stats[1], BETTER_ANSWER)):
         assert stat.mode == "guided" and stat.backend == "openai" and stat.calls_failed == 0
         assert stat.calls_made == len(pairs) and stat.requests >= 2 * len(pairs)  # a critique, then sections
         assert set(frame["outcome"]) <= {"reflected", "parse_failed"}  # parsing is the teacher's skill, not ours
         for text in frame["raw_text"]:  # the first marker was opened for it, and it went on writing after it
-            assert markers[0] in text and text.split(markers[0], 1)[1].strip()
+            assert marker in text and text.split(marker, 1)[1].strip()
 
 
 def test_the_judge_reads_log_probabilities(vllm: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
@@ -90,7 +90,8 @@ def test_the_judge_reads_log_probabilities(vllm: tuple[str, str], caplog: pytest
     assert "no log-probabilities" not in caplog.text
     # What the server says about the first token, read here independently: the judge must agree with it.
     # A judge that parsed the text would answer one-hot (1, 0); these are strictly between.
-    body = {"model": model, "messages": question, "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": 20}
+    body = {"model": model, "messages": question, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
+            "top_logprobs": 20}
     top = httpx.post(f"{url}/chat/completions", json=body, timeout=120).json()["choices"][0]["logprobs"]["content"][0]
     best = {}
     for entry in top["top_logprobs"]:

@@ -75,7 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self.owner.admit():
-            return self.send(429, b'{"error": "rate limited by the test proxy"}', {"Retry-After": self.owner.retry_after})
+            rejection = b'{"error": "rate limited by the test proxy"}'
+            return self.send(429, rejection, {"Retry-After": self.owner.retry_after})
         assert self.owner._client is not None
         path = self.path.removeprefix("/v1")
         upstream = self.owner._client.post(

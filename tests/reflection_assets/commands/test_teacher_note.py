@@ -42,6 +42,7 @@ def test_note_from_the_instance_puts_two_teachers_side_by_side() -> None:
         lines = teacher_note(instance, "demo")
         assert teacher_note(instance, "other") == []
     rows = [line.split() for line in lines[2:]]
-    assert [r[:4] for r in rows] == [["instruction", "openai", "m", "guided"], ["instruction", "transformers", "m", "guided"]]
+    assert [r[:4] for r in rows] == [["instruction", "openai", "m", "guided"],
+                                     ["instruction", "transformers", "m", "guided"]]
     assert rows[0][4:6] == ["4/20", "20%"] and rows[0][-2:] == ["11.8s", "1.69"]
     assert rows[1][4:6] == ["9/20", "45%"] and rows[1][-2:] == ["62.0s", "0.32"]
