@@ -29,12 +29,12 @@ class TeacherError(RuntimeError):
 class Teacher(dg.ConfigurableResource):
     """Abstract teacher. Subclasses implement identity, complete and choose.
 
-    Sampling here is the deployment's default; a run's launchpad config overrides it.
+    Sampling here is the deployment's; a run's launchpad config may set its own temperature.
     """
 
     temperature: float = Field(default=0.0, description="Sampling temperature unless a run sets one (0: greedy).")
-    top_p: float = Field(default=1.0, description="Nucleus sampling mass unless a run sets one.")
-    seed: Optional[int] = Field(default=None, description="Sampling seed unless a run sets one (None: the backend's).")
+    top_p: float = Field(default=1.0, description="Nucleus sampling mass (with a temperature above 0).")
+    seed: Optional[int] = Field(default=None, description="Sampling seed (None: the backend's own).")
 
     _judge_stats: JudgeStats = PrivateAttr(default_factory=JudgeStats)
 
