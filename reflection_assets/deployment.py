@@ -7,7 +7,9 @@ the CLI and the tests all go through it, so they agree on what a setting means.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -17,6 +19,8 @@ from reflection_assets.paths import warehouse_path
 from reflection_assets.teacher.backend import TeacherError
 from resources.student import StudentModel
 from resources.teacher import Teacher
+from resources.teacher_http import OpenAICompatibleTeacher
+from resources.teacher_local import TransformersTeacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
@@ -61,22 +65,122 @@ class TeacherSettings:
         return dg.EnvVar(name) if self.as_env_vars else self.env[name].strip()
 
 
+@dataclass(frozen=True)
+class TeacherSetting:
+    """One teacher resource field a deployment sets from an environment variable.
+
+    The default is the resource field's own (one owner); `teacher_env_markdown()` renders this table
+    for the README, and a test keeps the two equal.
+    """
+
+    variable: str
+    field: str
+    backend: type[Teacher]  # the class that declares the field (Teacher: both backends)
+
+    @property
+    def default(self) -> Any:
+        return self.backend.model_fields[self.field].default
+
+    @property
+    def kind(self) -> type:
+        annotation = self.backend.model_fields[self.field].annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if args else annotation  # Optional[int] -> int
+
+    @property
+    def what(self) -> str:
+        return self.backend.model_fields[self.field].description or ""
+
+    def applies_to(self, teacher_class: type[Teacher]) -> bool:
+        return issubclass(teacher_class, self.backend)
+
+
+# Deployment settings of the teacher. Per-run knobs (max_new_tokens, caps, limit, a run's own
+# temperature or guided choice) stay in the launchpad config of the reflection assets.
+TEACHER_SETTINGS: tuple[TeacherSetting, ...] = (
+    TeacherSetting("REFLECTION_TEACHER_GUIDED", "guided", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_CONCURRENCY", "max_concurrency", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_TIMEOUT_S", "timeout_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_CONNECT_TIMEOUT_S", "connect_timeout_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_MAX_ATTEMPTS", "max_attempts", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_BACKOFF_INITIAL_S", "backoff_initial_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_BACKOFF_MAX_S", "backoff_max_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_MAX_RETRY_AFTER_S", "max_retry_after_s", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_TEMPERATURE", "temperature", Teacher),
+    TeacherSetting("REFLECTION_TEACHER_TOP_P", "top_p", Teacher),
+    TeacherSetting("REFLECTION_TEACHER_SEED", "seed", Teacher),
+    TeacherSetting("REFLECTION_TEACHER_DEVICE", "device", TransformersTeacher),
+    TeacherSetting("REFLECTION_TEACHER_DTYPE", "dtype", TransformersTeacher),
+    TeacherSetting("REFLECTION_TEACHER_BATCH_SIZE", "batch_size", TransformersTeacher),
+    TeacherSetting("REFLECTION_TEACHER_NUM_THREADS", "num_threads", TransformersTeacher),
+)
+
+
+def setting_value(setting: TeacherSetting, env: Mapping[str, str], as_env_vars: bool = True) -> Any:
+    """The value to give the resource field for a variable that is set (validated either way).
+
+    With `as_env_vars` (the definitions), strings, integers and booleans stay `dg.EnvVar`s,
+    resolved at run time and shown as such in the
+    UI (Dagster's config reads a boolean variable as true unless it is false/0/none/empty; an
+    `IntEnvVar` carries it through the resource's validation). Dagster has no float source, so
+    floats are read here, with an error that names the variable.
+    """
+    raw = env[setting.variable].strip()
+    if setting.kind is str:
+        return dg.EnvVar(setting.variable) if as_env_vars else raw
+    if setting.kind is int and not raw.lstrip("-").isdigit():
+        raise TeacherError(f"{setting.variable} must be an integer ({setting.field}), not {raw!r}")
+    if setting.kind is bool and raw.lower() not in ("true", "false", "1", "0"):
+        raise TeacherError(f"{setting.variable} must be true, false, 1 or 0 ({setting.field}), not {raw!r}")
+    if setting.kind in (int, bool) and as_env_vars:
+        return dg.EnvVar.int(setting.variable)
+    if setting.kind is bool:
+        return raw.lower() in ("true", "1")
+    try:
+        return setting.kind(raw)
+    except ValueError:
+        raise TeacherError(f"{setting.variable} must be a number ({setting.field}), not {raw!r}") from None
+
+
+def settings_from_env(teacher_class: type[Teacher], env: Mapping[str, str], as_env_vars: bool = True) -> dict[str, Any]:
+    """Resource fields of `teacher_class` from the variables that are set (unset: the field's default)."""
+    return {
+        s.field: setting_value(s, env, as_env_vars)
+        for s in TEACHER_SETTINGS
+        if s.applies_to(teacher_class) and (env.get(s.variable) or "").strip()
+    }
+
+
 def build_teacher(env: Mapping[str, str] | None = None, *, as_env_vars: bool = False) -> Teacher:
     """An OpenAI-compatible server when REFLECTION_TEACHER_BASE_URL is set, else the in-process model.
 
     REFLECTION_TEACHER_MODEL names the served model (required with a base URL) or the local model
     (default: the bundled one); REFLECTION_TEACHER_API_KEY is optional (local servers need none).
-    `env` defaults to the process environment. Nothing is loaded or contacted here.
+    Every setting of TEACHER_SETTINGS that is set becomes the resource field it names. `env`
+    defaults to the process environment. Nothing is loaded or contacted here.
     """
-    settings = TeacherSettings(os.environ if env is None else env, as_env_vars)
+    env = os.environ if env is None else env
+    settings = TeacherSettings(env, as_env_vars)
     if settings.is_set(ENV_BASE_URL):
-        from resources.teacher_http import OpenAICompatibleTeacher
-
         if not settings.is_set(ENV_MODEL):
             raise TeacherError(f"{ENV_BASE_URL} is set, so {ENV_MODEL} must name the served model")
         return OpenAICompatibleTeacher(
-            base_url=settings.get(ENV_BASE_URL), model=settings.get(ENV_MODEL), api_key=settings.get(ENV_API_KEY)
+            base_url=settings.get(ENV_BASE_URL),
+            model=settings.get(ENV_MODEL),
+            api_key=settings.get(ENV_API_KEY),
+            **settings_from_env(OpenAICompatibleTeacher, env, as_env_vars),
         )
-    from resources.teacher_local import TransformersTeacher
+    return TransformersTeacher(
+        model_ref=settings.get(ENV_MODEL, "bundled"), **settings_from_env(TransformersTeacher, env, as_env_vars)
+    )
 
-    return TransformersTeacher(model_ref=settings.get(ENV_MODEL, "bundled"))
+
+def teacher_env_markdown() -> str:
+    """The README's table of teacher settings, rendered from TEACHER_SETTINGS."""
+    lines = ["| variable | default | backend | what |", "| --- | --- | --- | --- |"]
+    for s in TEACHER_SETTINGS:
+        backend = {Teacher: "both", OpenAICompatibleTeacher: "HTTP"}.get(s.backend, "in-process")
+        shown = str(s.default).lower() if isinstance(s.default, bool) else s.default
+        default = "(unset)" if s.default is None else f"`{shown}`"
+        lines.append(f"| `{s.variable}` | {default} | {backend} | {s.what} |")
+    return "\n".join(lines)

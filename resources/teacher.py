@@ -9,11 +9,28 @@ the one a deployment configured; this base never imports its subclasses.
 from __future__ import annotations
 
 from abc import ABC
+from typing import Optional
 
 import dagster as dg
+from pydantic import Field, PrivateAttr
 
 from reflection_assets.teacher.backend import TeacherBackend
+from reflection_assets.teacher.stats import JudgeStats
 
 
 class Teacher(dg.ConfigurableResource, TeacherBackend, ABC):
-    """Abstract teacher resource: subclasses implement cache_identity, complete and choose."""
+    """Abstract teacher resource: subclasses implement cache_identity, complete and choose.
+
+    Sampling here is the deployment's; a run's launchpad config may set its own temperature.
+    """
+
+    temperature: float = Field(default=0.0, description="Sampling temperature unless a run sets one (0: greedy).")
+    top_p: float = Field(default=1.0, description="Nucleus sampling mass (with a temperature above 0).")
+    seed: Optional[int] = Field(default=None, description="Sampling seed (None: the backend's own).")
+
+    _judge_stats: JudgeStats = PrivateAttr(default_factory=JudgeStats)
+
+    @property
+    def judge_stats(self) -> JudgeStats:
+        """How this instance's `choose` calls were read (log-probabilities vs text fallbacks)."""
+        return self._judge_stats

@@ -5,6 +5,11 @@ connection errors, 408/425/429/5xx, malformed bodies) are retried by tenacity wi
 exponential backoff; a Retry-After header is honoured. After `max_attempts` the call becomes an
 error result naming the last failure. The API key is sent as a bearer token and nowhere else: it
 is masked in the resource's repr and scrubbed from every error text.
+
+Guided generation continues an assistant prefix (`continue_final_message`, as vLLM does). It is
+off by default, since a large teacher should write freely as in the paper; before the first guided
+call the server is probed once, and one that cannot continue a prefix stops the run with a clear
+error instead of answering every step with a fresh turn.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 import httpx
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
-from reflection_assets.teacher.backend import normalise
+from reflection_assets.teacher.backend import TeacherError, normalise
 from reflection_assets.teacher.guided import GuidedState
 from reflection_assets.teacher.types import (
     CALL_ERROR,
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+TOP_LOGPROBS = 20  # alternatives asked for the judge's first token (vLLM's default --max-logprobs)
 MASK = "***"
 
 
@@ -58,7 +64,12 @@ class FatalError(Exception):
 
 
 class CallFailed(Exception):
-    """A call that gave up; the message is safe to log (no credentials)."""
+    """A call that gave up; the message is safe to log (no credentials). `refused`: the server
+    answered with a client error (another attempt would repeat it)."""
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -135,12 +146,13 @@ class OpenAICompatibleTeacher(Teacher):
     backoff_initial_s: float = Field(default=0.5, description="Scale of the exponential backoff.")
     backoff_max_s: float = Field(default=30.0, description="Longest backoff between attempts.")
     max_retry_after_s: float = Field(default=120.0, description="Longest Retry-After honoured.")
-    continue_final_message: bool = Field(
+    guided: bool = Field(
         default=False,
-        description=(
-            "Server continues a final assistant message (vLLM's continue_final_message); enables guided generation."
-        ),
+        description="Guided generation unless a run says otherwise: each marker is opened for the teacher and "
+        "the server continues the assistant turn (vLLM's continue_final_message). For small teachers.",
     )
+
+    _prefix_checked: bool = PrivateAttr(default=False)
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         yield from super().__repr_args__()
@@ -153,7 +165,11 @@ class OpenAICompatibleTeacher(Teacher):
 
     @property
     def supports_guided(self) -> bool:
-        return self.continue_final_message
+        return True  # whether the server can is checked before the first guided call
+
+    @property
+    def guided_by_default(self) -> bool:
+        return self.guided
 
     def complete(
         self,
@@ -182,10 +198,6 @@ class OpenAICompatibleTeacher(Teacher):
         admit: Admit | None = None,
         on_result: OnResult | None = None,
     ) -> list[ChatResult]:
-        if any(r.guide for r in requests) and not self.supports_guided:
-            raise ValueError(
-                "guided generation over HTTP needs continue_final_message=True and a server that supports it"
-            )
         results: list[ChatResult | None] = [None] * len(requests)
         indices = iter(range(len(requests)))
 
@@ -203,6 +215,8 @@ class OpenAICompatibleTeacher(Teacher):
                     await asyncio.to_thread(on_result, i, result)
 
         async with self._client() as client:
+            if any(r.guide for r in requests):
+                await self.check_prefix_continuation(client)
             workers = min(self.max_concurrency, len(requests))
             await asyncio.gather(*(worker(client) for _ in range(workers)))
         return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]
@@ -298,7 +312,7 @@ class OpenAICompatibleTeacher(Teacher):
         except RetryableError as exc:
             raise CallFailed(f"gave up after {self.max_attempts} attempts to {self.endpoint()}: {exc}") from None
         except FatalError as exc:
-            raise CallFailed(f"request to {self.endpoint()} failed: {exc}") from None
+            raise CallFailed(f"request to {self.endpoint()} failed: {exc}", refused=True) from None
         raise AssertionError("unreachable: tenacity reraises")
 
     def endpoint(self) -> str:
@@ -325,20 +339,76 @@ class OpenAICompatibleTeacher(Teacher):
             ) from None
         return read_reply(data)
 
+    async def check_prefix_continuation(self, client: httpx.AsyncClient) -> None:
+        """Once per instance: does the server continue a final assistant message?
+
+        The same two messages are sent as a continuation and as a plain request (one token each).
+        A server that continues renders the open turn, so its prompt is shorter than the plain
+        request's (which closes the turn and opens a new one); equal prompts mean the flag was
+        ignored, a 4xx means it was refused. Either way guided steps would be written as fresh
+        replies, so the run stops here with the reason.
+        """
+        if self._prefix_checked:
+            return
+        messages = [{"role": "user", "content": "Count to five."}, {"role": "assistant", "content": "One, two,"}]
+        one_token = Sampling(max_new_tokens=1, temperature=0.0)
+        try:
+            continued = await self.post(client, self.body(messages, one_token, continue_prefix=True), Counter())
+            plain = await self.post(client, self.body(messages, one_token), Counter())
+        except CallFailed as exc:
+            if exc.refused:
+                raise TeacherError(
+                    f"guided generation needs a server that continues an assistant prefix; {self.endpoint()} "
+                    f"refused continue_final_message ({self.redact(str(exc))[:300]}). Run unguided "
+                    f"(REFLECTION_TEACHER_GUIDED=false, or guided: false in the run config) or use vLLM."
+                ) from None
+            log.warning("could not check that the server continues an assistant prefix (%s); guided anyway",
+                        self.redact(str(exc)))
+            return
+        if not continued.prompt_tokens or not plain.prompt_tokens:
+            log.warning("the server reports no prompt tokens: cannot check that it continues an assistant prefix; "
+                        "guided anyway")
+        elif continued.prompt_tokens >= plain.prompt_tokens:
+            raise TeacherError(
+                f"guided generation needs a server that continues an assistant prefix; {self.endpoint()} ignored "
+                f"continue_final_message (prompt tokens {continued.prompt_tokens} continued vs {plain.prompt_tokens} "
+                f"plain). Run unguided (REFLECTION_TEACHER_GUIDED=false, or guided: false in the run config) "
+                f"or use vLLM."
+            )
+        else:
+            log.info(
+                "guided generation over HTTP: %s continues an assistant prefix "
+                "(prompt tokens %d continued vs %d plain)",
+                self.endpoint(), continued.prompt_tokens, plain.prompt_tokens,
+            )
+        self._prefix_checked = True
+
     def redact(self, text: str) -> str:
         return text.replace(self.api_key, MASK) if self.api_key else text
 
     async def choose_async(self, messages: list[Message], options: list[str]) -> list[float]:
         """Option probabilities from the first token's top logprobs; a one-hot read of the text
-        when the server offers none (transformers serve, for instance, ignores `logprobs`)."""
+        when the server offers none (transformers serve, for instance, ignores `logprobs`).
+
+        Where each choice was read from is counted in `judge_stats`; a fallback is logged."""
         body = self.body(messages, Sampling(max_new_tokens=1, temperature=0.0))
-        body.update({"logprobs": True, "top_logprobs": 20})
+        body.update({"logprobs": True, "top_logprobs": TOP_LOGPROBS})
         async with self._client() as client:
             try:
                 reply = await self.post(client, body, Counter())
             except CallFailed as exc:
                 raise CallFailed(self.redact(str(exc))) from None
-        return option_probabilities(reply, options)
+        probabilities, source = read_choice(reply, options)
+        self.judge_stats.record(source)
+        if source != "logprobs":
+            log.warning(
+                "judge: %s returned no log-probabilities; choice read from the reply text %r "
+                "(%s; %d of %d choices so far)",
+                self.endpoint(), reply.text[:40],
+                "matched an option" if source == "text" else "no option matched: a tie",
+                self.judge_stats.text + self.judge_stats.none, self.judge_stats.choices,
+            )
+        return probabilities
 
 
 def read_reply(data: Any) -> Reply:
@@ -357,14 +427,19 @@ def read_reply(data: Any) -> Reply:
     )
 
 
-def option_probabilities(reply: Reply, options: Sequence[str]) -> list[float]:
-    """Match options to the first generated token's alternatives (options should differ there)."""
+def read_choice(reply: Reply, options: Sequence[str]) -> tuple[list[float], str]:
+    """(option probabilities, where they were read from: "logprobs" | "text" | "none").
+
+    With log-probabilities, options are matched to the first generated token's alternatives
+    (options should differ there). Without, a reply that names exactly one option makes it certain.
+    """
     choice = reply.data["choices"][0]
     content = ((choice.get("logprobs") or {}).get("content") or [])
     top = content[0].get("top_logprobs") if content and isinstance(content[0], dict) else None
     wanted = [o.strip().lower() for o in options]
-    scores: dict[int, float] = {}
+    uniform = [1.0 / len(options)] * len(options)
     if top:
+        scores: dict[int, float] = {}
         for entry in top:
             token = str(entry.get("token", "")).strip().lower()
             if not token:
@@ -372,7 +447,12 @@ def option_probabilities(reply: Reply, options: Sequence[str]) -> list[float]:
             for i, option in enumerate(wanted):
                 if option.startswith(token) and entry.get("logprob") is not None:
                     scores[i] = max(scores.get(i, float("-inf")), float(entry["logprob"]))
-        return normalise(scores, len(options))
+        return normalise(scores, len(options)), "logprobs"
     said = reply.text.strip().lower()
     hits = [i for i, o in enumerate(wanted) if said and (o.startswith(said) or said.startswith(o))]
-    return normalise({hits[0]: 0.0}, len(options)) if len(hits) == 1 else [1.0 / len(options)] * len(options)
+    return (normalise({hits[0]: 0.0}, len(options)), "text") if len(hits) == 1 else (uniform, "none")
+
+
+def option_probabilities(reply: Reply, options: Sequence[str]) -> list[float]:
+    """Option probabilities of a judge's reply (see `read_choice`)."""
+    return read_choice(reply, options)[0]

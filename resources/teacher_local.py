@@ -270,4 +270,5 @@ class TransformersTeacher(Teacher):
                 logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
             logprobs = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(option_ids, device=model.device)[:, None])
             scores[i] = float(logprobs.sum())
+        self.judge_stats.record("logprobs" if scores else "none")
         return normalise(scores, len(options))

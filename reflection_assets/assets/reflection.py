@@ -33,21 +33,23 @@ COMMON = dict(partitions_def=dataset_partitions, group_name="reflection", pool="
 
 
 class ReflectionConfig(dg.Config):
-    """Sampling, guidance and spending caps of one reflection stage."""
+    """Sampling, guidance and spending caps of one reflection stage (None: the teacher resource's setting)."""
 
     max_new_tokens: int = 512
-    temperature: float = 0.0
-    guided: Optional[bool] = None  # None: guided when the teacher supports it (always in-process)
+    temperature: Optional[float] = None  # None: the teacher's (REFLECTION_TEACHER_TEMPERATURE, default 0)
+    guided: Optional[bool] = None  # None: the teacher's default (in-process: guided; HTTP: REFLECTION_TEACHER_GUIDED)
     critique_tokens: int = 128
     max_calls: Optional[int] = None
     max_tokens: Optional[int] = None
     limit: Optional[int] = None
 
     def settings(self, teacher: Teacher) -> ReflectionSettings:
-        guided = teacher.supports_guided if self.guided is None else self.guided
+        guided = teacher.guided_by_default if self.guided is None else self.guided
         return ReflectionSettings(
             max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
+            temperature=teacher.temperature if self.temperature is None else self.temperature,
+            top_p=teacher.top_p,
+            seed=teacher.seed,
             guided=guided,
             critique_tokens=self.critique_tokens,
             max_calls=self.max_calls,

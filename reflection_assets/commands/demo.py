@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     key = register_dataset(args.source or os.environ.get(DATA_ENV), args.partition)
     print(f"reflection-tuning demo: dataset partition '{key}', training {args.train_arms}", flush=True)
     result = run_steps(graph_steps(key, args), verbose=args.verbose, echo=lambda s: print(s, flush=True))
-    print(closing(result.seconds))
+    print(closing(result.seconds, key))
     return 0 if result.ok else 1
 
 
@@ -64,13 +64,16 @@ def graph_steps(key: str, args: argparse.Namespace) -> list:
     return steps
 
 
-def closing(seconds: float) -> str:
-    """The results as small tables, then where to look."""
+def closing(seconds: float, key: str) -> str:
+    """The results as small tables (the teacher per mode, decisions, training, ablation), then where to look."""
+    import dagster as dg
+
+    from reflection_assets.commands.teacher_note import teacher_note
     from reflection_assets.database import connect
     from reflection_assets.deployment import build_resources
     from reflection_assets.paths import exports_dir, warehouse_path
 
-    lines = [f"\nDone in {seconds:.0f} s."]
+    lines = [f"\nDone in {seconds:.0f} s.", *teacher_note(dg.DagsterInstance.get(), key)]
     with connect(str(warehouse_path()), read_only=True) as conn:
         lines += result_tables(conn)
     tracking = build_resources()["mlflow"]

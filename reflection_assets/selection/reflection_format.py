@@ -52,7 +52,11 @@ def rewrite_in_reflection_format(
     pairs = final_pairs(selection[selected])
     settings = ReflectionSettings(
         max_new_tokens=max_new_tokens,
-        guided=teacher.supports_guided,
+        # The deployment's sampling and guidance (a Teacher resource's fields; a bare backend: greedy).
+        temperature=getattr(teacher, "temperature", 0.0),
+        top_p=getattr(teacher, "top_p", 1.0),
+        seed=getattr(teacher, "seed", None),
+        guided=teacher.guided_by_default,
         prompt_version=f"{PROMPT_VERSION}+{REFLECTION_FORMAT_PROMPT_VERSION}",
     )
     outcomes, stats = reflect_rows(pairs, FORMAT, teacher, cache, settings, log=log)

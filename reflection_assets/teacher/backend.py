@@ -30,6 +30,11 @@ class TeacherBackend(ABC):
         """Whether `complete` can run a GuidePlan (continue an assistant prefix)."""
         return False
 
+    @property
+    def guided_by_default(self) -> bool:
+        """Whether a run that does not say runs guided (the deployment's choice)."""
+        return self.supports_guided
+
     @abstractmethod
     def complete(
         self,

@@ -71,8 +71,9 @@ def reflect_rows(
     identity = teacher.cache_identity()
     pairs = list(pairs)
     planned, limited = plan_calls(pairs, stage, identity, settings)
+    mode = "guided" if settings.guided else "unguided"
     stats = RunStats(
-        stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, rows_in=len(pairs)
+        stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, mode, rows_in=len(pairs)
     )
     outcomes: list[Outcome | None] = [None] * len(pairs)
     for i in limited:
@@ -90,14 +91,16 @@ def reflect_rows(
     stats.calls_deduplicated = sum(len(g) - 1 for g in groups)
     say(
         f"reflect {stage}: {len(pairs)} rows, {stats.calls_cached} cached, {len(groups)} calls to make, "
-        f"{len(limited)} past the limit ({identity.get('backend')} {identity.get('model')}, {settings.prompt_version})"
+        f"{len(limited)} past the limit ({identity.get('backend')} {identity.get('model')}, "
+        f"{settings.prompt_version}, {mode})"
     )
 
     report = progress or Progress(say, f"reflect {stage}", unit="rows")
     done, total = stats.calls_cached, len(planned)
     report(done, total)
     budget = Budget(
-        settings.max_calls, settings.max_tokens,
+        settings.max_calls,
+        settings.max_tokens,
         estimate_tokens=lambda r: worst_case_tokens(r, teacher.estimate_prompt_tokens(r)),
     )
     writer = CallWriter(cache)

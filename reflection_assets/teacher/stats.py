@@ -11,6 +11,7 @@ class RunStats:
     backend: str
     model: str
     prompt_version: str
+    mode: str = ""  # "guided" | "unguided": how the teacher wrote the layout
     rows_in: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     calls_made: int = 0  # teacher calls sent this run (a guided call counts once)
@@ -36,3 +37,31 @@ class RunStats:
         flat.update({f"outcome_{name}": count for name, count in sorted(self.outcomes.items())})
         flat["total_tokens"] = self.total_tokens
         return flat
+
+
+JUDGE_SOURCES = ("logprobs", "text", "none")  # where a judge's choice was read from
+
+
+@dataclass
+class JudgeStats:
+    """How a judge's choices were read: from the options' log-probabilities, or from the reply's text.
+
+    `text` counts fallbacks (the server offered no log-probabilities), `none` choices that neither
+    could decide (every option equally likely).
+    """
+
+    logprobs: int = 0
+    text: int = 0
+    none: int = 0
+
+    def record(self, source: str) -> None:
+        if source not in JUDGE_SOURCES:
+            raise ValueError(f"unknown judge source {source!r}; one of {JUDGE_SOURCES}")
+        setattr(self, source, getattr(self, source) + 1)
+
+    @property
+    def choices(self) -> int:
+        return self.logprobs + self.text + self.none
+
+    def metadata(self) -> dict[str, int]:
+        return {"judge_choices": self.choices, **{f"judge_from_{s}": getattr(self, s) for s in JUDGE_SOURCES}}

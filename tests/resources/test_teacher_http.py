@@ -24,6 +24,7 @@ from resources.teacher_http import (
     RetryAfterWait,
     option_probabilities,
     parse_retry_after,
+    read_choice,
 )
 from resources.teacher_local import TransformersTeacher
 from support.fault_server import FaultServer
@@ -115,31 +116,54 @@ def test_retry_after_wait_bounds() -> None:
     assert 0.0 <= wait(state(RetryableError("HTTP 500"))) <= 0.05
 
 
-def test_choose_reads_logprobs_when_the_server_offers_them() -> None:
+def test_choose_reads_logprobs_when_the_server_offers_them(caplog: pytest.LogCaptureFixture) -> None:
     with FaultServer(logprobs=True) as server:
-        probs = teacher_for(server.url).choose([{"role": "user", "content": "A or B?"}], ["A", "B"])
+        teacher = teacher_for(server.url)
+        probs = teacher.choose([{"role": "user", "content": "A or B?"}], ["A", "B"])
     expected_a = math.exp(-0.2) / (math.exp(-0.2) + math.exp(-1.8))
     assert probs == pytest.approx([expected_a, 1 - expected_a])
     assert server.seen[0].body["logprobs"] is True and server.seen[0].body["max_tokens"] == 1
+    assert teacher.judge_stats.metadata() == {"judge_choices": 1, "judge_from_logprobs": 1, "judge_from_text": 0,
+                                              "judge_from_none": 0}
+    assert "no log-probabilities" not in caplog.text
+
+
+def test_choose_falls_back_to_the_text_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with FaultServer(logprobs=False) as server:  # the fault server's reply text names no option
+        teacher = teacher_for(server.url)
+        assert teacher.choose([{"role": "user", "content": "A or B?"}], ["A", "B"]) == [0.5, 0.5]
+    assert (teacher.judge_stats.logprobs, teacher.judge_stats.text, teacher.judge_stats.none) == (0, 0, 1)
+    assert "returned no log-probabilities" in caplog.text and "a tie" in caplog.text
 
 
 def test_choose_without_logprobs_reads_the_text() -> None:
     reply = Reply("B", 0, 0, "stop", {"choices": [{"message": {"content": "B"}}]})
+    assert read_choice(reply, ["A", "B"]) == ([0.0, 1.0], "text")
     assert option_probabilities(reply, ["A", "B"]) == [0.0, 1.0]
     vague = Reply("Hmm", 0, 0, "stop", {"choices": [{"message": {"content": "Hmm"}}]})
-    assert option_probabilities(vague, ["A", "B"]) == [0.5, 0.5]
+    assert read_choice(vague, ["A", "B"]) == ([0.5, 0.5], "none")
+    offered = {"choices": [{"message": {"content": "B"}, "logprobs": {"content": [
+        {"token": "B", "logprob": -0.1,
+         "top_logprobs": [{"token": "B", "logprob": -0.1}, {"token": "A", "logprob": -2.4}]}]}}]}
+    probs, source = read_choice(Reply("B", 0, 0, "stop", offered), ["A", "B"])
+    assert source == "logprobs" and 0.5 < probs[1] < 1.0  # the text says B; the probabilities say how sure
 
 
 def test_build_teacher() -> None:
-    remote = build_teacher({"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "qwen",
-                               "REFLECTION_TEACHER_API_KEY": SENTINEL})
+    remote = build_teacher(
+        {
+            "REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1",
+            "REFLECTION_TEACHER_MODEL": "qwen",
+            "REFLECTION_TEACHER_API_KEY": SENTINEL,
+        }
+    )
     assert isinstance(remote, OpenAICompatibleTeacher) and remote.api_key == SENTINEL and SENTINEL not in repr(remote)
     assert remote.cache_identity() == {"backend": "openai", "model": "qwen"}
     with pytest.raises(TeacherError, match="REFLECTION_TEACHER_MODEL"):
         build_teacher({"REFLECTION_TEACHER_BASE_URL": "http://x/v1"})
     local = build_teacher({})
     assert isinstance(local, TransformersTeacher) and local.model_ref == "bundled" and local.supports_guided
-    assert not remote.supports_guided
+    assert not remote.guided_by_default
 
 
 def test_key_from_env_var_stays_out_of_dagster_logs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

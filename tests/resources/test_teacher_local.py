@@ -86,8 +86,10 @@ def test_guided_truncated_section_is_reported(tiny: TransformersTeacher, tmp_pat
 
 
 def test_choose_returns_probabilities() -> None:
-    probs = forced_teacher("[End]").choose([{"role": "user", "content": "Which?"}], ["[End]", "Plants"])
+    teacher = forced_teacher("[End]")
+    probs = teacher.choose([{"role": "user", "content": "Which?"}], ["[End]", "Plants"])
     assert probs[0] > 0.99 and sum(probs) == pytest.approx(1.0)
+    assert (teacher.judge_stats.logprobs, teacher.judge_stats.text) == (1, 0)
 
 
 def test_cache_identity_of_a_loaded_model(tiny: TransformersTeacher) -> None:

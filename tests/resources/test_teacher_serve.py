@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from reflection_assets.schema import Pair
+from reflection_assets.teacher.backend import TeacherError
 from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
@@ -92,3 +93,14 @@ def test_choose_falls_back_to_the_text_when_logprobs_are_not_offered(served_mode
     teacher = OpenAICompatibleTeacher(base_url=base_url, model=model, timeout_s=120)
     probs = teacher.choose([{"role": "user", "content": "Reply with the single letter A."}], ["A", "B"])
     assert sum(probs) == pytest.approx(1.0) and len(probs) == 2
+
+
+def test_guided_generation_stops_with_the_reason_on_a_server_that_cannot_continue(
+    served_model: tuple[str, str], tmp_path: Path
+) -> None:
+    base_url, model = served_model
+    teacher = OpenAICompatibleTeacher(base_url=base_url, model=model, timeout_s=120, max_attempts=2, guided=True)
+    with pytest.raises(TeacherError, match="refused continue_final_message") as raised:
+        reflect_rows([Pair("Give two tips for staying healthy.", "Sleep and exercise.")], "instruction", teacher,
+                     CallCache(tmp_path / "c.duckdb"), ReflectionSettings(guided=True, max_new_tokens=8))
+    assert "HTTP 422" in str(raised.value) and "REFLECTION_TEACHER_GUIDED=false" in str(raised.value)

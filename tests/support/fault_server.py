@@ -40,6 +40,9 @@ class FaultServer:
     slow_s: float = 2.0  # how long a "slow" answer takes (set above the client's timeout)
     retry_after: str = "1"  # Retry-After header sent with 429
     logprobs: bool = False  # offer top_logprobs when asked (choose)
+    # continue_final_message: "continue" (as vLLM), "ignore" (answers a fresh turn) or "reject" (422,
+    # as `transformers serve`)
+    prefix: str = "continue"
     seen: list[Seen] = field(default_factory=list)
     auth_headers: list[str] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
@@ -117,8 +120,13 @@ def reply_text(body: dict, row: str) -> str:
     )
 
 
-def completion_body(body: dict, text: str, logprobs: bool) -> dict[str, Any]:
+GENERATION_PROMPT_TOKENS = 5  # what closing the last turn and opening a new assistant turn costs
+
+
+def completion_body(body: dict, text: str, logprobs: bool, continues: bool = True) -> dict[str, Any]:
     prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+    if not (continues and body.get("continue_final_message")):
+        prompt_chars += 4 * GENERATION_PROMPT_TOKENS
     choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
     if logprobs and body.get("logprobs"):
         choice["logprobs"] = {"content": [{"token": "A", "logprob": -0.2, "top_logprobs": [
@@ -166,16 +174,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self.send(429, {"error": "rate limited"}, {"Retry-After": self.owner.retry_after})
         if fault in ("500", "503", "400"):
             return self.send(int(fault), {"error": f"injected {fault}"})
+        if self.owner.prefix == "reject" and "continue_final_message" in body:
+            return self.send(422, {"detail": "Unexpected fields in the request: {'continue_final_message'}"})
         if fault == "echoauth":  # a careless server that repeats the credentials in its error
             return self.send(401, {"error": f"bad credentials: {self.headers.get('Authorization')}"})
         if fault == "slow":
             time.sleep(self.owner.slow_s)
         if fault == "empty":
             return self.send(200, {"id": "x", "choices": [], "usage": {}})
-        text = (
-            "I think this pair is fine as it is; no changes needed." if fault == "unparsable" else reply_text(body, row)
-        )
-        payload = json.dumps(completion_body(body, text, self.owner.logprobs)).encode()
+        unparsable = "I think this pair is fine as it is; no changes needed."
+        text = unparsable if fault == "unparsable" else reply_text(body, row)
+        payload = json.dumps(completion_body(body, text, self.owner.logprobs, self.owner.prefix == "continue")).encode()
         if fault == "truncated":
             payload = payload[: len(payload) // 2]
         self.send_bytes(200, payload)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reflection_assets.schema import Pair
+from reflection_assets.teacher.backend import TeacherError
 from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.outcomes import OUTCOME_COLUMNS
 from reflection_assets.teacher.runner import reflect_rows
@@ -174,22 +175,36 @@ def test_response_stage_keeps_the_instruction(server: FaultServer, tmp_path: Pat
 
 
 def test_guided_generation_over_http(server: FaultServer, tmp_path: Path) -> None:
-    teacher = http_teacher(server, continue_final_message=True)
+    teacher = http_teacher(server, guided=True)
     frame, stats = reflect_rows(rows(["ok", "ok"]), "instruction", teacher, CallCache(tmp_path / "c.duckdb"),
                                 ReflectionSettings(guided=True, critique_tokens=16, max_new_tokens=32))
     assert (frame["outcome"] == "reflected").all()
     assert stats.calls_made == 2 and stats.requests == 6  # critique + two sections per row
     assert frame["new_instruction"].iloc[0] == "New Instruction written for r0."
     assert frame["new_output"].iloc[0] == "New Answer written for r0."
-    continued = [s.body for s in server.seen if s.body["messages"][-1]["role"] == "assistant"]
-    assert len(continued) == 4 and all(
-        b["continue_final_message"] and not b["add_generation_prompt"] for b in continued
-    )
+    probe, rest = server.seen[:2], server.seen[2:]  # one check that the server continues a prefix, first
+    assert [s.body.get("continue_final_message", False) for s in probe] == [True, False] and stats.mode == "guided"
+    continued = [s.body for s in rest if s.body["messages"][-1]["role"] == "assistant"]
+    assert len(rest) == 6 and len(continued) == 4
+    assert all(b["continue_final_message"] and not b["add_generation_prompt"] for b in continued)
     assert continued[0]["messages"][-1]["content"].endswith("[New Instruction]\n")
+    reflect_rows([Pair("ROW=z0 Explain tides.", "The moon.")], "response", teacher, CallCache(tmp_path / "c.duckdb"),
+                 ReflectionSettings(guided=True, critique_tokens=16, max_new_tokens=32))
+    assert len(server.seen) == 8 + 2  # the same teacher checks once
 
 
-def test_guided_needs_a_backend_that_continues_a_prefix(server: FaultServer, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="guided"):
-        reflect_rows(rows(["ok"]), "instruction", http_teacher(server), CallCache(tmp_path / "c.duckdb"),
-                     ReflectionSettings(guided=True))
-    assert server.request_count == 0
+@pytest.mark.parametrize(
+    "behaviour, says", [("reject", "refused continue_final_message"), ("ignore", "ignored continue_final_message")]
+)
+def test_guided_needs_a_server_that_continues_a_prefix(behaviour: str, says: str, tmp_path: Path) -> None:
+    with FaultServer(prefix=behaviour) as server:
+        with pytest.raises(TeacherError, match=says) as raised:
+            reflect_rows(
+                rows(["ok"]),
+                "instruction",
+                http_teacher(server),
+                CallCache(tmp_path / "c.duckdb"),
+                ReflectionSettings(guided=True),
+            )
+        assert all("ROW=" not in str(s.body["messages"]) for s in server.seen)  # no row was sent
+    assert "REFLECTION_TEACHER_GUIDED=false" in str(raised.value)
