@@ -26,7 +26,10 @@ class Interval:
 
 
 def paired_interval(
-    candidate: Sequence[float], reference: Sequence[float], resamples: int = RESAMPLES, seed: int = 0,
+    candidate: Sequence[float],
+    reference: Sequence[float],
+    resamples: int = RESAMPLES,
+    seed: int = 0,
     confidence: float = CONFIDENCE,
 ) -> Interval:
     """Percentile interval of mean(candidate - reference) under resampling items with replacement."""

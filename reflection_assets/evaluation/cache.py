@@ -77,7 +77,8 @@ class EvalOutputCache:
         keys = list(payloads)
         with self._connection() as connection:
             connection.execute(
-                f"INSERT OR IGNORE INTO {TABLE} (key, kind, payload) SELECT unnest($1::VARCHAR[]), $2, unnest($3::VARCHAR[])",
+                f"INSERT OR IGNORE INTO {TABLE} (key, kind, payload) "
+                "SELECT unnest($1::VARCHAR[]), $2, unnest($3::VARCHAR[])",
                 [keys, kind, [json.dumps(payloads[k], sort_keys=True) for k in keys]],
             )
 

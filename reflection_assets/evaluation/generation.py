@@ -97,13 +97,16 @@ class GenerationEngine:
             "input_ids": torch.tensor(ids, device=device),
             "attention_mask": torch.tensor(mask, device=device),
             "max_new_tokens": requests[0].max_new_tokens,
-            "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
             "pad_token_id": self.pad_id,
         }
         if is_peft_model(self.model):
             kwargs["adapter_names"] = [r.adapter or BASE_ADAPTER for r in requests]
         with torch.inference_mode():
-            generated = self.model.generate(**kwargs)[:, len(ids[0]):].tolist()
+            generated = self.model.generate(**kwargs)[:, len(ids[0]) :].tolist()
         enders = stop_ids(self.model, self.tokenizer)
         outputs = []
         for request, row in zip(requests, generated):

@@ -28,7 +28,8 @@ class HarnessSample:
     task: str
     doc_index: int
     prompt: str
-    output: str
+    response: str  # what the model wrote
+    output: str  # what the task's filter extracted from it (the scored answer)
     score: float
 
 
@@ -57,8 +58,14 @@ def adapter_active(model: Any, adapter: str | None) -> Iterator[None]:
 
 
 def run_harness(
-    model: Any, tokenizer: Any, adapters: Sequence[str | None], tasks: Sequence[str], include_path: Path,
-    limit: int | None = None, batch_size: int = 16, system_instruction: str | None = None,
+    model: Any,
+    tokenizer: Any,
+    adapters: Sequence[str | None],
+    tasks: Sequence[str],
+    include_path: Path,
+    limit: int | None = None,
+    batch_size: int = 16,
+    system_instruction: str | None = None,
 ) -> dict[str | None, list[HarnessSample]]:
     """Per adapter (None = base), every sample of every task with its prompt, output and score."""
     from lm_eval import simple_evaluate
@@ -73,13 +80,36 @@ def run_harness(
     for adapter in adapters:
         with adapter_active(model, adapter):
             result = simple_evaluate(
-                model=lm, tasks=list(tasks), task_manager=manager, limit=limit, log_samples=True,
-                apply_chat_template=chat, system_instruction=system_instruction, bootstrap_iters=0,
-                random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0,
+                model=lm,
+                tasks=list(tasks),
+                task_manager=manager,
+                limit=limit,
+                log_samples=True,
+                apply_chat_template=chat,
+                system_instruction=system_instruction,
+                bootstrap_iters=0,
+                random_seed=0,
+                numpy_random_seed=0,
+                torch_random_seed=0,
+                fewshot_random_seed=0,
             )
         out[adapter] = [
-            HarnessSample(task, int(s["doc_id"]), str(s["arguments"][0][0]) if s.get("arguments") else "",
-                          str(s["filtered_resps"][0]) if s.get("filtered_resps") else "", float(s["exact_match"]))
-            for task, samples in result["samples"].items() for s in samples
+            HarnessSample(
+                task,
+                int(s["doc_id"]),
+                _first(s.get("arguments")),
+                _first(s.get("resps")),
+                _first(s.get("filtered_resps")),
+                float(s["exact_match"]),
+            )
+            for task, samples in result["samples"].items()
+            for s in samples
         ]
     return out
+
+
+def _first(value: Any) -> str:
+    """lm-eval nests per-sample values in lists (arguments: [[prompt, kwargs]], resps: [[text]])."""
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    return "" if value is None or isinstance(value, (list, tuple)) else str(value)

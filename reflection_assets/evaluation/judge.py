@@ -31,8 +31,14 @@ def verdict(p_candidate_first: Sequence[float], p_candidate_second: Sequence[flo
     `p_candidate_first`: option probabilities with the candidate shown as answer 1;
     `p_candidate_second`: with the candidate shown as answer 2.
     """
-    candidate_first, other_first = p_candidate_first[0] > p_candidate_first[1], p_candidate_first[1] > p_candidate_first[0]
-    candidate_second, other_second = p_candidate_second[1] > p_candidate_second[0], p_candidate_second[0] > p_candidate_second[1]
+    candidate_first, other_first = (
+        p_candidate_first[0] > p_candidate_first[1],
+        p_candidate_first[1] > p_candidate_first[0],
+    )
+    candidate_second, other_second = (
+        p_candidate_second[1] > p_candidate_second[0],
+        p_candidate_second[0] > p_candidate_second[1],
+    )
     if candidate_first and candidate_second:
         return WIN
     if other_first and other_second:
@@ -40,7 +46,9 @@ def verdict(p_candidate_first: Sequence[float], p_candidate_second: Sequence[flo
     return TIE
 
 
-def judge_pair(choose: Choose, instruction: str, candidate: str, reference: str) -> tuple[int, list[float], list[float]]:
+def judge_pair(
+    choose: Choose, instruction: str, candidate: str, reference: str
+) -> tuple[int, list[float], list[float]]:
     """Ask in both orders; return the verdict for the candidate and both probability pairs."""
     forward = list(choose(judge_messages(instruction, candidate, reference), OPTIONS))
     backward = list(choose(judge_messages(instruction, reference, candidate), OPTIONS))
@@ -50,5 +58,10 @@ def judge_pair(choose: Choose, instruction: str, candidate: str, reference: str)
 def judge_summary(verdicts: Sequence[int]) -> dict[str, float | int]:
     n = len(verdicts)
     wins, losses = sum(v == WIN for v in verdicts), sum(v == LOSS for v in verdicts)
-    return {"wins": wins, "ties": n - wins - losses, "losses": losses, "n": n,
-            "score": (wins - losses) / n if n else float("nan")}
+    return {
+        "wins": wins,
+        "ties": n - wins - losses,
+        "losses": losses,
+        "n": n,
+        "score": (wins - losses) / n if n else float("nan"),
+    }

@@ -25,7 +25,10 @@ def answer_nll(model: Any, requests: Sequence[NllRequest], pad_id: int, batch_si
     import torch
 
     results: list[float] = [float("nan")] * len(requests)
-    order = sorted((i for i, r in enumerate(requests) if r.answer_ids), key=lambda i: len(requests[i].prompt_ids) + len(requests[i].answer_ids))
+    order = sorted(
+        (i for i, r in enumerate(requests) if r.answer_ids),
+        key=lambda i: len(requests[i].prompt_ids) + len(requests[i].answer_ids),
+    )
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         rows = [list(requests[i].prompt_ids) + list(requests[i].answer_ids) for i in batch]

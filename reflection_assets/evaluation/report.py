@@ -17,8 +17,19 @@ from reflection_assets.evaluation.suites import HELDOUT_NLL, JUDGE
 
 RANDOM_ARM, METHOD_ARM, POSITIVE_CONTROL_ARM = "random", "selective", "full"
 REPORT_COLUMNS = [
-    "model", "suite", "metric", "n", "value", "delta_vs_base", "ci_low", "ci_high", "verdict_vs_base",
-    "delta_vs_random", "ci_low_vs_random", "ci_high_vs_random", "verdict_vs_random",
+    "model",
+    "suite",
+    "metric",
+    "n",
+    "value",
+    "delta_vs_base",
+    "ci_low",
+    "ci_high",
+    "verdict_vs_base",
+    "delta_vs_random",
+    "ci_low_vs_random",
+    "ci_high_vs_random",
+    "verdict_vs_random",
 ]
 NAN = float("nan")
 
@@ -34,9 +45,18 @@ def _interval_columns(interval: Interval | None, higher_is_better: bool, against
     """delta / ci_low / ci_high / verdict columns against `against` ('base' keeps the short names)."""
     suffix = "" if against == "base" else f"_vs_{against}"
     if interval is None:
-        return {f"delta_vs_{against}": NAN, f"ci_low{suffix}": NAN, f"ci_high{suffix}": NAN, f"verdict_vs_{against}": ""}
-    return {f"delta_vs_{against}": interval.delta, f"ci_low{suffix}": interval.low, f"ci_high{suffix}": interval.high,
-            f"verdict_vs_{against}": verdict(interval, higher_is_better)}
+        return {
+            f"delta_vs_{against}": NAN,
+            f"ci_low{suffix}": NAN,
+            f"ci_high{suffix}": NAN,
+            f"verdict_vs_{against}": "",
+        }
+    return {
+        f"delta_vs_{against}": interval.delta,
+        f"ci_low{suffix}": interval.low,
+        f"ci_high{suffix}": interval.high,
+        f"verdict_vs_{against}": verdict(interval, higher_is_better),
+    }
 
 
 def ablation_table(scores: pd.DataFrame, resamples: int = RESAMPLES, seed: int = 0) -> pd.DataFrame:
@@ -87,8 +107,10 @@ def positive_control_note(table: pd.DataFrame) -> str:
     if control.empty:
         return "positive control not run (no `full` arm evaluated)"
     if control.iloc[0]["verdict_vs_base"] == NO_EVIDENCE:
-        return ("positive control failed: `full` does not differ from the base on held-out NLL, so these suites are "
-                "too small to detect an effect; read 'no evidence' as 'not measurable here', not as 'no effect'")
+        return (
+            "positive control failed: `full` does not differ from the base on held-out NLL, so these suites are "
+            "too small to detect an effect; read 'no evidence' as 'not measurable here', not as 'no effect'"
+        )
     return f"positive control ok: `full` is {control.iloc[0]['verdict_vs_base']} than the base on held-out NLL"
 
 
@@ -98,12 +120,20 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The table as a user reads it: value, [interval] and verdict vs base and vs random."""
-    lines = ["| model | suite | metric | n | value | vs base: delta [95% CI] | verdict | vs random: delta [95% CI] | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | suite | metric | n | value | vs base: delta [95% CI] | verdict "
+        "| vs random: delta [95% CI] | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in table.itertuples():
         vs_base = f"{_fmt(r.delta_vs_base)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.verdict_vs_base else ""
-        vs_random = (f"{_fmt(r.delta_vs_random)} [{_fmt(r.ci_low_vs_random)}, {_fmt(r.ci_high_vs_random)}]"
-                     if r.verdict_vs_random else "")
-        lines.append(f"| {r.model} | {r.suite} | {r.metric} | {r.n} | {_fmt(r.value)} | {vs_base} | {r.verdict_vs_base} "
-                     f"| {vs_random} | {r.verdict_vs_random} |")
+        vs_random = (
+            f"{_fmt(r.delta_vs_random)} [{_fmt(r.ci_low_vs_random)}, {_fmt(r.ci_high_vs_random)}]"
+            if r.verdict_vs_random
+            else ""
+        )
+        lines.append(
+            f"| {r.model} | {r.suite} | {r.metric} | {r.n} | {_fmt(r.value)} | {vs_base} | {r.verdict_vs_base} "
+            f"| {vs_random} | {r.verdict_vs_random} |"
+        )
     return "\n".join(lines)

@@ -17,7 +17,12 @@ from reflection_assets.evaluation.extraction import reference_number
 from reflection_assets.hashing import content_hash
 
 HELDOUT_NLL, ARITHMETIC, IFEVAL, GSM8K, JUDGE, LM_EVAL_ARITHMETIC = (
-    "heldout_nll", "arithmetic", "ifeval", "gsm8k", "judge", "lm_eval_arithmetic",
+    "heldout_nll",
+    "arithmetic",
+    "ifeval",
+    "gsm8k",
+    "judge",
+    "lm_eval_arithmetic",
 )
 # Suites answered by generation; they share one pass over every model.
 GENERATED_SUITES = (ARITHMETIC, IFEVAL, GSM8K, JUDGE)
@@ -77,8 +82,14 @@ def heldout_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
     items = []
     for number, row in enumerate(read_jsonl(path), start=1):
         where = f"{path}:{number}"
-        items.append(EvalItem(HELDOUT_NLL, _field(row, ("instruction", "question"), where), row.get("input") or "",
-                              _field(row, ("output", "answer"), where)))
+        items.append(
+            EvalItem(
+                HELDOUT_NLL,
+                _field(row, ("instruction", "question"), where),
+                row.get("input") or "",
+                _field(row, ("output", "answer"), where),
+            )
+        )
     return items[:limit]
 
 
@@ -96,8 +107,11 @@ def gsm8k_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
 
 def judge_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
     """Open-ended held-out instructions for the pairwise judge (GSM8K-style rows are left to the gsm8k suite)."""
-    items = [EvalItem(JUDGE, i.instruction, i.input, i.reference) for i in heldout_items(path)
-             if reference_number(i.reference) is None]
+    items = [
+        EvalItem(JUDGE, i.instruction, i.input, i.reference)
+        for i in heldout_items(path)
+        if reference_number(i.reference) is None
+    ]
     return items[:limit]
 
 
@@ -139,12 +153,16 @@ _IFEVAL_FORMS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("Write at least 40 words about {topic}.", {"kind": "min_words", "n": 40}),
     ("Describe {topic} in at most 2 sentences.", {"kind": "max_sentences", "n": 2}),
     ("Give exactly 3 facts about {topic} as a bulleted list using '- '.", {"kind": "bullet_count", "n": 3}),
-    ("Write two sentences about {topic} that use the words 'blue' and 'quiet'.",
-     {"kind": "required_words", "words": ["blue", "quiet"]}),
+    (
+        "Write two sentences about {topic} that use the words 'blue' and 'quiet'.",
+        {"kind": "required_words", "words": ["blue", "quiet"]},
+    ),
     ("Describe {topic} without using the words 'the' or 'and'.", {"kind": "forbidden_words", "words": ["the", "and"]}),
-    ("Give a JSON object with keys \"topic\" and \"summary\" about {topic}. Output only the JSON.", {"kind": "valid_json"}),
-    ("Write a short note about {topic} and end it with the exact phrase 'Is there anything else?'",
-     {"kind": "ends_with", "phrase": "Is there anything else?"}),
+    ('Give a JSON object with keys "topic" and "summary" about {topic}. Output only the JSON.', {"kind": "valid_json"}),
+    (
+        "Write a short note about {topic} and end it with the exact phrase 'Is there anything else?'",
+        {"kind": "ends_with", "phrase": "Is there anything else?"},
+    ),
     ("Write exactly 2 paragraphs about {topic}, separated by a blank line.", {"kind": "paragraph_count", "n": 2}),
 )
 
@@ -157,3 +175,15 @@ def ifeval_items(n: int, seed: int = 0) -> list[EvalItem]:
         template, check = _IFEVAL_FORMS[i % len(_IFEVAL_FORMS)]
         items.append(EvalItem(IFEVAL, template.format(topic=rng.choice(_TOPICS)), "", "", dict(check)))
     return items
+
+
+EVAL_FILE_ENV = "REFLECTION_EVAL_FILE"
+
+
+def default_eval_file() -> str:
+    """$REFLECTION_EVAL_FILE when set, else the demo's held-out set (no row shared with the demo train set)."""
+    import os
+
+    from reflection_assets.demo_data import DEMO_EVAL_PATH
+
+    return os.environ.get(EVAL_FILE_ENV) or str(DEMO_EVAL_PATH)

@@ -13,8 +13,12 @@ CASES = [
     ({"kind": "forbidden_words", "words": ["the", "and"]}, "Lava flows; rocks melt.", "The lava flows."),
     ({"kind": "forbidden_words", "words": ["and"]}, "Sand dunes shift.", "Sun and sand."),  # 'sand' is not 'and'
     ({"kind": "valid_json"}, '{"topic": "rain", "summary": "wet"}', "{topic: rain}"),
-    ({"kind": "valid_json"}, '```json\n{"a": 1}\n```', "Here is JSON: {\"a\": 1}"),
-    ({"kind": "ends_with", "phrase": "Is there anything else?"}, "Done. Is there anything else?  ", "Is there anything else? Bye."),
+    ({"kind": "valid_json"}, '```json\n{"a": 1}\n```', 'Here is JSON: {"a": 1}'),
+    (
+        {"kind": "ends_with", "phrase": "Is there anything else?"},
+        "Done. Is there anything else?  ",
+        "Is there anything else? Bye.",
+    ),
     ({"kind": "paragraph_count", "n": 2}, "First part.\n\nSecond part.", "Only one paragraph.\nStill the same one."),
 ]
 

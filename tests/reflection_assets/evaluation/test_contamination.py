@@ -5,7 +5,9 @@ ITEM = "A tank holds 120 litres of water and it leaks 4 litres per hour for 9 ho
 
 def test_a_shared_13_gram_marks_the_item():
     rewrite = "Rewritten: a tank holds 120 litres of water, and it leaks 4 litres per hour for 9 hours. Solve."
-    assert contaminated_items({"tank": ITEM, "other": "Name a planet."}, [rewrite]) == {"tank": 5}  # 17 shared words: five 13-grams
+    assert contaminated_items({"tank": ITEM, "other": "Name a planet."}, [rewrite]) == {
+        "tank": 5
+    }  # 17 shared words: five 13-grams
 
 
 def test_twelve_shared_words_are_not_enough():

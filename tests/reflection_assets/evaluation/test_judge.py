@@ -11,6 +11,7 @@ def prefers(word):
         text = messages[-1]["content"]
         first = text.split("Answer 1:\n", 1)[1].split("\n\nAnswer 2:", 1)[0]
         return [0.8, 0.2] if word in first else [0.2, 0.8]
+
     return choose
 
 
