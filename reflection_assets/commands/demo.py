@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     steps: list[tuple[str, str | None]] = [("dataset_job", key), ("selection_job", None)]
     arms = args.arms.split(",") if args.arms else list(ARMS)
     steps += [("arms_job", arm) for arm in arms]
+    steps.append(("evaluation_job", None))
     for job_name, partition in steps:
         try:
             job = defs.resolve_job_def(job_name)
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"- {job_name}: not defined, skipped")
             continue
         label = f"{job_name}[{partition}]" if partition else job_name
+        if job_name == "evaluation_job" and not has_table(warehouse_path(), "lora_checkpoint"):
+            print(f"- {label}: no lora_checkpoint table (no arm trained in this build), skipped")
+            continue
         print(f"- {label} ...", flush=True)
         run_config = dataset_run_config(args) if job_name == "dataset_job" else None
         result = job.execute_in_process(
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label} failed (run {result.run_id}); see `make dev` -> Runs for the logs", file=sys.stderr)
             return 1
     print(summary(str(warehouse_path()), time.monotonic() - started))
+    print(ablation_summary(str(warehouse_path())))
     return 0
 
 
@@ -66,6 +71,26 @@ def dataset_run_config(args: argparse.Namespace) -> dict:
     """Short teacher outputs keep the CPU demo to minutes; everything else keeps its defaults."""
     stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
     return {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
+
+
+def has_table(database, table: str) -> bool:
+    from resources.warehouse import connect, table_exists
+
+    with connect(database, read_only=True) as conn:
+        return table_exists(conn, table)
+
+
+def ablation_summary(database: str) -> str:
+    """The demo ends with the ablation table (base and every evaluated arm, intervals, verdicts)."""
+    if not has_table(database, "ablation_report"):
+        return "No ablation report (evaluation did not run)."
+    from reflection_assets.evaluation.report import markdown_table, positive_control_note
+    from resources.warehouse import connect
+
+    with connect(database, read_only=True) as conn:
+        table = conn.execute("SELECT * FROM ablation_report").df()
+    title = "Ablation report (95% paired bootstrap intervals):"
+    return f"\n{title}\n{markdown_table(table)}\n{positive_control_note(table)}"
 
 
 def summary(database: str, seconds: float) -> str:
