@@ -58,7 +58,7 @@ def eval_scores(
         models_under_test,
         usable_checkpoints,
     )
-    from reflection_assets.evaluation.contamination import contaminated_items
+    from reflection_assets.evaluation.contamination import flag_contaminated
     from reflection_assets.evaluation.runner import EvalSettings, Evaluator, build_items, evaluate
     from reflection_assets.evaluation.suites import EvalDataError, default_eval_file
     from reflection_assets.scoring.templates import default_template
@@ -109,15 +109,7 @@ def eval_scores(
         evaluator, models, items, choose=choose, judge_identity=teacher.cache_identity() if config.judge else None
     )
 
-    training_texts = (
-        arm_datasets[["instruction", "input", "output"]].fillna("").astype(str).agg("\n".join, axis=1)
-        if len(arm_datasets)
-        else []
-    )
-    every_item = {i.item_id: i.text for suite in items.values() for i in suite}
-    every_item.update({row.item_id: f"{row.instruction}\n{row.reference}" for row in scores.itertuples()})
-    contaminated = contaminated_items(every_item, training_texts)
-    scores["contaminated"] = scores["item_id"].isin(contaminated)
+    contaminated = flag_contaminated(scores, items, arm_datasets)
     if contaminated:
         context.log.warning(
             f"{len(contaminated)} eval items share a 13-gram with a training row; the report leaves them out"

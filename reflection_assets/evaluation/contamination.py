@@ -7,7 +7,12 @@ Such items are listed and left out of the report, so a gain cannot come from hav
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from reflection_assets.evaluation.suites import EvalItem
 
 NGRAM = 13
 
@@ -28,3 +33,20 @@ def contaminated_items(items: Mapping[str, str], training_texts: Iterable[str], 
         if shared:
             out[item_id] = shared
     return out
+
+
+def flag_contaminated(
+    scores: "pd.DataFrame", items: Mapping[str, list["EvalItem"]], training: "pd.DataFrame"
+) -> dict[str, int]:
+    """Set `scores.contaminated` for items sharing a 13-gram with any training row; return those items.
+
+    `training` holds every arm's rows (instruction, input, output: rewrites included). Items that
+    only the score rows know (lm-eval's copies of a suite) are checked by their instruction and reference.
+    """
+    texts = {i.item_id: i.text for suite in items.values() for i in suite}
+    for row in scores.itertuples():
+        texts.setdefault(row.item_id, f"{row.instruction}\n{row.reference}")
+    rows = training.reindex(columns=["instruction", "input", "output"]).fillna("").astype(str)
+    found = contaminated_items(texts, ("\n".join(r) for r in rows.itertuples(index=False)))
+    scores["contaminated"] = scores["item_id"].isin(found)
+    return found
