@@ -8,18 +8,21 @@ from reflection_assets.jobs import arms_job, dataset_job, evaluation_job, select
 from reflection_assets.partitions import arm_partitions
 from sensors.inbox import inbox_sensor
 
-ASSET_MODULES = [ingest, reflection, scoring, selection, evaluation]
-ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
-
-# `lora_checkpoint` comes with the training issue; until an asset module here builds it, an external
-# spec with its partitions and table stands in, so `eval_scores` (which reads it) resolves.
+ASSET_MODULES = [ingest, reflection, scoring, selection]
+# Evaluation reads `lora_checkpoint` (the training issue). Until an asset module here builds it, an
+# external spec with its partitions and table stands in, and evaluation stays out of ASSET_MODULES
+# (tests materialize those modules alone); once training is in this build it joins them.
+EVALUATION_MODULES = [evaluation]
+LORA_CHECKPOINT_STAND_IN = dg.AssetSpec(
+    "lora_checkpoint",
+    partitions_def=arm_partitions,
+    group_name="training",
+    metadata={"partition_expr": "arm"},
+    description="LoRA adapter per arm (built by the training assets).",
+)
+ASSETS = dg.load_assets_from_modules(ASSET_MODULES + EVALUATION_MODULES)
 if not any(dg.AssetKey("lora_checkpoint") in getattr(a, "keys", ()) for a in ASSETS):
-    ASSETS.append(
-        dg.AssetSpec(
-            "lora_checkpoint", partitions_def=arm_partitions, group_name="training",
-            metadata={"partition_expr": "arm"}, description="LoRA adapter per arm (built elsewhere).",
-        )
-    )
+    ASSETS.append(LORA_CHECKPOINT_STAND_IN)
 
 defs = dg.Definitions(
     assets=ASSETS,
