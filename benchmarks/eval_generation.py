@@ -129,11 +129,13 @@ def main() -> None:
         "model": args.model,
         "dtype": str(model.dtype),
     }
+    print(json.dumps(report), flush=True)  # each part as it finishes: a long run still leaves figures
     if args.part in ("pass", "all"):
-        report["shared_pass"] = bench_pass(model, tokenizer, args.items, args.new_tokens)
+        print(json.dumps({"shared_pass": bench_pass(model, tokenizer, args.items, args.new_tokens)}), flush=True)
     if args.part in ("full", "all"):
-        report["evaluate"] = bench_full(model, tokenizer, fingerprint, args.items, args.new_tokens)
-    print(json.dumps(report, indent=2))
+        print(
+            json.dumps({"evaluate": bench_full(model, tokenizer, fingerprint, args.items, args.new_tokens)}), flush=True
+        )
 
 
 if __name__ == "__main__":
