@@ -1,20 +1,20 @@
-"""The code location: every asset, check, job, sensor and resource of reflection-tuning."""
+"""The code location: every asset, check, job, sensor, schedule and resource of reflection-tuning."""
 
 import dagster as dg
 
-from reflection_assets.assets import ingest, reflection, scoring, selection, training
+from reflection_assets.assets import evaluation, ingest, reflection, scoring, selection, training
 from reflection_assets.automation import automation_sensor, evaluation_schedules, with_automation
 from reflection_assets.deployment import build_resources
-from reflection_assets.jobs import arms_job, dataset_job, selection_job
+from reflection_assets.jobs import arms_job, dataset_job, evaluation_job, selection_job
 from sensors.inbox import inbox_sensor
 
-ASSET_MODULES = [ingest, reflection, scoring, selection, training]
+ASSET_MODULES = [ingest, reflection, scoring, selection, training, evaluation]
 ASSETS = with_automation(dg.load_assets_from_modules(ASSET_MODULES))
 
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[dataset_job, selection_job, arms_job],
+    jobs=[dataset_job, selection_job, arms_job, evaluation_job],
     sensors=[inbox_sensor, automation_sensor],
     schedules=evaluation_schedules(ASSETS),
     resources=build_resources(),

@@ -29,3 +29,9 @@ arms_job = dg.define_asset_job(
     partitions_def=arm_partitions,
     description="Build, train and evaluate one arm.",
 )
+
+evaluation_job = dg.define_asset_job(
+    "evaluation_job",
+    selection=dg.AssetSelection.groups("evaluation"),
+    description="Evaluate the base and every trained arm on the same suites, then the ablation report.",
+)

@@ -118,16 +118,7 @@ def table_lines(report: dict) -> list[str]:
                 ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds", "skipped_reason"],
             ),
         ]
-    if report.get("ablation"):
-        rows = [dict(row, interval=_interval(row)) for row in report["ablation"]]
-        lines += [
-            "",
-            "Ablation (delta vs the base model, 95 % paired bootstrap interval):",
-            markdown_table(rows, ["arm", "suite", "metric", "n", "value", "delta_vs_base", "interval", "verdict"]),
-        ]
+    from reflection_assets.commands.report import ablation_lines
+
+    lines += ["", "Ablation (95 % paired bootstrap intervals over items):", *ablation_lines(report.get("ablation"))]
     return lines
-
-
-def _interval(row: dict) -> str:
-    low, high = row.get("ci_low"), row.get("ci_high")
-    return "" if low is None or high is None else f"[{low:+.3f}, {high:+.3f}]"

@@ -19,20 +19,8 @@ from reflection_assets.commands.console import StageLine, markdown_table
 
 TEACHER_TABLES = ("instruction_reflections", "response_reflections")
 TRAINING_COLUMNS = ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds", "skipped_reason"]
-ABLATION_COLUMNS = [
-    "arm",
-    "suite",
-    "metric",
-    "n",
-    "value",
-    "delta_vs_base",
-    "ci_low",
-    "ci_high",
-    "delta_vs_random",
-    "ci_low_vs_random",
-    "ci_high_vs_random",
-    "verdict",
-]
+ABLATION_COLUMNS = ["model", "suite", "metric", "n", "value", "delta_vs_base", "ci_low", "ci_high", "verdict_vs_base",
+                    "delta_vs_random", "ci_low_vs_random", "ci_high_vs_random", "verdict_vs_random"]
 
 
 def _table(conn: Any, name: str) -> pd.DataFrame | None:
@@ -115,12 +103,20 @@ def render_markdown(report: dict, title: str = "Selective Reflection-Tuning run"
     out += ["## Training", ""]
     out += [markdown_table(report["training"], TRAINING_COLUMNS) if report.get("training") else "Not materialized.", ""]
     out += ["## Ablation (95 % paired bootstrap intervals)", ""]
-    if report.get("ablation"):
-        columns = [c for c in ABLATION_COLUMNS if any(c in row for row in report["ablation"])]
-        out += [markdown_table(report["ablation"], columns), ""]
-    else:
-        out += ["Not materialized.", ""]
+    out += ablation_lines(report.get("ablation"))
     return "\n".join(out)
+
+
+def ablation_lines(rows: list[dict] | None) -> list[str]:
+    """The ablation table as a user reads it (value, interval and verdict vs base and vs random), with the
+    positive control's note, or why there is none."""
+    if not rows:
+        return ["Not materialized (no arm was evaluated).", ""]
+    from reflection_assets.evaluation.report import markdown_table as ablation_markdown
+    from reflection_assets.evaluation.report import positive_control_note
+
+    table = pd.DataFrame(rows)
+    return [ablation_markdown(table), "", positive_control_note(table), ""]
 
 
 def write_report(report: dict, folder: Path, title: str = "Selective Reflection-Tuning run") -> dict[str, Path]:

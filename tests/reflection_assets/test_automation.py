@@ -163,8 +163,12 @@ def _evaluation_assets():
 
 
 def test_evaluation_schedule_is_off_unless_a_cron_is_given(monkeypatch):
-    assert evaluation_schedules(defs.resolve_asset_graph().assets_defs) == []  # no evaluation assets: no schedule
+    from reflection_assets.assets import ingest
+
+    assert evaluation_schedules(dg.load_assets_from_modules([ingest])) == []  # no evaluation assets: no schedule
     monkeypatch.delenv(EVAL_CRON_ENV, raising=False)
+    (shipped,) = evaluation_schedules(defs.resolve_asset_graph().assets_defs)  # this build has them
+    assert shipped.default_status == dg.DefaultScheduleStatus.STOPPED
     (stopped,) = evaluation_schedules(_evaluation_assets())
     assert stopped.default_status == dg.DefaultScheduleStatus.STOPPED
 

@@ -1,0 +1,333 @@
+"""Score the base model and every adapter on every suite: one loaded model, one shared generation pass.
+
+Output rows are one per model x suite x item x metric (SCORE_COLUMNS), each with the text the
+model wrote, so every number in the report can be traced to an answer. Every model output is
+cached by content (`EvalOutputCache`): a re-run costs nothing, a new arm only itself.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reflection_assets.evaluation.cache import EvalOutputCache, output_key
+from reflection_assets.evaluation.checkers import run_check
+from reflection_assets.evaluation.extraction import extract_number, output_part
+from reflection_assets.evaluation.generation import GenerationEngine, GenerationRequest
+from reflection_assets.evaluation.judge import JUDGE_PROMPT_VERSION, Choose, judge_pair
+from reflection_assets.evaluation.likelihood import NllRequest, answer_nll
+from reflection_assets.evaluation.suites import (
+    ARITHMETIC,
+    GENERATED_SUITES,
+    GSM8K,
+    HELDOUT_NLL,
+    IFEVAL,
+    JUDGE,
+    LM_EVAL_ARITHMETIC,
+    SUITE_VERSION,
+    EvalItem,
+    arithmetic_items,
+    gsm8k_items,
+    heldout_items,
+    ifeval_items,
+    judge_items,
+)
+from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
+from reflection_assets.scoring.templates import prompt_ids
+
+BASE = "base"  # the base model's name in the tables (it is evaluated beside the arms, not as one)
+SCORE_COLUMNS = [
+    "model",
+    "suite",
+    "item_id",
+    "metric",
+    "value",
+    "output",
+    "instruction",
+    "reference",
+    "adapter_key",
+    "suite_version",
+    "contaminated",
+]
+METRICS = {
+    HELDOUT_NLL: "nll",
+    ARITHMETIC: "exact_match",
+    GSM8K: "exact_match",
+    IFEVAL: "pass",
+    JUDGE: "judge_score",
+    LM_EVAL_ARITHMETIC: "exact_match",
+}
+LOWER_IS_BETTER = {"nll"}
+RESPONSE_STYLES = ("plain", "reflection")
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    name: str  # BASE or the arm
+    adapter: str | None  # PEFT adapter name in the loaded PeftModel; None = base
+    key: str  # what identifies its weights beside the base fingerprint (the checkpoint key; "" for base)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that decides the numbers besides the weights; recorded with the scores."""
+
+    eval_file: str
+    gsm8k_file: str
+    items_per_suite: int = 15
+    seed: int = 0
+    max_new_tokens: int = 64
+    template: str = "chat"
+    response_style: str = "plain"  # plain | reflection (only the <output> part is scored)
+    batch_tokens: int | None = None
+    lm_eval: bool = True
+    suite_version: str = SUITE_VERSION
+    decoding: dict = field(default_factory=lambda: {"strategy": "greedy", "temperature": 0.0})
+
+    @property
+    def system(self) -> str:
+        return REFLECTION_SYSTEM_PROMPT if self.response_style == "reflection" else ""
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def build_items(settings: EvalSettings) -> dict[str, list[EvalItem]]:
+    n, seed = settings.items_per_suite, settings.seed
+    return {
+        HELDOUT_NLL: heldout_items(settings.eval_file),
+        ARITHMETIC: arithmetic_items(n, seed),
+        IFEVAL: ifeval_items(n, seed),
+        GSM8K: gsm8k_items(settings.gsm8k_file, limit=n),
+        JUDGE: judge_items(settings.eval_file, limit=n),
+    }
+
+
+def _row(model: ModelUnderTest, item: EvalItem, metric: str, value: float, output: str, settings: EvalSettings) -> dict:
+    return {
+        "model": model.name,
+        "suite": item.suite,
+        "item_id": item.item_id,
+        "metric": metric,
+        "value": float(value),
+        "output": output,
+        "instruction": item.instruction,
+        "reference": item.reference or json.dumps(item.check),
+        "adapter_key": model.key,
+        "suite_version": settings.suite_version,
+        "contaminated": False,
+    }
+
+
+class Evaluator:
+    """One loaded (Peft)model and tokenizer; scores models x items with a content cache."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        fingerprint: str,
+        settings: EvalSettings,
+        cache: EvalOutputCache,
+        log: Callable[[str], None] = print,
+    ):
+        self.model, self.tokenizer, self.settings, self.cache, self.log = model, tokenizer, settings, cache, log
+        self.identity = [fingerprint, str(getattr(model, "dtype", "")), model.device.type]
+        self.engine = GenerationEngine(model, tokenizer, batch_tokens=settings.batch_tokens)
+        self.stats = {
+            "generated": 0,
+            "generated_cached": 0,
+            "new_tokens": 0,
+            "generation_seconds": 0.0,
+            "nll_scored": 0,
+            "nll_cached": 0,
+            "judged": 0,
+            "judged_cached": 0,
+        }
+
+    def prompt(self, item: EvalItem) -> tuple[int, ...]:
+        return tuple(
+            prompt_ids(self.tokenizer, self.settings.template, item.instruction, item.input, self.settings.system)
+        )
+
+    # -- generation: every generated suite of every model in one pass ---------------------------------
+
+    def generate(self, models: Sequence[ModelUnderTest], items: Sequence[EvalItem]) -> dict[tuple[str, str], str]:
+        """(model name, item id) -> generated text, from the cache or one mixed-adapter pass."""
+        import time
+
+        wanted = {(m.name, i.item_id): (m, i, self.prompt(i)) for m in models for i in items}
+        keys = {
+            pair: output_key(
+                "generation", [*self.identity, m.key, list(p), self.settings.max_new_tokens, self.settings.decoding]
+            )
+            for pair, (m, i, p) in wanted.items()
+        }
+        cached = self.cache.get(list(keys.values()))
+        missing = [pair for pair in wanted if keys[pair] not in cached]
+        self.stats["generated_cached"] += len(wanted) - len(missing)
+        if missing:
+            requests = [
+                GenerationRequest(wanted[p][2], self.settings.max_new_tokens, wanted[p][0].adapter) for p in missing
+            ]
+            self.log(
+                f"generating {len(requests)} answers ({len(wanted) - len(missing)} cached) in mixed-adapter batches"
+            )
+            started = time.perf_counter()
+            outputs = self.engine.generate(requests)
+            self.stats["generation_seconds"] += time.perf_counter() - started
+            self.stats["generated"] += len(outputs)
+            self.stats["new_tokens"] += sum(o.new_tokens for o in outputs)
+            fresh = {
+                keys[p]: {"text": o.text, "new_tokens": o.new_tokens, "finish_reason": o.finish_reason}
+                for p, o in zip(missing, outputs)
+            }
+            self.cache.put("generation", fresh)
+            cached.update(fresh)
+        return {pair: cached[keys[pair]]["text"] for pair in wanted}
+
+    def score_generated(
+        self,
+        models: Sequence[ModelUnderTest],
+        items: dict[str, list[EvalItem]],
+        choose: Choose | None,
+        judge_identity: Any,
+    ) -> list[dict]:
+        generated_items = [i for suite in GENERATED_SUITES for i in items.get(suite, [])]
+        texts = self.generate(models, generated_items)
+        rows = []
+        for model in models:
+            for item in generated_items:
+                text = (
+                    output_part(texts[(model.name, item.item_id)])
+                    if self.settings.response_style == "reflection"
+                    else texts[(model.name, item.item_id)]
+                )
+                if item.suite in (ARITHMETIC, GSM8K):
+                    value = float(extract_number(text) == item.reference)
+                elif item.suite == IFEVAL:
+                    value = float(run_check(item.check, text))
+                else:
+                    continue
+                rows.append(_row(model, item, METRICS[item.suite], value, text, self.settings))
+        base = next((m for m in models if m.adapter is None), None)
+        if choose is not None and base is not None:
+            rows += self.judge(models, base, items.get(JUDGE, []), texts, choose, judge_identity)
+        return rows
+
+    def judge(self, models, base, items, texts, choose: Choose, judge_identity: Any) -> list[dict]:
+        """Each arm's answer against the base's on the same instruction, asked in both orders."""
+
+        def answer(model, item):
+            text = texts[(model.name, item.item_id)]
+            return output_part(text) if self.settings.response_style == "reflection" else text
+
+        pairs = [(m, i) for m in models if m is not base for i in items]
+        keys = {
+            (m.name, i.item_id): output_key(
+                "judge", [judge_identity, JUDGE_PROMPT_VERSION, i.instruction, i.input, answer(m, i), answer(base, i)]
+            )
+            for m, i in pairs
+        }
+        cached = self.cache.get(list(keys.values()))
+        fresh = {}
+        rows = []
+        for model, item in pairs:
+            key = keys[(model.name, item.item_id)]
+            if key not in cached:
+                instruction = f"{item.instruction}\n\n{item.input}" if item.input else item.instruction
+                verdict, forward, backward = judge_pair(choose, instruction, answer(model, item), answer(base, item))
+                fresh[key] = cached[key] = {"verdict": verdict, "forward": forward, "backward": backward}
+            rows.append(_row(model, item, METRICS[JUDGE], cached[key]["verdict"], answer(model, item), self.settings))
+        self.stats["judged"] += len(fresh)
+        self.stats["judged_cached"] += len(pairs) - len(fresh)
+        self.cache.put("judge", fresh)
+        return rows
+
+    # -- held-out likelihood ------------------------------------------------------------------------------
+
+    def score_nll(self, models: Sequence[ModelUnderTest], items: Sequence[EvalItem]) -> list[dict]:
+        answers = {i.item_id: tuple(self.tokenizer(i.reference, add_special_tokens=False)["input_ids"]) for i in items}
+        wanted = [(m, i) for m in models for i in items]
+        keys = [
+            output_key("nll", [*self.identity, m.key, list(self.prompt(i)), list(answers[i.item_id])])
+            for m, i in wanted
+        ]
+        cached = self.cache.get(keys)
+        missing = [k for k, key in enumerate(keys) if key not in cached]
+        if missing:
+            requests = [
+                NllRequest(self.prompt(wanted[k][1]), answers[wanted[k][1].item_id], wanted[k][0].adapter)
+                for k in missing
+            ]
+            pad = (
+                self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+            )
+            fresh = {keys[k]: {"nll": v} for k, v in zip(missing, answer_nll(self.model, requests, int(pad)))}
+            self.cache.put("nll", fresh)
+            cached.update(fresh)
+        self.stats["nll_scored"] += len(missing)
+        self.stats["nll_cached"] += len(wanted) - len(missing)
+        return [
+            _row(m, i, METRICS[HELDOUT_NLL], cached[key]["nll"], "", self.settings) for (m, i), key in zip(wanted, keys)
+        ]
+
+    # -- lm-evaluation-harness ----------------------------------------------------------------------------
+
+    def score_harness(self, models: Sequence[ModelUnderTest], items: Sequence[EvalItem]) -> list[dict]:
+        """The arithmetic suite through lm-eval's own task machinery, each model's run cached whole."""
+        from reflection_assets.evaluation.harness import ARITHMETIC_TASK, TASK_DIR, run_harness, write_arithmetic_task
+
+        task_text = (TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text()
+        keys = {
+            m.name: output_key(
+                "lm_eval", [*self.identity, m.key, task_text, [asdict(i) for i in items], self.settings.system]
+            )
+            for m in models
+        }
+        cached = self.cache.get(list(keys.values()))
+        missing = [m for m in models if keys[m.name] not in cached]
+        if missing:
+            with tempfile.TemporaryDirectory() as folder:
+                write_arithmetic_task(items, Path(folder))
+                results = run_harness(
+                    self.model,
+                    self.tokenizer,
+                    [m.adapter for m in missing],
+                    [ARITHMETIC_TASK],
+                    Path(folder),
+                    system_instruction=self.settings.system or None,
+                )
+            fresh = {keys[m.name]: {"samples": [asdict(s) for s in results[m.adapter]]} for m in missing}
+            self.cache.put("lm_eval", fresh)
+            cached.update(fresh)
+        rows = []
+        for model in models:
+            for sample in cached[keys[model.name]]["samples"]:
+                item = items[sample["doc_index"]]
+                lm_item = EvalItem(LM_EVAL_ARITHMETIC, item.instruction, item.input, item.reference)
+                rows.append(
+                    _row(model, lm_item, METRICS[LM_EVAL_ARITHMETIC], sample["score"], sample["output"], self.settings)
+                )
+        return rows
+
+
+def evaluate(
+    evaluator: Evaluator,
+    models: Sequence[ModelUnderTest],
+    items: dict[str, list[EvalItem]],
+    choose: Choose | None = None,
+    judge_identity: Any = None,
+) -> pd.DataFrame:
+    """Every suite for every model: the eval_scores rows."""
+    rows = evaluator.score_nll(models, items.get(HELDOUT_NLL, []))
+    rows += evaluator.score_generated(models, items, choose, judge_identity)
+    if evaluator.settings.lm_eval and items.get(ARITHMETIC):
+        rows += evaluator.score_harness(models, items[ARITHMETIC])
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)

@@ -1,0 +1,29 @@
+"""lm-eval 0.4.13 on the shipped local task, through one HFLM over a PeftModel, base and adapter."""
+
+from reflection_assets.evaluation.generation import GenerationEngine, GenerationRequest
+from reflection_assets.evaluation.harness import ARITHMETIC_TASK, run_harness, write_arithmetic_task
+from reflection_assets.evaluation.suites import arithmetic_items
+from reflection_assets.scoring.templates import prompt_ids
+
+
+def test_lm_eval_runs_the_shipped_task_for_the_base_and_an_adapter(tiny_peft, tmp_path, monkeypatch):
+    model, tokenizer = tiny_peft
+    items = arithmetic_items(3, seed=5)
+    folder = write_arithmetic_task(items, tmp_path / "task")
+    monkeypatch.chdir(tmp_path)  # data_files is absolute: the working directory does not matter
+    results = run_harness(model, tokenizer, [None, "first"], [ARITHMETIC_TASK], folder)
+
+    assert set(results) == {None, "first"}
+    engine = GenerationEngine(model, tokenizer)
+    for adapter, samples in results.items():
+        assert [s.doc_index for s in samples] == [0, 1, 2]
+        for sample, item in zip(samples, items):
+            assert item.instruction in sample.prompt
+            assert sample.score in (0.0, 1.0)
+            assert sample.score == float(sample.output == item.reference)
+        # lm-eval used the adapter it was asked for: its greedy text is our engine's for that adapter.
+        ours = engine.generate(
+            [GenerationRequest(tuple(prompt_ids(tokenizer, "chat", i.instruction)), 64, adapter) for i in items]
+        )
+        assert [s.response.strip() for s in samples] == [o.text.strip() for o in ours]
+    assert [s.response for s in results[None]] != [s.response for s in results["first"]]

@@ -1,0 +1,45 @@
+"""The evaluator on a tiny PeftModel: rows per model x suite x item, and a cache that makes a
+re-run free and a new arm cost only itself."""
+
+from reflection_assets.demo_data import DEMO_EVAL_PATH
+from reflection_assets.evaluation.cache import EvalOutputCache
+from reflection_assets.evaluation.runner import BASE, EvalSettings, Evaluator, ModelUnderTest, build_items, evaluate
+
+SETTINGS = EvalSettings(
+    eval_file=str(DEMO_EVAL_PATH), gsm8k_file=str(DEMO_EVAL_PATH), items_per_suite=2, max_new_tokens=6, lm_eval=False
+)
+BASE_MODEL = ModelUnderTest(BASE, None, "")
+FIRST, SECOND = ModelUnderTest("first", "first", "key-1"), ModelUnderTest("second", "second", "key-2")
+
+
+def test_a_rerun_is_free_and_a_new_arm_costs_only_itself(tiny_peft, tmp_path):
+    model, tokenizer = tiny_peft
+    items = build_items(SETTINGS)
+    generated_items = sum(len(items[s]) for s in ("arithmetic", "ifeval", "gsm8k", "judge"))
+    cache = EvalOutputCache(tmp_path / "w.duckdb")
+
+    def run(models):
+        evaluator = Evaluator(model, tokenizer, "tiny", SETTINGS, cache, log=lambda _: None)
+        return evaluate(evaluator, models, items), evaluator.stats
+
+    first, stats = run([BASE_MODEL, FIRST])
+    assert stats["generated"] == 2 * generated_items and stats["nll_scored"] == 2 * len(items["heldout_nll"])
+    assert set(first["model"]) == {BASE, "first"}
+    assert "judge" not in set(first["suite"])  # no judge given
+
+    again, stats = run([BASE_MODEL, FIRST])
+    assert stats["generated"] == 0 and stats["nll_scored"] == 0
+    assert again.equals(first)
+
+    grown, stats = run([BASE_MODEL, FIRST, SECOND])
+    assert stats["generated"] == generated_items and stats["nll_scored"] == len(items["heldout_nll"])
+    assert grown[grown["model"] != "second"].reset_index(drop=True).equals(first)
+
+
+def test_reflection_style_prompts_with_the_training_system_prompt(tiny_peft, tmp_path):
+    model, tokenizer = tiny_peft
+    settings = EvalSettings(**{**SETTINGS.record(), "response_style": "reflection"})
+    assert settings.system.startswith("You are a world-class AI system")
+    evaluator = Evaluator(model, tokenizer, "tiny", settings, EvalOutputCache(tmp_path / "w.duckdb"))
+    prompt = tokenizer.decode(list(evaluator.prompt(build_items(settings)["arithmetic"][0])))
+    assert "<output>" in prompt  # the training system prompt asks for the format
