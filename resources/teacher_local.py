@@ -1,18 +1,22 @@
-"""In-process transformers teacher: left-padded, length-sorted batches; CUDA when present.
+"""In-process transformers teacher: generation through reflection_assets.generation's engine; CUDA when present.
 
 Defaults to the bundled SmolLM2-135M-Instruct (through resources.model_store, which de-quantizes
 the GGUF once); any Hugging Face id or local directory works. Guided generation is always
-available here because the backend controls the assistant turn itself.
+available here because the backend controls the assistant turn itself: the engine continues each
+guided step from the key/value cache. `generation="generate"` keeps the earlier path (one
+`model.generate` per batch of `batch_size` and per guided step) for comparison; sampled
+(temperature > 0) calls take that path too.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 from pydantic import Field, PrivateAttr
 
+from reflection_assets.generation.stops import stop_token_ids
 from reflection_assets.teacher.guided import GuidedState, cut_at_stop
 from reflection_assets.teacher.types import (
     CALL_ERROR,
@@ -43,17 +47,6 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Token ids that end a continuation: EOS of the generation config and tokenizer, and pad."""
-    ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id, tokenizer.pad_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(int(v) for v in value)
-    return ids
-
-
 def generation_kwargs(sampling: Sampling, tokenizer: Any) -> dict:
     """Arguments for model.generate; greedy when temperature is 0."""
     kwargs: dict[str, Any] = {
@@ -78,22 +71,31 @@ class TransformersTeacher(Teacher):
     model_ref: str = Field(default="bundled", description="'bundled', a .gguf path, a model directory or a hub id.")
     device: Optional[str] = Field(default=None, description="'cpu', 'cuda', 'cuda:1'...; default CUDA when present.")
     dtype: Optional[str] = Field(default=None, description="torch dtype name; default fp32 on CPU, bf16 on CUDA.")
-    batch_size: int = Field(default=8, description="Prompts per generate() call.")
+    generation: Literal["engine", "generate"] = Field(
+        default="engine",
+        description="'engine': cache reuse across guided steps, shared prefix, token-budget batches; "
+        "'generate': one model.generate per batch and guided step (the earlier path, for comparison).",
+    )
+    batch_tokens: Optional[int] = Field(
+        default=None, description="Engine batch budget, rows x (prompt + new tokens); default by device."
+    )
+    batch_size: int = Field(default=8, description="Prompts per generate() call (generation='generate').")
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model's repository.")
     num_threads: Optional[int] = Field(
         default=None,
-        description="torch CPU threads, process-wide (None: torch's default). 1 avoids OpenMP oversubscription "
-        "when other processes share the cores.",
+        description="torch CPU threads, process-wide (None: the cores this process may use). 1 avoids OpenMP "
+        "oversubscription when other processes share the cores.",
     )
 
     _model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _identity: Optional[dict] = PrivateAttr(default=None)
+    _engine: Any = PrivateAttr(default=None)
 
     @classmethod
-    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8) -> "TransformersTeacher":
-        """Wrap a model already in memory (tests, benchmarks, notebooks)."""
-        teacher = cls(model_ref=name, batch_size=batch_size)
+    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8, **fields: Any) -> "TransformersTeacher":
+        """Wrap a model already in memory (tests, benchmarks, notebooks); `fields` set other options."""
+        teacher = cls(model_ref=name, batch_size=batch_size, **fields)
         teacher._model, teacher._tokenizer = model.eval(), prepare_tokenizer(tokenizer)
         teacher._identity = {"backend": "transformers", "model": name, "dtype": str(model.dtype), "device": model.device.type}
         return teacher
@@ -115,6 +117,19 @@ class TransformersTeacher(Teacher):
             )
             self._model, self._tokenizer = model, prepare_tokenizer(tokenizer)
         return self._model, self._tokenizer
+
+    def engine(self) -> Any:
+        """The generation engine over the loaded model (made once)."""
+        if self._engine is None:
+            from reflection_assets.generation.engine import GenerationEngine
+
+            model, tokenizer = self.load()
+            self._engine = GenerationEngine(model, tokenizer, batch_tokens=self.batch_tokens, num_threads=self.num_threads)
+        return self._engine
+
+    def uses_engine(self, sampling: Sampling) -> bool:
+        """Greedy calls run on the engine unless the earlier path is asked for."""
+        return self.generation == "engine" and sampling.temperature == 0
 
     def cache_identity(self) -> dict:
         """Weights fingerprint plus resolved dtype and device kind, without loading the model."""
@@ -191,10 +206,8 @@ class TransformersTeacher(Teacher):
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault((request.sampling, request.guide), []).append(i)
-        for members in groups.values():
-            members.sort(key=lambda i: lengths[i])
-            for start in range(0, len(members), self.batch_size):
-                batch = members[start : start + self.batch_size]
+        for (sampling, guide), members in groups.items():
+            for batch in self.plan_batches(members, lengths, sampling, guide):
                 admitted = [i for i in batch if admit is None or admit(requests[i])]
                 for i in batch:
                     if i not in admitted:
@@ -209,11 +222,21 @@ class TransformersTeacher(Teacher):
                         on_result(i, result)
         return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]
 
+    def plan_batches(self, members: list[int], lengths: list[int], sampling: Sampling, guide: Any) -> list[list[int]]:
+        """Engine: rows x (prompt + new tokens) within its token budget; else `batch_size` rows. Length-sorted."""
+        if not self.uses_engine(sampling):
+            members = sorted(members, key=lambda i: lengths[i])
+            return [members[start : start + self.batch_size] for start in range(0, len(members), self.batch_size)]
+        planned = guide.max_new_tokens() + sum(len(s.prefix) for s in guide.steps) if guide else sampling.max_new_tokens
+        return [[members[k] for k in batch] for batch in self.engine().plan_lengths([lengths[i] + planned for i in members])]
+
     def run_batch(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         """Plain or guided generation for requests that share sampling and guide."""
         start = time.perf_counter()
         try:
-            if requests[0].guide is None:
+            if self.uses_engine(requests[0].sampling):
+                made = self.run_engine(requests, prompts)
+            elif requests[0].guide is None:
                 outs = self.generate(prompts, requests[0].sampling)
                 made = [ChatResult(o.text, prompt_tokens=o.prompt_tokens, completion_tokens=o.completion_tokens, requests=1, finish_reason=o.finish_reason) for o in outs]
             else:
@@ -226,6 +249,26 @@ class TransformersTeacher(Teacher):
         for result in made:
             result.latency_s = share
         return made
+
+    def run_engine(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
+        """One engine batch: plain requests, or guided plans continued from the cache step after step."""
+        from reflection_assets.generation.engine import GenerationRequest
+        from reflection_assets.generation.guided import GuidedRun
+
+        engine, tokenizer = self.engine(), self._tokenizer
+        plan, sampling = requests[0].guide, requests[0].sampling
+        if plan is None:
+            ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+            outs = engine.run_batch([
+                GenerationRequest(tuple(row), sampling.max_new_tokens, stop=tuple(sampling.stop), min_new_tokens=sampling.min_new_tokens)
+                for row in ids
+            ])
+            return [ChatResult(o.text, prompt_tokens=o.prompt_tokens, completion_tokens=o.new_tokens, requests=1,
+                               finish_reason=o.finish_reason) for o in outs]
+        runs = [GuidedRun(tokenizer, prompt, plan) for prompt in prompts]
+        outs = engine.run_batch([run.request() for run in runs])
+        return [ChatResult(run.text(), prompt_tokens=o.prompt_tokens, completion_tokens=run.completion_tokens,
+                           requests=run.requests, finish_reason=run.finish_reason) for run, o in zip(runs, outs)]
 
     def run_guided(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         plan = requests[0].guide

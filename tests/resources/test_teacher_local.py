@@ -73,6 +73,40 @@ def test_guided_truncated_section_is_reported(tiny: TransformersTeacher, tmp_pat
     assert frame.iloc[0]["outcome"] == "parse_failed" and stats.requests == 2
 
 
+def guided_requests(n: int) -> list[ChatRequest]:
+    from reflection_assets.teacher.planning import build_request
+
+    settings = ReflectionSettings(guided=True, critique_tokens=4, max_new_tokens=5)
+    pairs = [Pair("Explain photosynthesis. " * (1 + i % 3), "Plants use light.") for i in range(n)]
+    return [build_request("instruction", p, settings, guided=True) for p in pairs]
+
+
+def test_engine_equals_the_generate_path(tiny: TransformersTeacher) -> None:
+    """Guided plans continued from the cache give today's texts and counts; the prompt is computed once."""
+    model, tokenizer = tiny.load()
+    earlier = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", batch_size=2, generation="generate")
+    engine = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)
+    requests = guided_requests(4) + requests_plain(3)
+    old, new = earlier.complete(requests), engine.complete(requests)
+    assert [r.text for r in new] == [r.text for r in old]
+    assert [(r.prompt_tokens, r.requests, r.finish_reason) for r in new] == [(r.prompt_tokens, r.requests, r.finish_reason) for r in old]
+    stats = engine.engine().stats
+    # Each guided step re-reads its whole context in the earlier path; the engine feeds the prompt once.
+    assert stats.prefill_tokens + stats.prefix_tokens < sum(r.prompt_tokens for r in old[:4]) / 2
+
+
+def requests_plain(n: int) -> list[ChatRequest]:
+    return requests(n, Sampling(max_new_tokens=5))
+
+
+def test_sampled_calls_take_the_generate_path(tiny: TransformersTeacher) -> None:
+    model, tokenizer = tiny.load()
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)
+    sampled = Sampling(max_new_tokens=3, temperature=0.7, seed=1)
+    assert not teacher.uses_engine(sampled) and teacher.uses_engine(Sampling())
+    assert teacher.complete(requests(2, sampled))[0].ok and teacher._engine is None
+
+
 def test_choose_returns_probabilities() -> None:
     probs = forced_teacher("[End]").choose([{"role": "user", "content": "Which?"}], ["[End]", "Plants"])
     assert probs[0] > 0.99 and sum(probs) == pytest.approx(1.0)
@@ -80,6 +114,20 @@ def test_choose_returns_probabilities() -> None:
 
 def test_cache_identity_of_a_loaded_model(tiny: TransformersTeacher) -> None:
     assert tiny.cache_identity() == {"backend": "transformers", "model": "tiny-llama", "dtype": "torch.float32", "device": "cpu"}
+
+
+@pytest.mark.slow
+def test_bundled_engine_equals_the_generate_path_on_demo_rows(bundled_model) -> None:  # type: ignore[no-untyped-def]
+    from reflection_assets.demo_data import DEMO_TRAIN_PATH
+    from reflection_assets.ingest.readers import read_dataset
+    from reflection_assets.teacher.planning import build_request
+
+    model, tokenizer, fingerprint = bundled_model
+    settings = ReflectionSettings(guided=True, critique_tokens=12, max_new_tokens=24)
+    requests = [build_request("instruction", p, settings, guided=True) for p in read_dataset(DEMO_TRAIN_PATH).accepted[:4]]
+    earlier = TransformersTeacher.from_loaded(model, tokenizer, name=fingerprint, generation="generate").complete(requests)
+    engine = TransformersTeacher.from_loaded(model, tokenizer, name=fingerprint, num_threads=1).complete(requests)
+    assert [r.text for r in engine] == [r.text for r in earlier]
 
 
 @pytest.mark.slow
