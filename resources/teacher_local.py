@@ -235,7 +235,7 @@ class TransformersTeacher(Teacher):
         start = time.perf_counter()
         try:
             if self.uses_engine(requests[0].sampling):
-                made = self.run_engine(requests, prompts)
+                made = self.run_engine_or_split(requests, prompts)
             elif requests[0].guide is None:
                 outs = self.generate(prompts, requests[0].sampling)
                 made = [ChatResult(o.text, prompt_tokens=o.prompt_tokens, completion_tokens=o.completion_tokens, requests=1, finish_reason=o.finish_reason) for o in outs]
@@ -249,6 +249,20 @@ class TransformersTeacher(Teacher):
         for result in made:
             result.latency_s = share
         return made
+
+    def run_engine_or_split(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
+        """A failing engine batch is halved until the failure is pinned to single rows (an error result each).
+
+        Engine batches are large (a token budget, not 8 rows): one overlong prompt or an out-of-memory
+        must not fail every row beside it.
+        """
+        try:
+            return self.run_engine(requests, prompts)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            if len(requests) == 1:
+                return [ChatResult(status=CALL_ERROR, error=f"{type(exc).__name__}: {exc}"[:500], requests=1)]
+            half = len(requests) // 2
+            return self.run_engine_or_split(requests[:half], prompts[:half]) + self.run_engine_or_split(requests[half:], prompts[half:])
 
     def run_engine(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         """One engine batch: plain requests, or guided plans continued from the cache step after step."""

@@ -29,7 +29,7 @@ class GrowingLayer(DynamicLayer):
         capacity = 0 if self._key_buffer is None else self._key_buffer.shape[-2]
         if needed <= capacity:
             return
-        capacity = max(needed, capacity * 2, GROWTH_TOKENS)
+        capacity = max(needed, capacity + max(GROWTH_TOKENS, capacity // 2))  # x1.5: bounded spare memory
         batch, heads, _, key_dim = key_states.shape
         keys = key_states.new_zeros((batch, heads, capacity, key_dim))
         values = value_states.new_zeros((batch, heads, capacity, value_states.shape[-1]))

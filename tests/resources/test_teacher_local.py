@@ -107,6 +107,22 @@ def test_sampled_calls_take_the_generate_path(tiny: TransformersTeacher) -> None
     assert teacher.complete(requests(2, sampled))[0].ok and teacher._engine is None
 
 
+def test_a_failing_row_does_not_fail_its_engine_batch() -> None:
+    """A prompt past a GPT-2's 128 learned positions fails alone; its batch neighbours are generated."""
+    import torch
+    from support.tiny_lm import tiny_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id))
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-gpt2", num_threads=1)
+    too_long = ChatRequest.of([{"role": "user", "content": "Explain photosynthesis. " * 60}], Sampling(max_new_tokens=3))
+    out = teacher.complete(requests(3, Sampling(max_new_tokens=3)) + [too_long])
+    assert [r.ok for r in out] == [True, True, True, False] and out[3].error.startswith("IndexError")
+
+
 def test_choose_returns_probabilities() -> None:
     probs = forced_teacher("[End]").choose([{"role": "user", "content": "Which?"}], ["[End]", "Plants"])
     assert probs[0] > 0.99 and sum(probs) == pytest.approx(1.0)
