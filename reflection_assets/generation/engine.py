@@ -114,9 +114,12 @@ class _Row:
 
 
 def default_threads() -> int:
-    """The cores this process may use (cgroup/affinity aware), not the host's."""
+    """OMP_NUM_THREADS when set (the usual way to share a machine), else the cores this process may use."""
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))  # cgroup/affinity aware, unlike os.cpu_count()
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 

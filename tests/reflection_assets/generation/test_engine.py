@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -131,14 +132,18 @@ def test_continuation_reuses_the_cache_and_equals_a_fresh_start(tiny: tuple[Any,
     assert engine.stats.rollback_tokens == 1
 
 
-def test_threads_default_to_the_available_cores(tiny: tuple[Any, Any]) -> None:
+def test_threads_default_to_the_available_cores(tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     model, tokenizer = tiny
     before = torch.get_num_threads()
     try:
         GenerationEngine(model, tokenizer, num_threads=1)
         assert torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         GenerationEngine(model, tokenizer)
-        assert torch.get_num_threads() == default_threads()
+        assert torch.get_num_threads() == default_threads() == len(os.sched_getaffinity(0))
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        GenerationEngine(model, tokenizer)
+        assert torch.get_num_threads() == default_threads() == 1
     finally:
         torch.set_num_threads(before)
 
