@@ -83,8 +83,8 @@ class TransformersTeacher(Teacher):
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model's repository.")
     num_threads: Optional[int] = Field(
         default=None,
-        description="torch CPU threads, process-wide (None: OMP_NUM_THREADS, else the cores this process may use). 1 avoids OpenMP "
-        "oversubscription when other processes share the cores.",
+        description="torch CPU threads, process-wide (None: OMP_NUM_THREADS, else the cores this process may "
+        "use). 1 avoids OpenMP oversubscription when other processes share the cores.",
     )
 
     _model: Any = PrivateAttr(default=None)
