@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])
     config = dataset_run_config(argparse.Namespace(max_new_tokens=args.max_new_tokens, limit=args.limit))
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
     result = defs.resolve_job_def("dataset_job").execute_in_process(
         instance=instance, partition_key=DEMO_PARTITION, run_config=config, raise_on_error=False
     )
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = {name: round(steps[name].end_time - steps[name].start_time, 1) for name in STAGES if name in steps}
     report = {"success": result.success, "limit": args.limit, "stage_seconds": seconds,
               "teacher_stages_s": round(sum(seconds.values()), 1), "load_before": uptime,
-              "load_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+              "load_after": subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()}
     print(json.dumps(report, indent=2))
     return 0 if result.success else 1
 
