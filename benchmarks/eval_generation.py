@@ -54,9 +54,9 @@ def settings(items: int, new_tokens: int):
 
 
 def bench_pass(model, tokenizer, items: int, new_tokens: int) -> dict:
-    from reflection_assets.evaluation.generation import GenerationEngine, GenerationRequest
     from reflection_assets.evaluation.runner import build_items
     from reflection_assets.evaluation.suites import GENERATED_SUITES
+    from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
     from reflection_assets.scoring.templates import prompt_ids
 
     chosen = build_items(settings(items, new_tokens))

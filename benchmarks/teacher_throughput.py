@@ -5,8 +5,14 @@
    the share of greedy outputs that agree between the two paths.
 2. HTTP: the OpenAI-compatible backend against a loopback server with a fixed latency per call,
    at concurrency 1, 4 and 16; ideal time = calls x latency / concurrency.
+3. Guided (issue 10): the instruction stage, guided, on the first N demo rows, through the earlier
+   path (`generation="generate"`: one model.generate per batch of 8 and per guided step) and through
+   the generation engine, on one loaded model, alternately: rows/s, generated tok/s, positions the
+   model computed (prompt positions separately) and whether the texts are identical.
 
-    python benchmarks/teacher_throughput.py [--part local|http|all] [--prompts 16] [--new-tokens 64]
+    python benchmarks/teacher_throughput.py [--part local|http|guided|all] [--prompts 16] [--new-tokens 64]
+    python benchmarks/teacher_throughput.py --part guided --rows 32,68 --section-tokens 96 \
+        --critique-tokens 32 --threads 2
 """
 
 from __future__ import annotations
@@ -73,6 +79,106 @@ def bench_local(prompts: int, new_tokens: int, batch_size: int, model_ref: str) 
     }
 
 
+class ForwardCounter:
+    """Positions the model computes (padding included), from a hook on its forward: the same count for both paths."""
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        self.positions = self.prompt_positions = self.calls = 0
+        self.handle = model.register_forward_pre_hook(self.count, with_kwargs=True)
+
+    def count(self, module, args, kwargs):  # type: ignore[no-untyped-def]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None:
+            rows, width = ids.shape
+            self.calls += 1
+            self.positions += rows * width
+            if width > 1:  # a prompt pass (generate's first call; the engine's prefill, prefix and long feeds)
+                self.prompt_positions += rows * width
+
+    def take(self) -> dict:
+        figures = {
+            "forward_calls": self.calls,
+            "positions_computed": self.positions,
+            "prompt_positions_computed": self.prompt_positions,
+        }
+        self.positions = self.prompt_positions = self.calls = 0
+        return figures
+
+
+def bench_guided(
+    row_counts: list[int],
+    section_tokens: int,
+    critique_tokens: int,
+    model_ref: str,
+    batch_tokens: int | None,
+    threads: int | None,
+) -> list[dict]:
+    """Earlier path vs the engine on the guided instruction stage; one model, alternating order per size."""
+    from reflection_assets.model_store import load_model_and_tokenizer
+    from reflection_assets.teacher.planning import build_request
+    from reflection_assets.teacher.settings import ReflectionSettings
+    from resources.teacher_local import TransformersTeacher
+
+    model, tokenizer, fingerprint = load_model_and_tokenizer(model_ref)
+    settings = ReflectionSettings(max_new_tokens=section_tokens, critique_tokens=critique_tokens, guided=True)
+    teachers = {
+        "generate": TransformersTeacher.from_loaded(
+            model, tokenizer, name=fingerprint, batch_size=8, generation="generate"
+        ),
+        "engine": TransformersTeacher.from_loaded(
+            model, tokenizer, name=fingerprint, generation="engine", batch_tokens=batch_tokens, num_threads=threads
+        ),  # else the engine takes every core
+    }
+    counter = ForwardCounter(model)
+    warm = [build_request("instruction", p, settings, guided=True) for p in demo_pairs(2)]
+    for teacher in teachers.values():  # warm-up: stop-string tables, first allocations
+        teacher.complete(warm)
+    counter.take()
+    rows = []
+    for k, n in enumerate(row_counts):
+        requests = [build_request("instruction", p, settings, guided=True) for p in demo_pairs(n)]
+        order = ["generate", "engine"] if k % 2 == 0 else ["engine", "generate"]
+        runs: dict[str, dict] = {}
+        for path in order:
+            engine = teachers["engine"].engine()
+            before = dict(vars(engine.stats))
+            start = time.perf_counter()
+            results = teachers[path].complete(requests)
+            seconds = time.perf_counter() - start
+            generated = sum(r.completion_tokens for r in results)
+            runs[path] = {
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(n / seconds, 3),
+                "generated_tokens": generated,
+                "generated_tok_per_s": round(generated / seconds, 1),
+                **counter.take(),
+                "texts": [r.text for r in results],
+                "errors": sum(not r.ok for r in results),
+            }
+            if path == "engine":
+                runs[path]["engine_stats"] = {key: value - before[key] for key, value in vars(engine.stats).items()}
+            print(f"{n} rows, {path}: {seconds:.1f}s", file=sys.stderr, flush=True)
+        old, new = runs["generate"], runs["engine"]
+        differ = [i for i, (a, b) in enumerate(zip(old.pop("texts"), new.pop("texts"))) if a != b]
+        rows.append(
+            {
+                "rows": n,
+                "order": order,
+                "generate": old,
+                "engine": new,
+                "speedup": round(old["seconds"] / new["seconds"], 2),
+                "prompt_positions_ratio": round(
+                    old["prompt_positions_computed"] / max(1, new["prompt_positions_computed"]), 2
+                ),
+                "identical_texts": n - len(differ),
+                "differing_rows": differ,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)  # each size as soon as it is measured
+    counter.handle.remove()
+    return rows
+
+
 def bench_http(calls: int, latency_s: float, concurrencies: tuple[int, ...]) -> list[dict]:
     """Wall time of `calls` requests against a server that takes `latency_s` per call."""
     from reflection_assets.teacher.types import ChatRequest, Sampling
@@ -95,22 +201,40 @@ def bench_http(calls: int, latency_s: float, concurrencies: tuple[int, ...]) -> 
             wall = time.perf_counter() - start
             assert all(r.ok for r in results)
             ideal = calls * latency_s / concurrency
-            rows.append({"concurrency": concurrency, "calls": calls, "latency_s": latency_s, "wall_s": round(wall, 3),
-                         "ideal_s": round(ideal, 3), "ratio_to_ideal": round(wall / ideal, 3)})
+            rows.append(
+                {
+                    "concurrency": concurrency,
+                    "calls": calls,
+                    "latency_s": latency_s,
+                    "wall_s": round(wall, 3),
+                    "ideal_s": round(ideal, 3),
+                    "ratio_to_ideal": round(wall / ideal, 3),
+                }
+            )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("local", "http", "all"), default="all")
+    parser.add_argument("--part", choices=("local", "http", "guided", "all"), default="all")
+    parser.add_argument("--rows", default="32,68", help="guided: demo row counts, comma-separated")
+    parser.add_argument("--section-tokens", type=int, default=96, help="guided: tokens per marked section")
+    parser.add_argument("--critique-tokens", type=int, default=32, help="guided: tokens of the critique")
+    parser.add_argument(
+        "--batch-tokens", type=int, default=None, help="guided: engine batch budget (default by device)"
+    )
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--calls", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (1 avoids OpenMP oversubscription on a shared machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 avoids OpenMP oversubscription on a shared machine)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -119,11 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                    "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    report: dict = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
     if args.part in ("local", "all"):
         report["local"] = bench_local(args.prompts, args.new_tokens, args.batch_size, args.model)
         print(json.dumps(report["local"], indent=2), flush=True)
+    if args.part in ("guided", "all"):
+        report["guided"] = bench_guided(
+            [int(n) for n in args.rows.split(",")],
+            args.section_tokens,
+            args.critique_tokens,
+            args.model,
+            args.batch_tokens,
+            args.threads,
+        )
     if args.part in ("http", "all"):
         report["http"] = bench_http(args.calls, args.latency, (1, 4, 16))
         for row in report["http"]:

@@ -1,8 +1,11 @@
-"""In-process transformers teacher: left-padded, length-sorted batches; CUDA when present.
+"""In-process transformers teacher: generation through reflection_assets.generation's engine; CUDA when present.
 
 Defaults to the bundled SmolLM2-135M-Instruct (through reflection_assets.model_store, which de-quantizes
 the GGUF once); any Hugging Face id or local directory works. Guided generation is always
-available here because the backend controls the assistant turn itself.
+available here because the backend controls the assistant turn itself: the engine continues each
+guided step from the key/value cache. `generation="generate"` keeps the earlier path (one
+`model.generate` per batch of `batch_size` and per guided step) for comparison; sampled
+(temperature > 0) calls take that path too.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, PrivateAttr
 
+from reflection_assets.generation.stops import stop_token_ids
 from reflection_assets.teacher.backend import normalise
 from reflection_assets.teacher.guided import GuidedState, cut_at_stop
 from reflection_assets.teacher.types import (
@@ -45,17 +49,6 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Token ids that end a continuation: EOS of the generation config and tokenizer, and pad."""
-    ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id, tokenizer.pad_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(int(v) for v in value)
-    return ids
-
-
 def generation_kwargs(sampling: Sampling, tokenizer: Any) -> dict:
     """Arguments for model.generate; greedy when temperature is 0."""
     kwargs: dict[str, Any] = {
@@ -80,24 +73,40 @@ class TransformersTeacher(Teacher):
     model_ref: str = Field(default="bundled", description="'bundled', a .gguf path, a model directory or a hub id.")
     device: Optional[str] = Field(default=None, description="'cpu', 'cuda', 'cuda:1'...; default CUDA when present.")
     dtype: Optional[str] = Field(default=None, description="torch dtype name; default fp32 on CPU, bf16 on CUDA.")
-    batch_size: int = Field(default=8, description="Prompts per generate() call.")
+    generation: Literal["engine", "generate"] = Field(
+        default="engine",
+        description="'engine': cache reuse across guided steps, shared prefix, token-budget batches; "
+        "'generate': one model.generate per batch and guided step (the earlier path, for comparison).",
+    )
+    batch_tokens: Optional[int] = Field(
+        default=None, description="Engine batch budget, rows x (prompt + new tokens); default by device."
+    )
+    batch_size: int = Field(default=8, description="Prompts per generate() call (generation='generate').")
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model's repository.")
     num_threads: Optional[int] = Field(
         default=None,
-        description="torch CPU threads, process-wide (None: torch's default). 1 avoids OpenMP oversubscription "
-        "when other processes share the cores.",
+        description="torch CPU threads, process-wide (None: OMP_NUM_THREADS, else the cores this process may "
+        "use). 1 avoids OpenMP oversubscription when other processes share the cores.",
     )
 
     _model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _identity: Optional[dict] = PrivateAttr(default=None)
+    _engine: Any = PrivateAttr(default=None)
 
     @classmethod
-    def from_loaded(cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8) -> TransformersTeacher:
-        """Wrap a model already in memory (tests, benchmarks, notebooks)."""
-        teacher = cls(model_ref=name, batch_size=batch_size)
+    def from_loaded(
+        cls, model: Any, tokenizer: Any, name: str, batch_size: int = 8, **fields: Any
+    ) -> TransformersTeacher:
+        """Wrap a model already in memory (tests, benchmarks, notebooks); `fields` set other options."""
+        teacher = cls(model_ref=name, batch_size=batch_size, **fields)
         teacher._model, teacher._tokenizer = model.eval(), prepare_tokenizer(tokenizer)
-        teacher._identity = {"backend": "transformers", "model": name, "dtype": str(model.dtype), "device": model.device.type}
+        teacher._identity = {
+            "backend": "transformers",
+            "model": name,
+            "dtype": str(model.dtype),
+            "device": model.device.type,
+        }
         return teacher
 
     # -- loading -----------------------------------------------------------------------------
@@ -117,6 +126,21 @@ class TransformersTeacher(Teacher):
             )
             self._model, self._tokenizer = model, prepare_tokenizer(tokenizer)
         return self._model, self._tokenizer
+
+    def engine(self) -> Any:
+        """The generation engine over the loaded model (made once)."""
+        if self._engine is None:
+            from reflection_assets.generation.engine import GenerationEngine
+
+            model, tokenizer = self.load()
+            self._engine = GenerationEngine(
+                model, tokenizer, batch_tokens=self.batch_tokens, num_threads=self.num_threads
+            )
+        return self._engine
+
+    def uses_engine(self, sampling: Sampling) -> bool:
+        """Greedy calls run on the engine unless the earlier path is asked for."""
+        return self.generation == "engine" and sampling.temperature == 0
 
     def cache_identity(self) -> dict:
         """Weights fingerprint plus resolved dtype and device kind, without loading the model."""
@@ -193,10 +217,8 @@ class TransformersTeacher(Teacher):
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault((request.sampling, request.guide), []).append(i)
-        for members in groups.values():
-            members.sort(key=lambda i: lengths[i])
-            for start in range(0, len(members), self.batch_size):
-                batch = members[start : start + self.batch_size]
+        for (sampling, guide), members in groups.items():
+            for batch in self.plan_batches(members, lengths, sampling, guide):
                 admitted = [i for i in batch if admit is None or admit(requests[i])]
                 for i in batch:
                     if i not in admitted:
@@ -205,19 +227,42 @@ class TransformersTeacher(Teacher):
                             on_result(i, results[i])
                 if not admitted:
                     continue
-                for i, result in zip(admitted, self.run_batch([requests[i] for i in admitted], [prompts[i] for i in admitted])):
+                for i, result in zip(
+                    admitted, self.run_batch([requests[i] for i in admitted], [prompts[i] for i in admitted])
+                ):
                     results[i] = result
                     if on_result is not None:
                         on_result(i, result)
         return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]
 
+    def plan_batches(self, members: list[int], lengths: list[int], sampling: Sampling, guide: Any) -> list[list[int]]:
+        """Engine: rows x (prompt + new tokens) within its token budget; else `batch_size` rows. Length-sorted."""
+        if not self.uses_engine(sampling):
+            members = sorted(members, key=lambda i: lengths[i])
+            return [members[start : start + self.batch_size] for start in range(0, len(members), self.batch_size)]
+        planned = guide.max_new_tokens() + sum(len(s.prefix) for s in guide.steps) if guide else sampling.max_new_tokens
+        return [
+            [members[k] for k in batch] for batch in self.engine().plan_lengths([lengths[i] + planned for i in members])
+        ]
+
     def run_batch(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         """Plain or guided generation for requests that share sampling and guide."""
         start = time.perf_counter()
         try:
-            if requests[0].guide is None:
+            if self.uses_engine(requests[0].sampling):
+                made = self.run_engine_or_split(requests, prompts)
+            elif requests[0].guide is None:
                 outs = self.generate(prompts, requests[0].sampling)
-                made = [ChatResult(o.text, prompt_tokens=o.prompt_tokens, completion_tokens=o.completion_tokens, requests=1, finish_reason=o.finish_reason) for o in outs]
+                made = [
+                    ChatResult(
+                        o.text,
+                        prompt_tokens=o.prompt_tokens,
+                        completion_tokens=o.completion_tokens,
+                        requests=1,
+                        finish_reason=o.finish_reason,
+                    )
+                    for o in outs
+                ]
             else:
                 made = self.run_guided(requests, prompts)
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a prompt longer than the model allows
@@ -229,6 +274,65 @@ class TransformersTeacher(Teacher):
             result.latency_s = share
         return made
 
+    def run_engine_or_split(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
+        """A failing engine batch is halved until the failure is pinned to single rows (an error result each).
+
+        Engine batches are large (a token budget, not 8 rows): one overlong prompt or an out-of-memory
+        must not fail every row beside it.
+        """
+        try:
+            return self.run_engine(requests, prompts)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            if len(requests) == 1:
+                return [ChatResult(status=CALL_ERROR, error=f"{type(exc).__name__}: {exc}"[:500], requests=1)]
+            half = len(requests) // 2
+            return self.run_engine_or_split(requests[:half], prompts[:half]) + self.run_engine_or_split(
+                requests[half:], prompts[half:]
+            )
+
+    def run_engine(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
+        """One engine batch: plain requests, or guided plans continued from the cache step after step."""
+        from reflection_assets.generation.engine import GenerationRequest
+        from reflection_assets.generation.guided import GuidedRun
+
+        engine, tokenizer = self.engine(), self._tokenizer
+        plan, sampling = requests[0].guide, requests[0].sampling
+        if plan is None:
+            ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+            outs = engine.run_batch(
+                [
+                    GenerationRequest(
+                        tuple(row),
+                        sampling.max_new_tokens,
+                        stop=tuple(sampling.stop),
+                        min_new_tokens=sampling.min_new_tokens,
+                    )
+                    for row in ids
+                ]
+            )
+            return [
+                ChatResult(
+                    o.text,
+                    prompt_tokens=o.prompt_tokens,
+                    completion_tokens=o.new_tokens,
+                    requests=1,
+                    finish_reason=o.finish_reason,
+                )
+                for o in outs
+            ]
+        runs = [GuidedRun(tokenizer, prompt, plan) for prompt in prompts]
+        outs = engine.run_batch([run.request() for run in runs])
+        return [
+            ChatResult(
+                run.text(),
+                prompt_tokens=o.prompt_tokens,
+                completion_tokens=run.completion_tokens,
+                requests=run.requests,
+                finish_reason=run.finish_reason,
+            )
+            for run, o in zip(runs, outs)
+        ]
+
     def run_guided(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         plan = requests[0].guide
         assert plan is not None
@@ -239,8 +343,11 @@ class TransformersTeacher(Teacher):
             if not active:
                 break
             sampling = Sampling(
-                max_new_tokens=step.max_new_tokens, temperature=requests[0].sampling.temperature,
-                top_p=requests[0].sampling.top_p, seed=requests[0].sampling.seed, stop=step.stop,
+                max_new_tokens=step.max_new_tokens,
+                temperature=requests[0].sampling.temperature,
+                top_p=requests[0].sampling.top_p,
+                seed=requests[0].sampling.seed,
+                stop=step.stop,
             )
             outs = self.generate([prompts[i] + states[i].prefix_for(step) for i in active], sampling)
             for i, out in zip(active, outs):
@@ -268,7 +375,9 @@ class TransformersTeacher(Teacher):
             ids = torch.tensor([prompt_ids + option_ids], device=model.device)
             with torch.inference_mode():
                 logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
-            logprobs = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(option_ids, device=model.device)[:, None])
+            logprobs = torch.log_softmax(logits, dim=-1).gather(
+                1, torch.tensor(option_ids, device=model.device)[:, None]
+            )
             scores[i] = float(logprobs.sum())
         self.judge_stats.record("logprobs" if scores else "none")
         return normalise(scores, len(options))

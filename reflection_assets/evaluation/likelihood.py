@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reflection_assets.evaluation.generation import BASE_ADAPTER, is_peft_model
+from reflection_assets.generation.engine import BASE_ADAPTER
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def answer_nll(model: Any, requests: Sequence[NllRequest], pad_id: int, batch_si
         ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], device=model.device)
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=model.device)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-        if is_peft_model(model):
+        if hasattr(model, "peft_config"):  # a PeftModel serves several adapters in one batch
             kwargs["adapter_names"] = [requests[i].adapter or BASE_ADAPTER for i in batch]
         with torch.inference_mode():
             logprobs = torch.log_softmax(model(**kwargs).logits.float(), dim=-1)

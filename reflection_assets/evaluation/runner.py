@@ -19,7 +19,6 @@ import pandas as pd
 from reflection_assets.evaluation.cache import EvalOutputCache, output_key
 from reflection_assets.evaluation.checkers import run_check
 from reflection_assets.evaluation.extraction import extract_number, output_part
-from reflection_assets.evaluation.generation import GenerationEngine, GenerationRequest
 from reflection_assets.evaluation.judge import JUDGE_PROMPT_VERSION, Choose, judge_pair
 from reflection_assets.evaluation.likelihood import NllRequest, answer_nll
 from reflection_assets.evaluation.suites import (
@@ -38,6 +37,7 @@ from reflection_assets.evaluation.suites import (
     ifeval_items,
     judge_items,
 )
+from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
 from reflection_assets.scoring.templates import prompt_ids
 

@@ -43,8 +43,9 @@ def test_batched_generation_matches_one_at_a_time(tiny: TransformersTeacher) -> 
 def test_admission_and_result_callbacks(tiny: TransformersTeacher) -> None:
     seen: list[int] = []
     admitted = iter([True, True, False, True, False])
-    out = tiny.complete(requests(5, Sampling(max_new_tokens=2)), admit=lambda r: next(admitted),
-                        on_result=lambda i, r: seen.append(i))
+    out = tiny.complete(
+        requests(5, Sampling(max_new_tokens=2)), admit=lambda r: next(admitted), on_result=lambda i, r: seen.append(i)
+    )
     assert sorted(seen) == list(range(5))
     assert [r.status for r in out].count("skipped") == 2 and sum(r.ok for r in out) == 3
 
@@ -58,8 +59,13 @@ def test_stop_strings_end_generation() -> None:
 def test_guided_steps_run_in_process(tmp_path: Path) -> None:
     teacher = forced_teacher("[End]")
     pairs = [Pair("Explain photosynthesis.", "Plants use light.", input="briefly")]
-    frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"),
-                                ReflectionSettings(guided=True, critique_tokens=3, max_new_tokens=8))
+    frame, stats = reflect_rows(
+        pairs,
+        "instruction",
+        teacher,
+        CallCache(tmp_path / "c.duckdb"),
+        ReflectionSettings(guided=True, critique_tokens=3, max_new_tokens=8),
+    )
     raw = frame.iloc[0]["raw_text"]
     assert raw.index("[New Instruction]") < raw.index("[New Answer]") and raw.endswith("[End]")
     assert stats.requests == 3  # critique, instruction section, answer section
@@ -85,6 +91,70 @@ def test_guided_truncated_section_is_reported(tiny: TransformersTeacher, tmp_pat
     assert frame.iloc[0]["outcome"] == "parse_failed" and stats.requests == 2
 
 
+def guided_requests(n: int) -> list[ChatRequest]:
+    from reflection_assets.teacher.planning import build_request
+
+    settings = ReflectionSettings(guided=True, critique_tokens=4, max_new_tokens=5)
+    pairs = [Pair("Explain photosynthesis. " * (1 + i % 3), "Plants use light.") for i in range(n)]
+    return [build_request("instruction", p, settings, guided=True) for p in pairs]
+
+
+def test_engine_equals_the_generate_path(tiny: TransformersTeacher) -> None:
+    """Guided plans continued from the cache give today's texts and counts; the prompt is computed once."""
+    model, tokenizer = tiny.load()
+    earlier = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", batch_size=2, generation="generate")
+    engine = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)
+    requests = guided_requests(4) + requests_plain(3)
+    old, new = earlier.complete(requests), engine.complete(requests)
+    assert [r.text for r in new] == [r.text for r in old]
+    assert [(r.prompt_tokens, r.requests, r.finish_reason) for r in new] == [
+        (r.prompt_tokens, r.requests, r.finish_reason) for r in old
+    ]
+    stats = engine.engine().stats
+    # Each guided step re-reads its whole context in the earlier path; the engine feeds the prompt once.
+    assert stats.prefill_tokens + stats.prefix_tokens < sum(r.prompt_tokens for r in old[:4]) / 2
+
+
+def requests_plain(n: int) -> list[ChatRequest]:
+    return requests(n, Sampling(max_new_tokens=5))
+
+
+def test_sampled_calls_take_the_generate_path(tiny: TransformersTeacher) -> None:
+    model, tokenizer = tiny.load()
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)
+    sampled = Sampling(max_new_tokens=3, temperature=0.7, seed=1)
+    assert not teacher.uses_engine(sampled) and teacher.uses_engine(Sampling())
+    assert teacher.complete(requests(2, sampled))[0].ok and teacher._engine is None
+
+
+def test_a_failing_row_does_not_fail_its_engine_batch() -> None:
+    """A prompt past a GPT-2's 128 learned positions fails alone; its batch neighbours are generated."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from support.tiny_lm import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=128,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-gpt2", num_threads=1)
+    too_long = ChatRequest.of(
+        [{"role": "user", "content": "Explain photosynthesis. " * 60}], Sampling(max_new_tokens=3)
+    )
+    out = teacher.complete(requests(3, Sampling(max_new_tokens=3)) + [too_long])
+    assert [r.ok for r in out] == [True, True, True, False] and out[3].error.startswith("IndexError")
+
+
 def test_choose_returns_probabilities() -> None:
     teacher = forced_teacher("[End]")
     probs = teacher.choose([{"role": "user", "content": "Which?"}], ["[End]", "Plants"])
@@ -102,12 +172,35 @@ def test_cache_identity_of_a_loaded_model(tiny: TransformersTeacher) -> None:
 
 
 @pytest.mark.slow
+def test_bundled_engine_equals_the_generate_path_on_demo_rows(bundled_model) -> None:  # type: ignore[no-untyped-def]
+    from reflection_assets.demo_data import DEMO_TRAIN_PATH
+    from reflection_assets.ingest.readers import read_dataset
+    from reflection_assets.teacher.planning import build_request
+
+    model, tokenizer, fingerprint = bundled_model
+    settings = ReflectionSettings(guided=True, critique_tokens=12, max_new_tokens=24)
+    requests = [
+        build_request("instruction", p, settings, guided=True) for p in read_dataset(DEMO_TRAIN_PATH).accepted[:4]
+    ]
+    earlier = TransformersTeacher.from_loaded(model, tokenizer, name=fingerprint, generation="generate").complete(
+        requests
+    )
+    engine = TransformersTeacher.from_loaded(model, tokenizer, name=fingerprint, num_threads=1).complete(requests)
+    assert [r.text for r in engine] == [r.text for r in earlier]
+
+
+@pytest.mark.slow
 def test_bundled_teacher_reflects_a_row_guided(bundled_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model, tokenizer, fingerprint = bundled_model
     teacher = TransformersTeacher.from_loaded(model, tokenizer, name=fingerprint)
     pairs = [Pair("Give two tips for staying healthy.", "Sleep and exercise.")]
-    frame, stats = reflect_rows(pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"),
-                                ReflectionSettings(guided=True, critique_tokens=12, max_new_tokens=24))
+    frame, stats = reflect_rows(
+        pairs,
+        "instruction",
+        teacher,
+        CallCache(tmp_path / "c.duckdb"),
+        ReflectionSettings(guided=True, critique_tokens=12, max_new_tokens=24),
+    )
     assert frame.iloc[0]["outcome"] in OUTCOMES and frame.iloc[0]["outcome"] != "teacher_error"
     assert "[New Instruction]" in frame.iloc[0]["raw_text"] and 2 <= stats.requests <= 3
     assert stats.completion_tokens > 0

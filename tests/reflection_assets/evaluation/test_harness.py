@@ -1,8 +1,8 @@
 """lm-eval 0.4.13 on the shipped local task, through one HFLM over a PeftModel, base and adapter."""
 
-from reflection_assets.evaluation.generation import GenerationEngine, GenerationRequest
 from reflection_assets.evaluation.harness import ARITHMETIC_TASK, run_harness, write_arithmetic_task
 from reflection_assets.evaluation.suites import arithmetic_items
+from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
 from reflection_assets.scoring.templates import prompt_ids
 
 

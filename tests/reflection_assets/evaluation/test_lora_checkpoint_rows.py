@@ -7,7 +7,7 @@ from reflection_assets.evaluation.checkpoints import (
     models_under_test,
     usable_checkpoints,
 )
-from reflection_assets.evaluation.generation import GenerationEngine, GenerationRequest
+from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
 
 
 def row(arm, status, path="", reason=""):

@@ -1,0 +1,349 @@
+"""The generation engine: greedy continuation of many token-id prompts, each optionally under a LoRA adapter.
+
+One batch runs as one decoding loop over a key/value cache that every row keeps to the end:
+- the prompt prefix common to the batch (a chat template's system turn) is computed once per adapter
+  and copied into every row's cache;
+- a request may continue after its step ends (`continuation`): it names the full token sequence to
+  go on from; the cached tokens it shares with that sequence are kept, the rest are masked out and
+  only the new tokens are fed (guided plans: the appended markers);
+- rows are right-aligned in each forward so the last column holds every row's newest token
+  (`logits_to_keep=1`: one vocabulary projection per row, never one per prompt token); the holes this
+  leaves are masked, and positions are explicit, so each row computes as if it were alone;
+- finished rows leave the batch at once (their cache rows are dropped);
+- mixed adapters go through PEFT's `adapter_names=` (`"__base__"` for the base model).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from reflection_assets.generation.cache import new_cache, supports_growing_cache
+from reflection_assets.generation.stops import StopStrings, stop_token_ids
+from reflection_assets.scoring.engine import plan_batches
+
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in adapter_names
+DEFAULT_BATCH_TOKENS = {"cpu": 32768, "cuda": 1 << 20}  # rows x (prompt + new tokens) per batch
+MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate pass
+FEED_ONE_BY_ONE = 16  # pending tokens up to this are fed one per step, beside the other rows' decoding
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step of a request produced (the input of its continuation)."""
+
+    token_ids: tuple[int, ...]
+    text: str
+    finish_reason: str  # "stop" (an end token or a stop string) | "length"
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """Where a request goes on: the whole token sequence to continue (prompt, text so far, new marker)."""
+
+    sequence_ids: tuple[int, ...]
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+
+
+Continuation = Callable[[StepResult], "NextStep | None"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt_ids: tuple[int, ...]  # already templated token ids
+    max_new_tokens: int
+    adapter: str | None = None  # PEFT adapter name of the loaded PeftModel; None = the base model
+    stop: tuple[str, ...] = ()  # stop strings, matched as generate(stop_strings=...) does
+    min_new_tokens: int = 0  # end tokens are suppressed before this (benchmarks force equal work)
+    continuation: Continuation | None = field(default=None, compare=False)
+    reserve_tokens: int = 0  # tokens later steps may add (batch sizing only)
+
+    def planned_length(self) -> int:
+        return len(self.prompt_ids) + self.max_new_tokens + self.reserve_tokens
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    text: str  # the last step's text, special tokens removed
+    token_ids: tuple[int, ...]  # the last step's tokens (an end token included)
+    prompt_tokens: int  # context length summed over the request's steps
+    new_tokens: int  # tokens generated over all steps
+    finish_reason: str  # "stop" | "length" (of the last step)
+    steps: int = 1
+
+
+@dataclass
+class EngineStats:
+    """Work done since the engine was made; tests and benchmarks read it."""
+
+    forward_calls: int = 0
+    prefill_tokens: int = 0  # prompt, marker and re-tokenized tokens fed (real tokens)
+    decode_tokens: int = 0  # generated tokens fed back
+    padding_tokens: int = 0  # holes in right-aligned forwards
+    prefix_tokens: int = 0  # shared-prefix tokens computed (once per batch and adapter)
+    prefix_tokens_reused: int = 0  # prompt tokens copied from a shared prefix instead of computed
+    rollback_tokens: int = 0  # cached tokens masked out because re-tokenizing a step changed them
+    generated_tokens: int = 0
+
+    @property
+    def computed_tokens(self) -> int:
+        return self.prefill_tokens + self.decode_tokens + self.padding_tokens + self.prefix_tokens
+
+
+@dataclass
+class _Row:
+    index: int
+    adapter: str
+    pending: list[int]  # fed before the next choice
+    max_new: int
+    min_new: int
+    stop: tuple[str, ...]
+    continuation: Continuation | None
+    prompt_tokens: int
+    ids: list[int] = field(default_factory=list)  # tokens in the cache, in order
+    columns: list[int] = field(default_factory=list)  # the cache column of each
+    generated: list[int] = field(default_factory=list)  # this step's tokens
+    new_tokens: int = 0
+    steps: int = 1
+    output: GenerationOutput | None = None
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS when set (the usual way to share a machine), else the cores this process may use."""
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))  # cgroup/affinity aware, unlike os.cpu_count()
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        token = first[i]
+        if any(s[i] != token for s in sequences):
+            return i
+    return n
+
+
+class GenerationEngine:
+    """Greedy generation for one loaded model (a PeftModel serves several adapters in one batch)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        batch_tokens: int | None = None,
+        num_threads: int | None = None,
+        share_prefix: bool = True,
+    ) -> None:
+        self.model = model.eval()  # PEFT's adapter_names requires eval mode
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        threads = num_threads or default_threads()
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        if self.device.type == "cuda":
+            use_sdpa(model)
+        self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cpu"])
+        self.enders = stop_token_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else (min(self.enders) if self.enders else 0)
+        self.stop_strings = StopStrings(tokenizer, self.pad_id)
+        self.is_peft = hasattr(model, "peft_config")
+        self.share_prefix = share_prefix and supports_growing_cache(model)
+        self.stats = EngineStats()
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        """Greedy outputs, one per request, in order."""
+        outputs: list[GenerationOutput | None] = [None] * len(requests)
+        for batch in self.plan(requests):
+            for i, output in zip(batch, self.run_batch([requests[i] for i in batch])):
+                outputs[i] = output
+        return [o for o in outputs if o is not None]
+
+    def plan(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Indices in batches of similar length whose rows x longest length fits the token budget."""
+        return self.plan_lengths([r.planned_length() for r in requests])
+
+    def plan_lengths(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Batches for rows of these planned lengths (prompt + new tokens), longest first."""
+        return plan_batches(lengths, self.batch_tokens)
+
+    def run_batch(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        """One decoding loop over `requests` (see the module docstring)."""
+        if not requests:
+            return []
+        for request in requests:
+            if not request.prompt_ids:
+                raise ValueError("a generation request needs at least one prompt token")
+            if request.adapter is not None and not self.is_peft:
+                raise ValueError(f"adapter {request.adapter!r} requested, but the model is not a PeftModel")
+        rows = [
+            _Row(
+                i,
+                r.adapter or BASE_ADAPTER,
+                list(r.prompt_ids),
+                r.max_new_tokens,
+                r.min_new_tokens,
+                tuple(r.stop),
+                r.continuation,
+                len(r.prompt_ids),
+            )
+            for i, r in enumerate(requests)
+        ]
+        with torch.inference_mode():
+            cache, mask = self._start(rows)
+            active = rows
+            while active:
+                mask = self._step(active, cache, mask)
+                keep = [b for b, row in enumerate(active) if row.output is None]
+                if len(keep) < len(active):
+                    if keep:
+                        index = torch.tensor(keep, device=self.device)
+                        cache.batch_select_indices(index)
+                        mask = mask[index]
+                    active = [active[b] for b in keep]
+        return [row.output for row in rows if row.output is not None]
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _start(self, rows: list[_Row]) -> tuple[Any, torch.Tensor]:
+        """A cache holding the batch's shared prompt prefix (computed once per adapter), and its mask."""
+        cache = new_cache(self.model)
+        shared = common_prefix([row.pending for row in rows])
+        shared = min(shared, min(len(row.pending) for row in rows) - 1)  # each row feeds >= 1 token itself
+        if not self.share_prefix or len(rows) < 2 or shared < MIN_SHARED_PREFIX:
+            return cache, torch.zeros((len(rows), 0), dtype=torch.long, device=self.device)
+        prefix_ids = rows[0].pending[:shared]
+        per_adapter = {adapter: self._prefix(prefix_ids, adapter) for adapter in dict.fromkeys(r.adapter for r in rows)}
+        for layer in range(len(next(iter(per_adapter.values())))):
+            keys = torch.cat([per_adapter[row.adapter][layer][0] for row in rows])
+            values = torch.cat([per_adapter[row.adapter][layer][1] for row in rows])
+            cache.update(keys, values, layer)
+        for row in rows:
+            row.ids, row.columns, row.pending = row.pending[:shared], list(range(shared)), row.pending[shared:]
+        self.stats.prefix_tokens_reused += shared * len(rows)
+        return cache, torch.ones((len(rows), shared), dtype=torch.long, device=self.device)
+
+    def _prefix(self, ids: list[int], adapter: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of `ids` (batch of one) under `adapter`, per layer."""
+        cache = new_cache(self.model)
+        inputs = torch.tensor([ids], dtype=torch.long, device=self.device)
+        extra = {"adapter_names": [adapter]} if self.is_peft else {}
+        self.model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1, **extra)
+        self.stats.forward_calls += 1
+        self.stats.prefix_tokens += len(ids)
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _step(self, active: list[_Row], cache: Any, mask: torch.Tensor) -> torch.Tensor:
+        """One forward over the active rows, then a greedy choice for each row with nothing left to feed."""
+        longest = max(len(row.pending) for row in active)
+        width = longest if longest > FEED_ONE_BY_ONE else 1
+        columns = mask.shape[1]
+        ids = torch.full((len(active), width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((len(active), width), dtype=torch.long)
+        new_mask = torch.zeros((len(active), width), dtype=torch.long)
+        for b, row in enumerate(active):
+            feed, row.pending = row.pending[:width], row.pending[width:]
+            start, fed = width - len(feed), len(row.ids)
+            ids[b, start:] = torch.tensor(feed, dtype=torch.long)
+            positions[b, :] = fed  # holes: any position, they are masked
+            positions[b, start:] = torch.arange(fed, fed + len(feed))
+            new_mask[b, start:] = 1
+            row.ids += feed
+            row.columns += range(columns + start, columns + width)
+            decoding = row.generated and len(feed) == 1 and row.generated[-1] == feed[0] and not row.pending
+            if decoding:
+                self.stats.decode_tokens += 1
+            else:
+                self.stats.prefill_tokens += len(feed)
+            self.stats.padding_tokens += start
+        mask = torch.cat([mask, new_mask.to(self.device)], dim=1)
+        extra = {"adapter_names": [row.adapter for row in active]} if self.is_peft else {}
+        logits = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask,
+            position_ids=positions.to(self.device),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
+        ).logits[:, -1, :]
+        self.stats.forward_calls += 1
+        ready = [b for b, row in enumerate(active) if not row.pending]
+        if ready:
+            self._choose(active, ready, logits, mask)
+        return mask
+
+    def _choose(self, active: list[_Row], ready: list[int], logits: torch.Tensor, mask: torch.Tensor) -> None:
+        scores = logits[ready].float()
+        enders = sorted(self.enders)
+        for k, b in enumerate(ready):
+            if enders and len(active[b].generated) < active[b].min_new:
+                scores[k, enders] = float("-inf")
+        tokens = scores.argmax(dim=-1).tolist()
+        rows = [active[b] for b in ready]
+        for row, token in zip(rows, tokens):
+            row.generated.append(token)
+            row.new_tokens += 1
+        self.stats.generated_tokens += len(rows)
+        hits = self.stop_strings.hits([row.ids + [row.generated[-1]] for row in rows], [row.stop for row in rows])
+        for b, row, token, hit in zip(ready, rows, tokens, hits):
+            ended = token in self.enders
+            if not (ended or hit or len(row.generated) >= row.max_new):
+                row.pending = [token]
+                continue
+            text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
+            found = ended or any(s in text for s in row.stop)
+            finish = "stop" if found or len(row.generated) < row.max_new else "length"
+            result = StepResult(tuple(row.generated), text, finish)
+            after = row.continuation(result) if row.continuation is not None else None
+            if after is None:
+                row.output = GenerationOutput(
+                    text, result.token_ids, row.prompt_tokens, row.new_tokens, finish, row.steps
+                )
+                continue
+            self._continue(row, b, after, mask)
+
+    def _continue(self, row: _Row, b: int, after: NextStep, mask: torch.Tensor) -> None:
+        """Keep the cached tokens the next step's sequence starts with; mask out the rest, feed the new ones."""
+        target = list(after.sequence_ids)
+        if not target:
+            raise ValueError("a continuation needs at least one token")
+        keep = min(common_prefix([row.ids, target]), len(target) - 1)  # the last token is fed for its logits
+        dropped = row.columns[keep:]
+        if dropped:
+            mask[b, torch.tensor(dropped, device=mask.device)] = 0
+            self.stats.rollback_tokens += len(dropped)
+        row.ids, row.columns = row.ids[:keep], row.columns[:keep]
+        row.pending = target[keep:]
+        row.generated = []
+        row.max_new, row.stop = after.max_new_tokens, tuple(after.stop)
+        row.steps += 1
+        row.prompt_tokens += len(target)
+
+
+def use_sdpa(model: Any) -> None:
+    """On CUDA, PyTorch's fused attention (transformers' default for most decoders; set it where not)."""
+    config = getattr(model, "config", None)
+    if (
+        config is not None
+        and getattr(config, "_attn_implementation", "sdpa") != "sdpa"
+        and hasattr(model, "set_attn_implementation")
+    ):
+        try:
+            model.set_attn_implementation("sdpa")
+        except (ValueError, ImportError):  # the architecture has no SDPA path: keep its own
+            pass

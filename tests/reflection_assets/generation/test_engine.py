@@ -1,0 +1,174 @@
+"""The generation engine against model.generate on tiny models built from configs (fp32, exact greedy)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import torch
+
+from reflection_assets.generation.cache import GrowingLayer
+from reflection_assets.generation.engine import (
+    GenerationEngine,
+    GenerationRequest,
+    NextStep,
+    StepResult,
+    default_threads,
+)
+from support.tiny_lm import tiny_model, tiny_tokenizer
+
+PROMPTS = [
+    "Explain photosynthesis.",
+    "Plants use light. " * 3,
+    "Explain photosynthesis. Plants use light. " * 2,
+    "[End]",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, Any]:
+    tokenizer = tiny_tokenizer()
+    return tiny_model(tokenizer, seed=3), tokenizer
+
+
+def prompt_ids(tokenizer: Any, text: str) -> tuple[int, ...]:
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief and exact, always."}, {"role": "user", "content": text}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    return tuple(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+
+def reference(model: Any, tok: Any, ids: tuple[int, ...], new_tokens: int, **kwargs: Any) -> list[int]:
+    """One prompt alone through model.generate (no padding): the greedy tokens the engine must give."""
+    with torch.inference_mode():
+        out = model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            **kwargs,
+        )
+    return out[0, len(ids) :].tolist()
+
+
+def test_batch_equals_generate_one_at_a_time(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
+    requests = [GenerationRequest(prompt_ids(tokenizer, p), 12, min_new_tokens=12) for p in PROMPTS]
+    outputs = engine.generate(requests)
+    for request, output in zip(requests, outputs):
+        assert list(output.token_ids) == reference(model, tokenizer, request.prompt_ids, 12, min_new_tokens=12)
+        assert (output.new_tokens, output.finish_reason, output.prompt_tokens) == (
+            12,
+            "length",
+            len(request.prompt_ids),
+        )
+    # The system turn is common to all four prompts: computed once, copied into every row.
+    shared = engine.stats.prefix_tokens
+    assert shared >= 8 and engine.stats.prefix_tokens_reused == shared * len(PROMPTS)
+    assert engine.stats.prefill_tokens == sum(len(r.prompt_ids) for r in requests) - shared * len(PROMPTS)
+
+
+def test_shared_prefix_changes_no_output(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    requests = [GenerationRequest(prompt_ids(tokenizer, p), 10) for p in PROMPTS]
+    shared = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
+    alone = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads(), share_prefix=False)
+    assert shared.generate(requests) == alone.generate(requests)
+    assert alone.stats.prefix_tokens == 0 and shared.stats.computed_tokens < alone.stats.computed_tokens
+
+
+def test_token_budget_batches_sorted_by_length(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    engine = GenerationEngine(model, tokenizer, batch_tokens=100, num_threads=torch.get_num_threads())
+    lengths = [30, 10, 50, 20, 45, 12]
+    batches = engine.plan_lengths(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 100 or len(batch) == 1
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat, reverse=True)
+
+
+def test_stop_strings_and_end_tokens_stop_where_generate_does(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
+    ids = prompt_ids(tokenizer, PROMPTS[0])
+    free = reference(model, tokenizer, ids, 20)
+    stop = tokenizer.decode(free[3:5])  # a string the model writes at its 4th-5th tokens
+    [output] = engine.generate([GenerationRequest(ids, 20, stop=(stop,))])
+    expected = reference(model, tokenizer, ids, 20, stop_strings=[stop], tokenizer=tokenizer)
+    expected = expected[: next((i + 1 for i, t in enumerate(expected) if t in engine.enders), len(expected))]
+    assert list(output.token_ids) == expected and output.finish_reason == "stop" and stop in output.text
+
+
+def test_continuation_reuses_the_cache_and_equals_a_fresh_start(tiny: tuple[Any, Any]) -> None:
+    """A second step continues from the cache: kept tokens are not recomputed, changed ones are masked out."""
+    model, tokenizer = tiny
+    ids = prompt_ids(tokenizer, PROMPTS[1])
+    marker = tuple(tokenizer("\n[End]\n", add_special_tokens=False)["input_ids"])
+    seen: list[StepResult] = []
+
+    def then(result: StepResult) -> NextStep | None:
+        seen.append(result)
+        if len(seen) > 1:
+            return None
+        # Drop the last generated token (as a re-tokenization at the join might) and append a marker.
+        return NextStep(ids + result.token_ids[:-2] + marker, 6)
+
+    engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
+    [output] = engine.generate([GenerationRequest(ids, 5, min_new_tokens=5, continuation=then)])
+    second = ids + seen[0].token_ids[:-2] + marker
+    assert list(output.token_ids) == reference(model, tokenizer, second, 6)
+    assert output.steps == 2 and output.prompt_tokens == len(ids) + len(second) and output.new_tokens == 5 + 6
+    # Fed: the prompt once, 4 generated tokens fed back, then only the marker; one cached token was masked out.
+    assert engine.stats.prefill_tokens == len(ids) + len(marker)
+    assert engine.stats.rollback_tokens == 1
+
+
+def test_threads_default_to_the_available_cores(tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tokenizer = tiny
+    before = torch.get_num_threads()
+    try:
+        GenerationEngine(model, tokenizer, num_threads=1)
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        GenerationEngine(model, tokenizer)
+        assert torch.get_num_threads() == default_threads() == len(os.sched_getaffinity(0))
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        GenerationEngine(model, tokenizer)
+        assert torch.get_num_threads() == default_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_growing_layer_matches_dynamic_layer() -> None:
+    from transformers.cache_utils import DynamicLayer
+
+    torch.manual_seed(0)
+    growing, dynamic = GrowingLayer(), DynamicLayer()
+    for width in (5, 1, 300, 1, 7):
+        k, v = torch.randn(3, 2, width, 4), torch.randn(3, 2, width, 4)
+        a, b = growing.update(k, v), dynamic.update(k, v)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    keep = torch.tensor([2, 0])
+    growing.batch_select_indices(keep)
+    dynamic.batch_select_indices(keep)
+    assert torch.equal(growing.keys, dynamic.keys) and growing.get_seq_length() == dynamic.get_seq_length() == 314
+    k, v = torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4)
+    assert torch.equal(growing.update(k, v)[1], dynamic.update(k, v)[1])
+
+
+def test_requests_are_checked(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
+    with pytest.raises(ValueError, match="not a PeftModel"):
+        engine.generate([GenerationRequest((1, 2, 3), 2, adapter="a")])
+    with pytest.raises(ValueError, match="at least one prompt token"):
+        engine.generate([GenerationRequest((), 2)])
