@@ -111,6 +111,7 @@ TEACHER_SETTINGS: tuple[TeacherSetting, ...] = (
     TeacherSetting("REFLECTION_TEACHER_SEED", "seed", Teacher),
     TeacherSetting("REFLECTION_TEACHER_DEVICE", "device", TransformersTeacher),
     TeacherSetting("REFLECTION_TEACHER_DTYPE", "dtype", TransformersTeacher),
+    TeacherSetting("REFLECTION_TEACHER_BATCH_TOKENS", "batch_tokens", TransformersTeacher),
     TeacherSetting("REFLECTION_TEACHER_BATCH_SIZE", "batch_size", TransformersTeacher),
     TeacherSetting("REFLECTION_TEACHER_NUM_THREADS", "num_threads", TransformersTeacher),
 )

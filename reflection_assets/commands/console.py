@@ -145,6 +145,7 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     warnings.filterwarnings("ignore")
     for name in (
         "transformers",
@@ -170,6 +171,12 @@ def quiet_libraries(verbose: bool) -> None:
         transformers.utils.logging.disable_progress_bar()
     except ImportError:  # transformers is a dependency; this only guards partial installs
         pass
+    try:  # mlflow configures its own logger when imported: import it first, then quiet it
+        import mlflow  # noqa: F401
+
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+    except ImportError:
+        pass
     try:
         import datasets
 
@@ -180,9 +187,13 @@ def quiet_libraries(verbose: bool) -> None:
 
 
 def console_run_config(run_config: Mapping[str, Any] | None, verbose: bool) -> dict:
-    """The run config with the console logger at WARNING (DEBUG with --verbose); the instance keeps every event."""
+    """The run config with the console logger at ERROR (DEBUG with --verbose); the instance keeps every event.
+
+    Warnings stay in the instance and the UI; what a person needs from them (a shortfall, an empty
+    selection, a skipped arm) is in the stage lines, read from the metadata.
+    """
     config = dict(run_config or {})
-    config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if verbose else "WARNING"}}}
+    config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if verbose else "ERROR"}}}
     return config
 
 

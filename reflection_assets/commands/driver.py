@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,9 +75,47 @@ def failure_message(result: Any) -> str:
     return "failed"
 
 
+class StageWatcher:
+    """Prints each stage's line as its step finishes, by polling the run's events from a thread.
+
+    A job runs several steps (the dataset job: ingest, two teacher stages, three scoring assets), so
+    waiting for the whole job would leave the terminal silent for minutes.
+    """
+
+    def __init__(self, instance: Any, run_id: str, echo: Callable[[str], None], every_s: float = 2.0) -> None:
+        self.instance, self.run_id, self.echo, self.every_s = instance, run_id, echo, every_s
+        self.printed: list[StageLine] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> StageWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()  # whatever finished since the last poll
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - a read racing the run's own writes is retried on the next poll
+                continue
+
+    def flush(self) -> None:
+        lines = stage_lines(self.instance, self.run_id)
+        for line in lines[len(self.printed) :]:
+            self.echo(line.render())
+            self.printed.append(line)
+
+
 def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], None] = print) -> GraphRun:
-    """Execute each job in order; stop at the first failure and say where to read its logs."""
+    """Execute each job in order, a line per stage as it finishes; stop at the first failure and say
+    where to read its logs."""
     import dagster as dg
+    from dagster._core.utils import make_new_run_id
 
     from reflection_assets.definitions import defs
 
@@ -89,17 +128,17 @@ def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], No
         except Exception:  # noqa: BLE001 - a job this build does not define is skipped, and said so
             echo(f"  {step.label}: not defined in this build, skipped")
             continue
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=step.partition,
-            run_config=console_run_config(step.run_config, verbose),
-            raise_on_error=False,
-        )
+        run_id = make_new_run_id()
+        with StageWatcher(instance, run_id, echo) as watcher:
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=step.partition,
+                run_config=console_run_config(step.run_config, verbose),
+                raise_on_error=False,
+                run_id=run_id,
+            )
         run.run_ids.append(result.run_id)
-        lines = stage_lines(instance, result.run_id)
-        run.stages += lines
-        for line in lines:
-            echo(line.render())
+        run.stages += watcher.printed
         if not result.success:
             run.ok, run.failed = False, f"{step.label}: {failure_message(result)}"
             echo(f"{step.label} failed (run {result.run_id}): {failure_message(result)}")

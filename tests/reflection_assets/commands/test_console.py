@@ -38,5 +38,36 @@ def test_render_hides_nan_and_chains_losses():
 def test_console_config_keeps_run_config_and_quiets_logger():
     config = console_run_config({"ops": {"a": {"config": {"x": 1}}}}, verbose=False)
     assert config["ops"] == {"a": {"config": {"x": 1}}}
-    assert config["loggers"]["console"]["config"]["log_level"] == "WARNING"
+    assert config["loggers"]["console"]["config"]["log_level"] == "ERROR"
     assert markdown_table([{"a": 1.0, "b": "x"}], ["a", "b"]).splitlines()[2].split("|")[1:3] == [" 1.000 ", " x   "]
+
+
+def test_readme_lists_every_run_parameter_as_the_code_declares_it():
+    from pathlib import Path
+
+    from reflection_assets.commands.config_docs import config_classes, config_markdown
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert config_markdown() in readme
+    assert sum(len(cls.model_fields) for _, cls in config_classes()) == config_markdown().count("\n") - 1
+
+
+def test_stage_watcher_prints_each_stage_once_as_it_finishes(dagster_instance):
+    from dagster._core.utils import make_new_run_id
+
+    from reflection_assets.assets.ingest import raw_instructions
+    from reflection_assets.commands.driver import StageWatcher
+    from reflection_assets.demo_data import DEMO_PARTITION
+    from reflection_assets.deployment import build_resources
+    from reflection_assets.partitions import DATASETS
+
+    dagster_instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])
+    job = dg.Definitions(assets=[raw_instructions], resources=build_resources()).resolve_implicit_global_asset_job_def()
+    printed: list[str] = []
+    run_id = make_new_run_id()
+    with StageWatcher(dagster_instance, run_id, printed.append, every_s=0.05) as watcher:
+        result = job.execute_in_process(instance=dagster_instance, partition_key=DEMO_PARTITION, run_id=run_id,
+                                        run_config=console_run_config(None, verbose=False))
+    assert result.success and result.run_id == run_id
+    assert len(printed) == 1 and printed[0].startswith("  raw_instructions[demo]")
+    assert [line.render() for line in watcher.printed] == printed
