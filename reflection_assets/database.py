@@ -65,3 +65,21 @@ def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(
         connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
     )
+
+
+class TableFile:
+    """Short-lived connections to one table of a DuckDB file, the table created on first use.
+
+    The caches (`student_scores`, `eval_outputs`) subclass it with their CREATE statement.
+    """
+
+    create_sql: str = ""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db_path = Path(db_path)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connect(self.db_path) as connection:
+            connection.execute(self.create_sql)
+            yield connection

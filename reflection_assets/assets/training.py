@@ -20,7 +20,7 @@ from reflection_assets.plots import line_png, png_markdown
 from reflection_assets.training.checkpoints import CheckpointLayout
 from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
 from reflection_assets.training.settings import LoraSettings
-from reflection_assets.training.statuses import SKIPPED, TRAINED
+from reflection_assets.training.statuses import CHECKPOINT_COLUMNS, SKIPPED, TRAINED
 from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
 from resources.student import StudentModel
 from resources.tracking import MlflowTracking
@@ -28,25 +28,6 @@ from resources.warehouse import Warehouse
 
 ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
 
-# The `lora_checkpoint` table: one row per arm (the contract eval reads), plus steps/tokens/template.
-CHECKPOINT_COLUMNS = [
-    "arm",
-    "status",
-    "skipped_reason",
-    "checkpoint_key",
-    "adapter_path",
-    "base_model",
-    "base_fingerprint",
-    "rows_given",
-    "rows_trained",
-    "first_loss",
-    "final_loss",
-    "train_seconds",
-    "mlflow_run_id",
-    "steps",
-    "tokens_seen",
-    "template",
-]
 
 
 class LoraCheckpointConfig(dg.Config):

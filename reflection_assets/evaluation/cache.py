@@ -8,15 +8,11 @@ costs only itself. Short connections through the one DuckDB helper (`reflection_
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import duckdb
-
-from reflection_assets.database import connect
+from reflection_assets.database import TableFile
 from reflection_assets.hashing import content_hash
 
 # Bump when the same key would now map to a different output (decoding or extraction rules change).
@@ -35,17 +31,10 @@ def output_key(kind: str, parts: Any) -> str:
     return content_hash([EVAL_CACHE_VERSION, kind, parts], length=64)
 
 
-class EvalOutputCache:
+class EvalOutputCache(TableFile):
     """Short-lived connections to the `eval_outputs` table of one DuckDB file."""
 
-    def __init__(self, db_path: str | Path) -> None:
-        self.db_path = Path(db_path)
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with connect(self.db_path) as connection:
-            connection.execute(_CREATE)
-            yield connection
+    create_sql = _CREATE
 
     def get(self, keys: Sequence[str]) -> dict[str, dict]:
         if not keys:

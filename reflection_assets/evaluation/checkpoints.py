@@ -13,17 +13,9 @@ from typing import Any
 import pandas as pd
 
 from reflection_assets.evaluation.runner import BASE, ModelUnderTest
-from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
+from reflection_assets.training.statuses import CHECKPOINT_KEY_COLUMNS, REUSED, SKIPPED, TRAINED
 
-REQUIRED_COLUMNS = (
-    "arm",
-    "status",
-    "skipped_reason",
-    "checkpoint_key",
-    "adapter_path",
-    "base_model",
-    "base_fingerprint",
-)
+REQUIRED_COLUMNS = CHECKPOINT_KEY_COLUMNS
 
 
 class CheckpointTableError(ValueError):

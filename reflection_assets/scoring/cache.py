@@ -11,15 +11,11 @@ A connection is opened only for one short read or write batch, never across a mo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import duckdb
-
-from reflection_assets.database import connect
+from reflection_assets.database import TableFile
 from reflection_assets.hashing import content_hash
 from reflection_assets.scoring.sequences import Seq
 
@@ -80,17 +76,10 @@ def sequence_key(scope_key: str, seq: Seq) -> str:
     return content_hash([scope_key, ids_hash(seq.context), ids_hash(seq.scored)], length=64)
 
 
-class StudentScoreCache:
+class StudentScoreCache(TableFile):
     """Short-lived connections to the `student_scores` table of one DuckDB file."""
 
-    def __init__(self, db_path: str | Path) -> None:
-        self.db_path = Path(db_path)
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with connect(self.db_path) as connection:
-            connection.execute(_CREATE)
-            yield connection
+    create_sql = _CREATE
 
     def get(self, keys: Sequence[str]) -> dict[str, float]:
         """Losses already stored for `keys` (missing keys are absent from the result)."""
