@@ -187,13 +187,14 @@ def quiet_libraries(verbose: bool) -> None:
 
 
 def console_run_config(run_config: Mapping[str, Any] | None, verbose: bool) -> dict:
-    """The run config with the console logger at ERROR (DEBUG with --verbose); the instance keeps every event.
+    """The run config with the console logger at CRITICAL (DEBUG with --verbose); the instance keeps every event.
 
-    Warnings stay in the instance and the UI; what a person needs from them (a shortfall, an empty
-    selection, a skipped arm) is in the stage lines, read from the metadata.
+    Warnings and step failures stay in the instance and the UI; what a person needs from them (a
+    shortfall, an empty selection, a skipped arm, the failing step and its error) is printed by the
+    driver in a line, without Dagster's stack traces.
     """
     config = dict(run_config or {})
-    config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if verbose else "ERROR"}}}
+    config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}}
     return config
 
 

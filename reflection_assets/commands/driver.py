@@ -55,11 +55,15 @@ def register_dataset(source: str | None, partition: str | None) -> str:
     return key
 
 
-def arm_steps(arms: str, train_arms: str) -> list[Step]:
-    """One arms_job run per arm; arms not in `train_arms` build their rows and skip training, said so."""
+def arm_steps(arms: str, train_arms: str, training: dict | None = None) -> list[Step]:
+    """One arms_job run per arm; arms not in `train_arms` build their rows and skip training, said so.
+
+    `training` sets other lora_checkpoint knobs for the trained arms (the demo's small batches).
+    """
     trained = {a.strip() for a in train_arms.split(",") if a.strip()}
     return [
-        Step("arms_job", arm, {"ops": {"lora_checkpoint": {"config": {"enabled": arm in trained}}}})
+        Step("arms_job", arm, {"ops": {"lora_checkpoint": {"config": {"enabled": arm in trained,
+                                                                     **(training or {})}}}})
         for arm in (a.strip() for a in arms.split(","))
         if arm
     ]
@@ -70,6 +74,8 @@ def failure_message(result: Any) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # the user code's error, not Dagster's wrapper
+                error = error.cause
             message = (error.message if error else "").strip().splitlines()
             return f"{event.step_key}: {message[0] if message else 'failed'}"
     return "failed"

@@ -73,7 +73,8 @@ def run_harness(
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    harness_log = logging.getLogger("lm_eval")  # a caller that quieted it further keeps its level
+    harness_log.setLevel(max(harness_log.getEffectiveLevel(), logging.WARNING))
     manager = TaskManager(include_path=str(include_path))
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     chat = bool(getattr(tokenizer, "chat_template", None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ HELDOUT_NLL, ARITHMETIC, IFEVAL, GSM8K, JUDGE, LM_EVAL_ARITHMETIC = (
 )
 # Suites answered by generation; they share one pass over every model.
 GENERATED_SUITES = (ARITHMETIC, IFEVAL, GSM8K, JUDGE)
-SUITE_VERSION = "1"  # bump when a generator or a checker changes what an item means
+SUITE_VERSION = "2"  # bump when a generator or a checker changes what an item means
 ARITHMETIC_HINT = "Give the final answer as a number on the last line, after '####'."
 
 
@@ -137,11 +138,25 @@ def _arithmetic_problem(rng: random.Random) -> tuple[str, int]:
 def arithmetic_items(n: int, seed: int = 0) -> list[EvalItem]:
     """`n` word problems with exact integer answers; same (n, seed, SUITE_VERSION) -> same items."""
     rng = random.Random(f"arithmetic-{SUITE_VERSION}-{seed}")
-    items = []
-    for _ in range(n):
+
+    def draw(_: int) -> EvalItem:
         question, answer = _arithmetic_problem(rng)
-        items.append(EvalItem(ARITHMETIC, f"{question}\n{ARITHMETIC_HINT}", "", str(answer)))
-    return items
+        return EvalItem(ARITHMETIC, f"{question}\n{ARITHMETIC_HINT}", "", str(answer))
+
+    return distinct_items(draw, n)
+
+
+def distinct_items(draw: Callable[[int], EvalItem], n: int) -> list[EvalItem]:
+    """`n` items with distinct ids (a repeated item would be counted twice and break pairing)."""
+    items: dict[str, EvalItem] = {}
+    for attempt in range(n * 50):
+        if len(items) == n:
+            break
+        item = draw(attempt)
+        items.setdefault(item.item_id, item)
+    if len(items) < n:
+        raise ValueError(f"only {len(items)} distinct items can be generated, not {n}")
+    return list(items.values())
 
 
 # -- generated instruction-following prompts -------------------------------------------------------
@@ -170,11 +185,12 @@ _IFEVAL_FORMS: tuple[tuple[str, dict[str, Any]], ...] = (
 def ifeval_items(n: int, seed: int = 0) -> list[EvalItem]:
     """`n` prompts cycling through every check kind, topics drawn from a seeded generator."""
     rng = random.Random(f"ifeval-{SUITE_VERSION}-{seed}")
-    items = []
-    for i in range(n):
+
+    def draw(i: int) -> EvalItem:
         template, check = _IFEVAL_FORMS[i % len(_IFEVAL_FORMS)]
-        items.append(EvalItem(IFEVAL, template.format(topic=rng.choice(_TOPICS)), "", "", dict(check)))
-    return items
+        return EvalItem(IFEVAL, template.format(topic=rng.choice(_TOPICS)), "", "", dict(check))
+
+    return distinct_items(draw, n)
 
 
 EVAL_FILE_ENV = "REFLECTION_EVAL_FILE"

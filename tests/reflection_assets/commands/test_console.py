@@ -38,7 +38,7 @@ def test_render_hides_nan_and_chains_losses():
 def test_console_config_keeps_run_config_and_quiets_logger():
     config = console_run_config({"ops": {"a": {"config": {"x": 1}}}}, verbose=False)
     assert config["ops"] == {"a": {"config": {"x": 1}}}
-    assert config["loggers"]["console"]["config"]["log_level"] == "ERROR"
+    assert config["loggers"]["console"]["config"]["log_level"] == "CRITICAL"
     assert markdown_table([{"a": 1.0, "b": "x"}], ["a", "b"]).splitlines()[2].split("|")[1:3] == [" 1.000 ", " x   "]
 
 

@@ -53,3 +53,15 @@ def test_bad_eval_files_name_the_place(tmp_path):
     bad.write_text('{"prompt": "x"}\n')
     with pytest.raises(EvalDataError, match="bad.jsonl:1: needs a text field instruction or question"):
         heldout_items(bad)
+
+
+def test_generated_suites_never_repeat_an_item():
+    """A repeated item would be counted twice and break the pairing of models on items (seen: 13 ids in 15)."""
+    from reflection_assets.evaluation.suites import arithmetic_items, distinct_items, ifeval_items
+
+    for make in (arithmetic_items, ifeval_items):
+        for seed in range(5):
+            items = make(40, seed=seed)
+            assert len(items) == 40 and len({i.item_id for i in items}) == 40
+    with pytest.raises(ValueError, match="distinct"):
+        distinct_items(lambda _: arithmetic_items(1)[0], 2)
