@@ -177,6 +177,7 @@ def quiet_libraries(verbose: bool) -> None:
         logging.getLogger("mlflow").setLevel(logging.ERROR)
     except ImportError:
         pass
+    _quiet_lm_eval_progress()
     try:
         import datasets
 
@@ -184,6 +185,26 @@ def quiet_libraries(verbose: bool) -> None:
         datasets.utils.logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def _quiet_lm_eval_progress() -> None:
+    """lm-eval passes `disable=` to its progress bars explicitly, so TQDM_DISABLE cannot reach them:
+    its modules get a progress bar that is always disabled (the driver's process only)."""
+    try:
+        import tqdm
+        from lm_eval.api import model as lm_model
+        from lm_eval.api import task as lm_task
+        from lm_eval.models import huggingface as lm_hf
+    except ImportError:
+        return
+
+    class _Silent(tqdm.tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    for module in (lm_model, lm_task, lm_hf):
+        module.tqdm = _Silent
 
 
 def console_run_config(run_config: Mapping[str, Any] | None, verbose: bool) -> dict:
