@@ -96,8 +96,11 @@ def _value(entry: Any) -> Any:
     return getattr(entry, "value", entry)
 
 
-def stage_lines(instance: Any, run_id: str) -> list[StageLine]:
-    """One line per materialization of the run, with its step's wall time and headline numbers."""
+def stage_lines(instance: Any, run_id: str, finished_only: bool = False) -> list[StageLine]:
+    """One line per materialization of the run, with its step's wall time and headline numbers.
+
+    `finished_only` leaves out steps still running (their materialization comes before the step's end).
+    """
     import dagster as dg
 
     records = instance.all_logs(
@@ -124,7 +127,7 @@ def stage_lines(instance: Any, run_id: str) -> list[StageLine]:
     lines = []
     for step_key, materialization in materialized:
         asset = materialization.asset_key.to_user_string()
-        if asset in SILENT_ASSETS:
+        if asset in SILENT_ASSETS or (finished_only and step_key not in finished):
             continue
         seconds = finished.get(step_key, 0.0) - started.get(step_key, 0.0)
         meta = materialization.metadata

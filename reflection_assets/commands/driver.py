@@ -106,15 +106,16 @@ class StageWatcher:
     def _poll(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
-                self.flush()
+                self.flush(finished_only=True)
             except Exception:  # noqa: BLE001 - a read racing the run's own writes is retried on the next poll
                 continue
 
-    def flush(self) -> None:
-        lines = stage_lines(self.instance, self.run_id)
-        for line in lines[len(self.printed) :]:
-            self.echo(line.render())
-            self.printed.append(line)
+    def flush(self, finished_only: bool = False) -> None:
+        shown = {(line.asset, line.partition) for line in self.printed}
+        for line in stage_lines(self.instance, self.run_id, finished_only):
+            if (line.asset, line.partition) not in shown:
+                self.echo(line.render())
+                self.printed.append(line)
 
 
 def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], None] = print) -> GraphRun:
