@@ -34,7 +34,8 @@ class LoraCheckpointConfig(dg.Config):
     """Every knob of the LoRA run (defaults: the demo's r=8, 2 epochs, fp32 on CPU / bf16 on CUDA)."""
 
     enabled: bool = Field(
-        default=True, description="false: skip this arm with a reason (the demo trains selective, reflected_all and random)"
+        default=True,
+        description="false: skip this arm with a reason (the demo trains selective, reflected_all and random)",
     )
     rank: int = 8
     alpha: int = 16
