@@ -16,9 +16,7 @@ from reflection_assets.selection.columns import ARMS
 # that isolate it (the teacher's rewrites without the student's choice, and a random draw of the
 # same size). The other arms skip training with that reason; `--train-arms` adds them.
 DEMO_TRAIN_ARMS = ("selective", "reflected_all", "random")
-# The demo's arms hold a handful of rows: batches of 2 over 3 epochs give each a few optimizer steps
-# after the warmup step (at batch 8 a 6-row arm takes one step an epoch, the first at learning rate 0).
-DEMO_TRAINING = {"batch_size": 2, "epochs": 3.0}
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def graph_steps(key: str, args: argparse.Namespace) -> list:
-    from reflection_assets.commands.driver import Step, arm_steps
+    from reflection_assets.commands.driver import SMALL_ARM_TRAINING, Step, arm_steps
 
     stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
     dataset_config = {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
     steps = [Step("dataset_job", key, dataset_config), Step("selection_job")]
-    steps += arm_steps(args.arms, args.train_arms, DEMO_TRAINING)
+    steps += arm_steps(args.arms, args.train_arms, SMALL_ARM_TRAINING)
     steps.append(Step("evaluation_job"))
     return steps
 

@@ -55,6 +55,12 @@ def register_dataset(source: str | None, partition: str | None) -> str:
     return key
 
 
+# On a CPU the arms of a small teacher hold a handful of rows: batches of 2 over 3 epochs give each a
+# few optimizer steps after the warmup step (at batch 8 a 6-row arm takes one step an epoch, the first
+# at learning rate 0, so its logged loss cannot move).
+SMALL_ARM_TRAINING = {"batch_size": 2, "epochs": 3.0}
+
+
 def arm_steps(arms: str, train_arms: str, training: dict | None = None) -> list[Step]:
     """One arms_job run per arm; arms not in `train_arms` build their rows and skip training, said so.
 

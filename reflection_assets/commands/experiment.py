@@ -71,7 +71,14 @@ def _messages(pair) -> dict:
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
     from reflection_assets.commands.demo import table_lines
-    from reflection_assets.commands.driver import Step, arm_steps, register_dataset, require_dagster_home, run_steps
+    from reflection_assets.commands.driver import (
+        SMALL_ARM_TRAINING,
+        Step,
+        arm_steps,
+        register_dataset,
+        require_dagster_home,
+        run_steps,
+    )
     from reflection_assets.commands.report import build_report, write_report
     from reflection_assets.database import connect
     from reflection_assets.demo_data import DATA_ENV
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         Step("selection_job"),
     ]
-    steps += arm_steps(",".join(ARMS), args.arms)
+    steps += arm_steps(",".join(ARMS), args.arms, SMALL_ARM_TRAINING)
     steps.append(Step("evaluation_job"))
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     with connect(str(warehouse_path()), read_only=True) as conn:
