@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from support.loopback import LoopbackHandler, LoopbackServer, start, stop
 
 FAULTS = ("ok", "429", "500", "503", "400", "slow", "truncated", "empty", "unparsable", "echoauth")
 ALWAYS = 10**9
@@ -47,21 +47,17 @@ class FaultServer:
     auth_headers: list[str] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __enter__(self) -> FaultServer:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = start(_Handler, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        stop(self._server)
 
     @property
     def url(self) -> str:
@@ -139,22 +135,8 @@ def completion_body(body: dict, text: str, logprobs: bool, continues: bool = Tru
     }
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256  # the default backlog (5) resets connections under concurrency 16
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     owner: FaultServer
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and the
-        # client's delayed ACK add ~40 ms to every answer.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        return
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         arrived = time.monotonic()
@@ -191,12 +173,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send(self, status: int, obj: dict, headers: dict[str, str] | None = None) -> None:
         self.send_bytes(status, json.dumps(obj).encode(), headers)
-
-    def send_bytes(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)

@@ -7,13 +7,12 @@ unchanged and their answers come back unchanged.
 
 from __future__ import annotations
 
-import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
+
+from support.loopback import LoopbackHandler, LoopbackServer, start, stop
 
 
 @dataclass
@@ -27,21 +26,17 @@ class RateLimitProxy:
     forwarded: int = 0
     _seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
     _client: httpx.Client | None = None
 
     def __enter__(self) -> RateLimitProxy:
         self._client = httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0))
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = start(_Handler, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None and self._client is not None
-        self._server.shutdown()
-        self._server.server_close()
+        stop(self._server)
         self._client.close()
 
     @property
@@ -61,34 +56,17 @@ class RateLimitProxy:
             return not reject
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     owner: RateLimitProxy
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        return
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self.owner.admit():
             rejection = b'{"error": "rate limited by the test proxy"}'
-            return self.send(429, rejection, {"Retry-After": self.owner.retry_after})
+            return self.send_bytes(429, rejection, {"Retry-After": self.owner.retry_after})
         assert self.owner._client is not None
         path = self.path.removeprefix("/v1")
         upstream = self.owner._client.post(
             self.owner.upstream.rstrip("/") + path, content=body, headers={"Content-Type": "application/json"}
         )
-        self.send(upstream.status_code, upstream.content)
-
-    def send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_bytes(upstream.status_code, upstream.content)
