@@ -14,6 +14,8 @@ from reflection_assets.scoring.statuses import OK
 from resources.tracking import MlflowTracking
 
 PARTITION_META = {"partition_expr": PARTITION_COLUMN}
+# An input that reads every partition of its upstream asset (per-dataset or per-arm tables, fanned in).
+ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
 
 
 def pairs_from_frame(frame: pd.DataFrame) -> list[Pair]:

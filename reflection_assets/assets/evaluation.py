@@ -10,13 +10,12 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.common import markdown_preview, numeric_metadata
+from reflection_assets.assets.common import ALL, markdown_preview, numeric_metadata
 from resources.student import StudentModel
 from resources.teacher import Teacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
-ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
 METHOD_CHECK = "selective_not_worse"
 
 

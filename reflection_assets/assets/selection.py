@@ -10,7 +10,7 @@ from typing import Literal, Optional
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.common import histogram_metadata, markdown_preview, numeric_metadata, ok_values
+from reflection_assets.assets.common import ALL, histogram_metadata, markdown_preview, numeric_metadata, ok_values
 from reflection_assets.assets.scoring import score
 from reflection_assets.partitions import arm_partitions
 from reflection_assets.paths import exports_dir
@@ -32,8 +32,6 @@ from resources.student import StudentModel
 from resources.teacher import Teacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
-
-ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
 
 SELECTED_COLUMNS = ["row_id", "final_instruction", "final_input", "final_output", "final_ifd", "final_rifd"]
 

@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from reflection_assets.assets.common import markdown_preview, numeric_metadata
+from reflection_assets.assets.common import ALL, markdown_preview, numeric_metadata
 from reflection_assets.partitions import arm_partitions
 from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
@@ -25,9 +25,6 @@ from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
 from resources.student import StudentModel
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
-
-ALL = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
-
 
 
 class LoraCheckpointConfig(dg.Config):
