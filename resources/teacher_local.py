@@ -17,7 +17,6 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, PrivateAttr
 
-from reflection_assets.generation.stops import stop_token_ids
 from reflection_assets.teacher.backend import normalise
 from reflection_assets.teacher.guided import GuidedState, cut_at_stop
 from reflection_assets.teacher.types import (
@@ -183,6 +182,8 @@ class TransformersTeacher(Teacher):
     def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[Generated]:
         """One left-padded generate() call over `prompts` (already rendered)."""
         import torch
+
+        from reflection_assets.generation.stops import stop_token_ids  # torch and transformers: at use, not import
 
         model, tokenizer = self.load()
         encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
