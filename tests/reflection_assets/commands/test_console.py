@@ -71,3 +71,15 @@ def test_stage_watcher_prints_each_stage_once_as_it_finishes(dagster_instance):
     assert result.success and result.run_id == run_id
     assert len(printed) == 1 and printed[0].startswith("  raw_instructions[demo]")
     assert [line.render() for line in watcher.printed] == printed
+
+
+def test_a_failed_step_is_named_with_the_user_codes_own_error(dagster_instance):
+    from reflection_assets.commands.driver import failure_message
+
+    @dg.asset
+    def broken() -> None:
+        raise ValueError("the eval file has no rows")
+
+    result = dg.materialize([broken], instance=dagster_instance, raise_on_error=False)
+    assert not result.success
+    assert failure_message(result) == "broken: ValueError: the eval file has no rows"
