@@ -101,9 +101,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     key = register_dataset(data, args.partition)
-    teacher = os.environ.get("REFLECTION_TEACHER_BASE_URL") or "in-process " + os.environ.get(
-        "REFLECTION_TEACHER_MODEL", "bundled"
-    )
     settings = {
         "source": source,
         "sample": data,
@@ -111,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "partition": key,
         "arms": args.arms,
         "max_new_tokens": args.max_new_tokens,
-        "teacher": teacher,
+        "teacher": teacher_label(os.environ),
         "student": os.environ.get("REFLECTION_STUDENT", "bundled"),
     }
     print(
@@ -139,6 +136,20 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(table_lines(report)))
     print(f"\nDone in {result.seconds:.0f} s. Report: {paths['markdown']} (and report.json){link}")
     return 0 if result.ok else 1
+
+
+def teacher_label(env) -> str:  # noqa: ANN001 - a mapping of environment variables
+    """Which teacher ran, for the report and MLflow: the server (credentials in its URL removed) or the local model."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from reflection_assets.deployment import ENV_BASE_URL, ENV_MODEL
+
+    url = (env.get(ENV_BASE_URL) or "").strip()
+    if not url:
+        return "in-process " + (env.get(ENV_MODEL) or "bundled")
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]  # user:password@host -> host
+    return f"{urlunsplit(parts._replace(netloc=host))} ({env.get(ENV_MODEL, '')})"
 
 
 def log_to_mlflow(report: dict, paths: dict[str, Path]) -> str:

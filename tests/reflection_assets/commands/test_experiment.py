@@ -48,3 +48,11 @@ def test_unreadable_data_names_the_file(monkeypatch, tmp_path, capsys):
     bad.write_text('[{"instruction": "a", "output": "b"}, {"instr')
     assert main(["experiment", "--source", str(bad), "--rows", "3"]) == 2
     assert "cut.json" in capsys.readouterr().err
+
+
+def test_the_teacher_label_keeps_credentials_out_of_the_report():
+    from reflection_assets.commands.experiment import teacher_label
+
+    served = {"REFLECTION_TEACHER_BASE_URL": "https://user:s3cret@llm.example/v1", "REFLECTION_TEACHER_MODEL": "m"}
+    assert teacher_label(served) == "https://llm.example/v1 (m)"
+    assert teacher_label({}) == "in-process bundled"
