@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
-    from reflection_assets.commands.driver import register_dataset, require_dagster_home, run_steps
+    from reflection_assets.commands.driver import graph_steps, register_dataset, require_dagster_home, run_steps
     from reflection_assets.demo_data import DATA_ENV
 
     if not require_dagster_home():
@@ -49,20 +49,11 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries(args.verbose)
     key = register_dataset(args.source or os.environ.get(DATA_ENV), args.partition)
     print(f"reflection-tuning demo: dataset partition '{key}', training {args.train_arms}", flush=True)
-    result = run_steps(graph_steps(key, args), verbose=args.verbose, echo=lambda s: print(s, flush=True))
+    teacher_stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
+    steps = graph_steps(key, args.arms, args.train_arms, teacher_stage)
+    result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     print(closing(result.seconds, key))
     return 0 if result.ok else 1
-
-
-def graph_steps(key: str, args: argparse.Namespace) -> list:
-    from reflection_assets.commands.driver import SMALL_ARM_TRAINING, Step, arm_steps
-
-    stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
-    dataset_config = {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
-    steps = [Step("dataset_job", key, dataset_config), Step("selection_job")]
-    steps += arm_steps(args.arms, args.train_arms, SMALL_ARM_TRAINING)
-    steps.append(Step("evaluation_job"))
-    return steps
 
 
 def closing(seconds: float, key: str) -> str:
@@ -98,15 +89,14 @@ def result_tables(conn) -> list[str]:
 
 def table_lines(report: dict) -> list[str]:
     from reflection_assets.commands.console import markdown_table
+    from reflection_assets.commands.report import DECISION_COLUMNS, TRAINING_COLUMNS, ablation_lines
 
     lines: list[str] = []
     if "decisions" in report:
         lines += [
             "",
             f"Decisions ({report['rows_selected']} rows selected):",
-            markdown_table(
-                report["decisions"], ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"]
-            ),
+            markdown_table(report["decisions"], DECISION_COLUMNS),
         ]
     else:
         lines += ["", "No selection was made (see the selection step above)."]
@@ -114,12 +104,7 @@ def table_lines(report: dict) -> list[str]:
         lines += [
             "",
             "Training:",
-            markdown_table(
-                report["training"],
-                ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds", "skipped_reason"],
-            ),
+            markdown_table(report["training"], TRAINING_COLUMNS),
         ]
-    from reflection_assets.commands.report import ablation_lines
-
     lines += ["", "Ablation (95 % paired bootstrap intervals over items):", *ablation_lines(report.get("ablation"))]
     return lines

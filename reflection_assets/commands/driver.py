@@ -75,6 +75,18 @@ def arm_steps(arms: str, train_arms: str, training: dict | None = None) -> list[
     ]
 
 
+def graph_steps(dataset: str, arms: str, train_arms: str, teacher_stage: dict) -> list[Step]:
+    """The whole graph in order: one dataset partition (both teacher stages with `teacher_stage` as
+    their run config), the selection, every arm in `arms` (training those in `train_arms`), evaluation."""
+    stages = {"ops": {name: {"config": teacher_stage} for name in ("instruction_reflections", "response_reflections")}}
+    return [
+        Step("dataset_job", dataset, stages),
+        Step("selection_job"),
+        *arm_steps(arms, train_arms, SMALL_ARM_TRAINING),
+        Step("evaluation_job"),
+    ]
+
+
 def failure_message(result: Any) -> str:
     """The first failed step and the first line of its error, for the console."""
     for event in result.all_events:

@@ -71,14 +71,7 @@ def _messages(pair) -> dict:
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
     from reflection_assets.commands.demo import table_lines
-    from reflection_assets.commands.driver import (
-        SMALL_ARM_TRAINING,
-        Step,
-        arm_steps,
-        register_dataset,
-        require_dagster_home,
-        run_steps,
-    )
+    from reflection_assets.commands.driver import graph_steps, register_dataset, require_dagster_home, run_steps
     from reflection_assets.commands.report import build_report, write_report
     from reflection_assets.database import connect
     from reflection_assets.demo_data import DATA_ENV
@@ -115,17 +108,7 @@ def run(args: argparse.Namespace) -> int:
         f"reflection-tuning experiment: {rows if rows is not None else 'all'} rows of {source} as partition '{key}'",
         flush=True,
     )
-    stage = {"max_new_tokens": args.max_new_tokens}
-    steps = [
-        Step(
-            "dataset_job",
-            key,
-            {"ops": {n: {"config": stage} for n in ("instruction_reflections", "response_reflections")}},
-        ),
-        Step("selection_job"),
-    ]
-    steps += arm_steps(",".join(ARMS), args.arms, SMALL_ARM_TRAINING)
-    steps.append(Step("evaluation_job"))
+    steps = graph_steps(key, ",".join(ARMS), args.arms, {"max_new_tokens": args.max_new_tokens})
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     with connect(str(warehouse_path()), read_only=True) as conn:
         report = build_report(conn, result.stages, result.seconds, settings)

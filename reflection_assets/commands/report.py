@@ -18,6 +18,7 @@ import pandas as pd
 from reflection_assets.commands.console import StageLine, markdown_table
 
 TEACHER_TABLES = ("instruction_reflections", "response_reflections")
+DECISION_COLUMNS = ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"]
 TRAINING_COLUMNS = ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds", "skipped_reason"]
 ABLATION_COLUMNS = ["model", "suite", "metric", "n", "value", "delta_vs_base", "ci_low", "ci_high", "verdict_vs_base",
                     "delta_vs_random", "ci_low_vs_random", "ci_high_vs_random", "verdict_vs_random"]
@@ -89,12 +90,7 @@ def render_markdown(report: dict, title: str = "Selective Reflection-Tuning run"
         out.append(f"- `{stage}`: {numbers['rows']} rows: {outcomes}" + (f" (why: {reasons})" if reasons else ""))
     out += ["", "## Decisions (instruction choice x answer choice)", ""]
     if "decisions" in report:
-        out += [
-            markdown_table(
-                report["decisions"], ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"]
-            ),
-            "",
-        ]
+        out += [markdown_table(report["decisions"], DECISION_COLUMNS), ""]
     else:
         out += ["Not materialized.", ""]
     out += ["## Arms", ""]

@@ -36,3 +36,15 @@ def test_closing_tables_give_losses_times_and_skips(tmp_path):
             line.startswith("| full")]
     assert [c.strip() for c in rows[0]] == ["random", "trained", "6", "2.500", "1.250", "41.000", ""]
     assert [c.strip() for c in rows[1]] == ["full", "skipped", "0", "", "", "0.000", "training disabled"]
+
+
+def test_the_graph_runs_in_order_with_the_teacher_stage_config():
+    from reflection_assets.commands.driver import SMALL_ARM_TRAINING, graph_steps
+
+    steps = graph_steps("demo", "selective,full", "selective", {"max_new_tokens": 8})
+    assert [(s.job, s.partition) for s in steps] == [("dataset_job", "demo"), ("selection_job", None),
+                                                     ("arms_job", "selective"), ("arms_job", "full"),
+                                                     ("evaluation_job", None)]
+    ops = steps[0].run_config["ops"]
+    assert ops["instruction_reflections"] == ops["response_reflections"] == {"config": {"max_new_tokens": 8}}
+    assert steps[2].run_config["ops"]["lora_checkpoint"]["config"] == {"enabled": True, **SMALL_ARM_TRAINING}
