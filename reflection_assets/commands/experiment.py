@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from reflection_assets.selection.columns import ARMS
 
@@ -39,13 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def sample_file(source: str, rows: int, folder: Path) -> tuple[str, int]:
+class Sample(NamedTuple):
+    path: str
+    rows: int
+    source_rows_read: int
+    source_rejected: dict[str, int]  # the source's rejected rows per reason (they never reach the sample)
+
+
+def sample_file(source: str, rows: int, folder: Path) -> Sample:
     """The first `rows` accepted pairs of `source` as JSONL: Alpaca fields when no pair has a system
     prompt or earlier turns (so instruction/input stay apart and row ids stay the source's), chat
-    messages otherwise (system and turns kept)."""
+    messages otherwise (system and turns kept). The source's rejections are counted, not dropped."""
     from reflection_assets.ingest import read_dataset
 
-    pairs = read_dataset(source).accepted[:rows]
+    result = read_dataset(source)
+    pairs = result.accepted[:rows]
     as_messages = any(p.system or p.history for p in pairs)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{Path(source.rstrip('/')).stem}-{len(pairs)}.jsonl"
@@ -57,7 +66,7 @@ def sample_file(source: str, rows: int, folder: Path) -> tuple[str, int]:
                 else {"instruction": pair.instruction, "input": pair.input, "output": pair.output}
             )
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return str(path), len(pairs)
+    return Sample(str(path), len(pairs), result.rows_read, result.reason_counts())
 
 
 def _messages(pair) -> dict:
@@ -89,25 +98,28 @@ def run(args: argparse.Namespace) -> int:
         return 2
     quiet_libraries(args.verbose)
     try:
-        data, rows = sample_file(source, args.rows, data_dir() / "experiments") if args.rows else (source, None)
+        sample = sample_file(source, args.rows, data_dir() / "experiments") if args.rows else None
     except DatasetReadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    data = sample.path if sample else source
     key = register_dataset(data, args.partition)
     settings = {
         "source": source,
         "sample": data,
-        "rows": rows,
+        "rows": sample.rows if sample else None,
         "partition": key,
         "arms": args.arms,
         "max_new_tokens": args.max_new_tokens,
         "teacher": teacher_label(os.environ),
         "student": os.environ.get("REFLECTION_STUDENT", "bundled"),
     }
-    print(
-        f"reflection-tuning experiment: {rows if rows is not None else 'all'} rows of {source} as partition '{key}'",
-        flush=True,
-    )
+    if sample:  # rows the source rejected never reach the sample: say how many and why
+        settings["source_rows_read"], settings["source_rejected"] = sample.source_rows_read, sample.source_rejected
+    taken = f"the first {sample.rows} accepted rows" if sample else "every row"
+    rejected = f", {sum(sample.source_rejected.values())} rejected {sample.source_rejected}" if sample else ""
+    read = f" ({sample.source_rows_read} read{rejected})" if sample else ""
+    print(f"reflection-tuning experiment: {taken} of {source}{read} as partition '{key}'", flush=True)
     steps = graph_steps(key, ",".join(ARMS), args.arms, {"max_new_tokens": args.max_new_tokens})
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     with connect(str(warehouse_path()), read_only=True) as conn:

@@ -9,7 +9,8 @@ from reflection_assets.ingest import read_dataset
 
 
 def test_sample_file_keeps_the_first_pairs_whole(tmp_path):
-    path, rows = sample_file(str(DEMO_TRAIN_PATH), 5, tmp_path)
+    path, rows, read, rejected = sample_file(str(DEMO_TRAIN_PATH), 5, tmp_path)
+    assert (read, rejected) == (68, {})
     assert rows == 5
     lines = [json.loads(line) for line in open(path)]
     assert len(lines) == 5
@@ -30,7 +31,7 @@ def test_sample_file_keeps_system_prompts_and_turns(tmp_path):
         ]
     }
     source.write_text(json.dumps(chat) + "\n")
-    path, rows = sample_file(str(source), 10, tmp_path / "out")
+    path, rows, _, _ = sample_file(str(source), 10, tmp_path / "out")
     (pair,) = read_dataset(path).accepted
     (original,) = read_dataset(str(source)).accepted
     assert rows == 1 and pair.content_id() == original.content_id() and pair.system == "Be brief."
@@ -56,3 +57,12 @@ def test_the_teacher_label_keeps_credentials_out_of_the_report():
     served = {"REFLECTION_TEACHER_BASE_URL": "https://user:s3cret@llm.example/v1", "REFLECTION_TEACHER_MODEL": "m"}
     assert teacher_label(served) == "https://llm.example/v1 (m)"
     assert teacher_label({}) == "in-process bundled"
+
+
+def test_the_sources_rejected_rows_are_counted_not_dropped(tmp_path):
+    source = tmp_path / "mixed.jsonl"
+    good = {"instruction": "Name a colour.", "output": "Blue."}
+    source.write_text(json.dumps(good) + "\n" + '{"instruction": "no answer"}\n' + "not json\n")
+    sample = sample_file(str(source), 10, tmp_path / "out")
+    assert sample.rows == 1 and sample.source_rows_read == 3
+    assert sample.source_rejected == {"invalid_json": 1, "missing_field": 1}
