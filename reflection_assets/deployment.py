@@ -27,6 +27,7 @@ from resources.warehouse import Warehouse
 ENV_BASE_URL = "REFLECTION_TEACHER_BASE_URL"
 ENV_MODEL = "REFLECTION_TEACHER_MODEL"
 ENV_API_KEY = "REFLECTION_TEACHER_API_KEY"
+ENV_STUDENT = "REFLECTION_STUDENT"
 
 
 def env_or(name: str, default: str) -> Any:
@@ -41,7 +42,7 @@ def build_resources() -> dict[str, Any]:
         "io_manager": DuckDBPandasIOManager(database=database, schema="main"),
         "warehouse": Warehouse(database=database),
         "mlflow": MlflowTracking(tracking_uri=env_or("MLFLOW_TRACKING_URI", "")),
-        "student": StudentModel(model=env_or("REFLECTION_STUDENT", "bundled")),
+        "student": StudentModel(model=env_or(ENV_STUDENT, "bundled")),
         "teacher": build_teacher(as_env_vars=True),
     }
 

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.report import build_report, write_report
     from reflection_assets.database import connect
     from reflection_assets.demo_data import DATA_ENV
+    from reflection_assets.deployment import ENV_STUDENT
     from reflection_assets.ingest import DatasetReadError
     from reflection_assets.paths import data_dir, warehouse_path
 
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         "arms": args.arms,
         "max_new_tokens": args.max_new_tokens,
         "teacher": teacher_label(os.environ),
-        "student": os.environ.get("REFLECTION_STUDENT", "bundled"),
+        "student": os.environ.get(ENV_STUDENT, "bundled"),
     }
     if sample:  # rows the source rejected never reach the sample: say how many and why
         settings["source_rows_read"], settings["source_rejected"] = sample.source_rows_read, sample.source_rejected
