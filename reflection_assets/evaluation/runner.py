@@ -180,16 +180,20 @@ class Evaluator:
                 f"generating {len(requests)} answers ({len(wanted) - len(missing)} cached) in mixed-adapter batches"
             )
             started = time.perf_counter()
-            outputs = self.engine.generate(requests)
+
+            def save(indices: list[int], outputs: list) -> None:
+                # Saved batch by batch: a run killed mid-pass keeps every finished batch for the re-run.
+                fresh = {
+                    keys[missing[i]]: {"text": o.text, "new_tokens": o.new_tokens, "finish_reason": o.finish_reason}
+                    for i, o in zip(indices, outputs)
+                }
+                self.cache.put("generation", fresh)
+                cached.update(fresh)
+                self.stats["generated"] += len(outputs)
+                self.stats["new_tokens"] += sum(o.new_tokens for o in outputs)
+
+            self.engine.generate(requests, on_batch=save)
             self.stats["generation_seconds"] += time.perf_counter() - started
-            self.stats["generated"] += len(outputs)
-            self.stats["new_tokens"] += sum(o.new_tokens for o in outputs)
-            fresh = {
-                keys[p]: {"text": o.text, "new_tokens": o.new_tokens, "finish_reason": o.finish_reason}
-                for p, o in zip(missing, outputs)
-            }
-            self.cache.put("generation", fresh)
-            cached.update(fresh)
         return {pair: cached[keys[pair]]["text"] for pair in wanted}
 
     def score_generated(

@@ -77,6 +77,9 @@ class GenerationOutput:
     steps: int = 1
 
 
+BatchDone = Callable[[list[int], list[GenerationOutput]], None]  # (request indices, their outputs)
+
+
 @dataclass
 class EngineStats:
     """Work done since the engine was made; tests and benchmarks read it."""
@@ -165,12 +168,21 @@ class GenerationEngine:
 
     # -- public API ------------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
-        """Greedy outputs, one per request, in order."""
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_batch: BatchDone | None = None
+    ) -> list[GenerationOutput]:
+        """Greedy outputs, one per request, in order.
+
+        `on_batch(indices, outputs)` is called as each batch finishes, so a caller can save its
+        outputs before the next batch starts: a killed process then loses only the batch in flight.
+        """
         outputs: list[GenerationOutput | None] = [None] * len(requests)
         for batch in self.plan(requests):
-            for i, output in zip(batch, self.run_batch([requests[i] for i in batch])):
+            done = self.run_batch([requests[i] for i in batch])
+            for i, output in zip(batch, done):
                 outputs[i] = output
+            if on_batch is not None:
+                on_batch(batch, done)
         return [o for o in outputs if o is not None]
 
     def plan(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:

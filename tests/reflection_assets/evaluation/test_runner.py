@@ -43,3 +43,37 @@ def test_reflection_style_prompts_with_the_training_system_prompt(tiny_peft, tmp
     evaluator = Evaluator(model, tokenizer, "tiny", settings, EvalOutputCache(tmp_path / "w.duckdb"))
     prompt = tokenizer.decode(list(evaluator.prompt(build_items(settings)["arithmetic"][0])))
     assert "<output>" in prompt  # the training system prompt asks for the format
+
+
+def test_a_pass_that_dies_mid_way_keeps_its_finished_batches(tiny_peft, tmp_path, monkeypatch):
+    """Generations are saved batch by batch: the re-run after a crash makes only the unsaved ones."""
+    model, tokenizer = tiny_peft
+    settings = EvalSettings(**{**SETTINGS.record(), "batch_tokens": 160})  # several small batches
+    items = build_items(settings)
+    generated_items = sum(len(items[s]) for s in ("arithmetic", "ifeval", "gsm8k", "judge"))
+    cache = EvalOutputCache(tmp_path / "w.duckdb")
+    crashing = Evaluator(model, tokenizer, "tiny", settings, cache, log=lambda _: None)
+    real_run_batch, calls = crashing.engine.run_batch, []
+
+    def dies_on_the_third_batch(requests):
+        calls.append(len(requests))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_run_batch(requests)
+
+    monkeypatch.setattr(crashing.engine, "run_batch", dies_on_the_third_batch)
+    try:
+        evaluate(crashing, [BASE_MODEL, FIRST], items)
+    except KeyboardInterrupt:
+        pass
+    assert len(calls) == 3  # died in the generation pass, not after it
+    saved = sum(calls[:2])
+    assert cache.count("generation") == saved > 0
+
+    evaluator = Evaluator(model, tokenizer, "tiny", settings, cache, log=lambda _: None)
+    resumed = evaluate(evaluator, [BASE_MODEL, FIRST], items)
+    assert evaluator.stats["generated_cached"] == saved
+    assert evaluator.stats["generated"] == 2 * generated_items - saved
+    fresh = evaluate(Evaluator(model, tokenizer, "tiny", settings, EvalOutputCache(tmp_path / "x.duckdb"),
+                               log=lambda _: None), [BASE_MODEL, FIRST], items)
+    assert resumed.equals(fresh)

@@ -96,6 +96,19 @@ def test_token_budget_batches_sorted_by_length(tiny: tuple[Any, Any]) -> None:
     assert flat == sorted(flat, reverse=True)
 
 
+def test_each_batch_is_handed_over_as_it_finishes(tiny: tuple[Any, Any]) -> None:
+    """`on_batch` sees every request once, a batch at a time, before the next batch starts."""
+    model, tokenizer = tiny
+    engine = GenerationEngine(model, tokenizer, batch_tokens=40, num_threads=torch.get_num_threads())
+    requests = [GenerationRequest(prompt_ids(tokenizer, p), 6) for p in PROMPTS]
+    seen: list[tuple[list[int], list]] = []
+    outputs = engine.generate(requests, on_batch=lambda indices, done: seen.append((list(indices), list(done))))
+    assert len(seen) == len(engine.plan(requests)) > 1
+    assert sorted(i for indices, _ in seen for i in indices) == list(range(len(PROMPTS)))
+    for indices, done in seen:
+        assert [outputs[i] for i in indices] == done
+
+
 def test_stop_strings_and_end_tokens_stop_where_generate_does(tiny: tuple[Any, Any]) -> None:
     model, tokenizer = tiny
     engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
