@@ -33,3 +33,51 @@ def sample_pairs(n: int = 12) -> list[Pair]:
             )
         )
     return pairs
+
+
+def seed_arm_tables(instance, rows: int) -> None:  # noqa: ANN001 - a DagsterInstance
+    """`lora_checkpoint`'s upstream tables as the IO manager writes them: `rows` raw rows of dataset
+    partition "t", all of them in the selective arm (for tests that start at training)."""
+    import duckdb
+    import pandas as pd
+
+    from reflection_assets.partitions import DATASETS
+    from reflection_assets.paths import warehouse_path
+    from reflection_assets.schema import RAW_COLUMNS
+
+    pairs = sample_pairs(rows)
+    raw = pd.DataFrame(
+        [
+            {
+                "dataset": "t",
+                "row_id": p.row_id,
+                "source_file": "t.jsonl",
+                "source_row": i + 1,
+                "format": "alpaca",
+                "system": p.system,
+                "history": p.history_json(),
+                "instruction": p.instruction,
+                "input": p.input,
+                "output": p.output,
+            }
+            for i, p in enumerate(pairs)
+        ],
+        columns=RAW_COLUMNS,
+    )
+    arm = pd.DataFrame(
+        {
+            "arm": "selective",
+            "row_id": raw["row_id"],
+            "instruction": raw["instruction"],
+            "input": raw["input"],
+            "output": raw["output"],
+            "source": "raw",
+        }
+    )
+    warehouse_path().parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(warehouse_path())) as conn:
+        conn.register("raw_frame", raw)
+        conn.register("arm_frame", arm)
+        conn.execute("CREATE TABLE raw_instructions AS SELECT * FROM raw_frame")
+        conn.execute("CREATE TABLE arm_datasets AS SELECT * FROM arm_frame")
+    instance.add_dynamic_partitions(DATASETS, ["t"])

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pandas as pd
 
 from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
-from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import warehouse_path
-from reflection_assets.schema import RAW_COLUMNS
 from reflection_assets.training.lineage import TRAINED_ON_SQL
 from resources.student import StudentModel
-from tests.support.training import sample_pairs
+from tests.support.training import sample_pairs, seed_arm_tables
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 FAST = {
@@ -47,46 +44,6 @@ CONTRACT = [
 ]
 
 
-def seed_warehouse(instance: dg.DagsterInstance, rows: int) -> None:
-    """The upstream tables as the IO manager wrote them: raw rows of one dataset partition, one arm."""
-    pairs = sample_pairs(rows)
-    raw = pd.DataFrame(
-        [
-            {
-                "dataset": "t",
-                "row_id": p.row_id,
-                "source_file": "t.jsonl",
-                "source_row": i + 1,
-                "format": "alpaca",
-                "system": p.system,
-                "history": p.history_json(),
-                "instruction": p.instruction,
-                "input": p.input,
-                "output": p.output,
-            }
-            for i, p in enumerate(pairs)
-        ],
-        columns=RAW_COLUMNS,
-    )
-    arm = pd.DataFrame(
-        {
-            "arm": "selective",
-            "row_id": raw["row_id"],
-            "instruction": raw["instruction"],
-            "input": raw["input"],
-            "output": raw["output"],
-            "source": "raw",
-        }
-    )
-    warehouse_path().parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse_path())) as conn:
-        conn.register("raw_frame", raw)
-        conn.register("arm_frame", arm)
-        conn.execute("CREATE TABLE raw_instructions AS SELECT * FROM raw_frame")
-        conn.execute("CREATE TABLE arm_datasets AS SELECT * FROM arm_frame")
-    instance.add_dynamic_partitions(DATASETS, ["t"])
-
-
 def materialize(instance: dg.DagsterInstance, base: str, **config) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         ASSETS,
@@ -109,7 +66,7 @@ def stored_row() -> dict:
 def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
     import mlflow
 
-    seed_warehouse(dagster_instance, 8)
+    seed_arm_tables(dagster_instance, 8)
     first = materialize(dagster_instance, tiny_base)
     assert first.success
     meta = first.asset_materializations_for_node("lora_checkpoint")[0].metadata
@@ -151,7 +108,7 @@ def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
 
 
 def test_tiny_arm_and_disabled_arm_are_reasoned_skips(dagster_instance, tiny_base):
-    seed_warehouse(dagster_instance, 3)
+    seed_arm_tables(dagster_instance, 3)
     result = materialize(dagster_instance, tiny_base, min_rows=4)
     assert result.success
     row = stored_row()
@@ -165,7 +122,7 @@ def test_tiny_arm_and_disabled_arm_are_reasoned_skips(dagster_instance, tiny_bas
 
 
 def test_bad_config_fails_with_a_message(dagster_instance, tiny_base):
-    seed_warehouse(dagster_instance, 4)
+    seed_arm_tables(dagster_instance, 4)
     result = materialize(dagster_instance, tiny_base, dropout=2.0)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -187,7 +144,7 @@ def test_interrupted_training_resumes_when_materialized_again(dagster_instance, 
             if state.global_step == 3:
                 raise Killed("the process died at step 3")
 
-    seed_warehouse(dagster_instance, 8)
+    seed_arm_tables(dagster_instance, 8)
     config = {**FAST, "save_steps": 2, "batch_size": 2}
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         arm, raw = conn.execute("SELECT * FROM arm_datasets").df(), conn.execute("SELECT * FROM raw_instructions").df()
