@@ -167,6 +167,7 @@ def seed_checkpoint_tables(student: str, root: Path) -> None:
     from reflection_assets.training.statuses import CHECKPOINT_COLUMNS
     from tests.reflection_assets.evaluation.conftest import lora_config
     from tests.support.tiny_lm import tiny_model, tiny_tokenizer
+    from tests.support.training import write_tables
 
     trained = {"selective": 11, "random": 12}
     for arm, seed in trained.items():
@@ -189,12 +190,7 @@ def seed_checkpoint_tables(student: str, root: Path) -> None:
     )
     arms = pd.DataFrame([{"arm": arm, "row_id": f"{arm}-1", "instruction": "Name a colour.", "input": "",
                           "output": "Blue.", "source": "raw"} for arm in trained])
-    warehouse_path().parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse_path())) as conn:
-        conn.register("checkpoints", checkpoints)
-        conn.register("arms", arms)
-        conn.execute("CREATE TABLE lora_checkpoint AS SELECT * FROM checkpoints")
-        conn.execute("CREATE TABLE arm_datasets AS SELECT * FROM arms")
+    write_tables({"lora_checkpoint": checkpoints, "arm_datasets": arms})
 
 
 def saved_generations() -> int:

@@ -38,11 +38,9 @@ def sample_pairs(n: int = 12) -> list[Pair]:
 def seed_arm_tables(instance, rows: int) -> None:  # noqa: ANN001 - a DagsterInstance
     """`lora_checkpoint`'s upstream tables as the IO manager writes them: `rows` raw rows of dataset
     partition "t", all of them in the selective arm (for tests that start at training)."""
-    import duckdb
     import pandas as pd
 
     from reflection_assets.partitions import DATASETS
-    from reflection_assets.paths import warehouse_path
     from reflection_assets.schema import RAW_COLUMNS
 
     pairs = sample_pairs(rows)
@@ -74,10 +72,19 @@ def seed_arm_tables(instance, rows: int) -> None:  # noqa: ANN001 - a DagsterIns
             "source": "raw",
         }
     )
+    write_tables({"raw_instructions": raw, "arm_datasets": arm})
+    instance.add_dynamic_partitions(DATASETS, ["t"])
+
+
+def write_tables(tables: dict) -> None:
+    """Create these tables (name -> DataFrame) in the warehouse, as the IO manager would have."""
+    import duckdb
+
+    from reflection_assets.paths import warehouse_path
+
     warehouse_path().parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse_path())) as conn:
-        conn.register("raw_frame", raw)
-        conn.register("arm_frame", arm)
-        conn.execute("CREATE TABLE raw_instructions AS SELECT * FROM raw_frame")
-        conn.execute("CREATE TABLE arm_datasets AS SELECT * FROM arm_frame")
-    instance.add_dynamic_partitions(DATASETS, ["t"])
+        for name, frame in tables.items():
+            conn.register("frame", frame)
+            conn.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+            conn.unregister("frame")
