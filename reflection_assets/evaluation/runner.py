@@ -149,6 +149,8 @@ class Evaluator:
             "nll_cached": 0,
             "judged": 0,
             "judged_cached": 0,
+            "lm_eval_runs": 0,  # models run through lm-eval (one harness run each)
+            "lm_eval_cached": 0,
         }
 
     def prompt(self, item: EvalItem) -> tuple[int, ...]:
@@ -297,6 +299,8 @@ class Evaluator:
         }
         cached = self.cache.get(list(keys.values()))
         missing = [m for m in models if keys[m.name] not in cached]
+        self.stats["lm_eval_cached"] += len(models) - len(missing)
+        self.stats["lm_eval_runs"] += len(missing)
         if missing:
             with tempfile.TemporaryDirectory() as folder:
                 write_arithmetic_task(items, Path(folder))
