@@ -9,19 +9,17 @@ the test artifacts (`REFLECTION_TEST_ARTIFACTS`, default `test-artifacts/ui/`) a
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from support.dagster_dev import graphql, start_dagster_dev, stop_session
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and Path(p).exists()), None)
@@ -32,35 +30,6 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
                        reason="needs Debian's chromium (apt-get install -y chromium; .ci/run installs it)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def graphql(url: str, query: str) -> dict:
-    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)["data"]
-
-
-def wait_until_loaded(url: str, server: subprocess.Popen, seconds: float) -> None:
-    """The code location is LOADED (the webserver answers well before that)."""
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "dagster dev exited early"
-        try:
-            entries = graphql(url, query)["workspaceOrError"]["locationEntries"]
-            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"code location not loaded within {seconds:.0f}s")
 
 
 def wait_for_run(url: str, seconds: float) -> str:
@@ -92,31 +61,11 @@ def dagster_dev(tmp_path):
          PARTITION, str(REPO / "tests/fixtures/ingest/alpaca.jsonl")],
         cwd=REPO, env=env, check=True, timeout=120,
     )
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_dagster_dev(env)
     try:
-        wait_until_loaded(url, server, 300)
         yield url
     finally:  # dagster dev, its webserver, daemon, code servers and run workers share the session
         stop_session(server)
-
-
-def stop_session(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(server.pid, signal.SIGKILL)  # whatever outlived dagster dev (it ignores TERM at times)
-    except ProcessLookupError:
-        pass
-    server.wait(10)
 
 
 @pytest.fixture
