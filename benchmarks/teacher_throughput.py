@@ -9,8 +9,11 @@
    path (`generation="generate"`: one model.generate per batch of 8 and per guided step) and through
    the generation engine, on one loaded model, alternately: rows/s, generated tok/s, positions the
    model computed (prompt positions separately) and whether the texts are identical.
+4. Persist: the instruction stage (`reflect_rows`) over HTTP at concurrency 16, saving each call
+   to `llm_calls` as it finishes (the product: a SIGKILL loses only the calls in flight) vs the
+   earlier behaviour, every record held in memory and written once at the end, alternately.
 
-    python benchmarks/teacher_throughput.py [--part local|http|guided|all] [--prompts 16] [--new-tokens 64]
+    python benchmarks/teacher_throughput.py [--part local|http|guided|persist|all] [--prompts 16] [--new-tokens 64]
     python benchmarks/teacher_throughput.py --part guided --rows 32,68 --section-tokens 96 \
         --critique-tokens 32 --threads 2
 """
@@ -25,7 +28,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the loopback server lives with the test helpers
+# The loopback server lives with the test helpers; the repo goes first so that `reflection_assets` is the
+# package, not the namespace that tests/reflection_assets would make of it.
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
 def demo_pairs(n: int) -> list:
@@ -214,9 +219,59 @@ def bench_http(calls: int, latency_s: float, concurrencies: tuple[int, ...]) -> 
     return rows
 
 
+def bench_persist(calls: int, latency_s: float, concurrency: int, repeats: int) -> list[dict]:
+    """Per-call saves vs one write at the end, for the same stage, alternately, on fresh cache files."""
+    import tempfile
+
+    from reflection_assets.schema import Pair
+    from reflection_assets.teacher.cache import CallCache
+    from reflection_assets.teacher.runner import reflect_rows
+    from resources.teacher_http import OpenAICompatibleTeacher
+    from support.fault_server import FaultServer
+
+    class CountedCache(CallCache):
+        """The product's cache, counting its DuckDB write batches."""
+
+        writes = 0
+
+        def write(self, records):  # noqa: ANN001
+            self.writes += 1
+            super().write(records)
+
+    class WriteAtEnd(CountedCache):
+        """The reference: records wait in memory until the stage ends (a SIGKILL loses them all)."""
+
+        held: list = []
+
+        def write(self, records):  # noqa: ANN001
+            self.held = [*self.held, *records]
+
+        def flush(self) -> None:
+            CountedCache.write(self, self.held)
+
+    pairs = [Pair(f"ROW=p{i} Explain why the sky is blue.", f"Because of scattering ({i}).") for i in range(calls)]
+    rows = []
+    with FaultServer(latency_s=latency_s) as server, tempfile.TemporaryDirectory() as folder:
+        teacher = OpenAICompatibleTeacher(base_url=server.url, model="bench", max_concurrency=concurrency)
+        reflect_rows(pairs[:concurrency], "instruction", teacher, CountedCache(Path(folder) / "warm.duckdb"))
+        for repeat in range(repeats):
+            for mode, cache_type in (("per call", CountedCache), ("at the end", WriteAtEnd)):
+                cache = cache_type(Path(folder) / f"{mode.replace(' ', '-')}-{repeat}.duckdb")
+                start = time.perf_counter()
+                frame, stats = reflect_rows(pairs, "instruction", teacher, cache)
+                if isinstance(cache, WriteAtEnd):
+                    cache.flush()
+                wall = time.perf_counter() - start
+                assert stats.calls_made == calls and cache.count("ok") == calls
+                rows.append({"mode": mode, "repeat": repeat + 1, "calls": calls, "concurrency": concurrency,
+                             "latency_s": latency_s, "wall_s": round(wall, 3), "duckdb_writes": cache.writes,
+                             "ideal_s": round(calls * latency_s / concurrency, 3)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("local", "http", "guided", "all"), default="all")
+    parser.add_argument("--part", choices=("local", "http", "guided", "persist", "all"), default="all")
     parser.add_argument("--rows", default="32,68", help="guided: demo row counts, comma-separated")
     parser.add_argument("--section-tokens", type=int, default=96, help="guided: tokens per marked section")
     parser.add_argument("--critique-tokens", type=int, default=32, help="guided: tokens of the critique")
@@ -235,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="torch CPU threads (1 avoids OpenMP oversubscription on a shared machine)",
     )
+    parser.add_argument("--repeats", type=int, default=3, help="persist: alternating repeats of each mode")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -263,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("http", "all"):
         report["http"] = bench_http(args.calls, args.latency, (1, 4, 16))
         for row in report["http"]:
+            print(json.dumps(row), flush=True)
+    if args.part in ("persist", "all"):
+        report["persist"] = bench_persist(args.calls, args.latency, 16, args.repeats)
+        for row in report["persist"]:
             print(json.dumps(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
