@@ -26,6 +26,9 @@ from resources.student import StudentModel
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
+# The defaults have one owner, LoraSettings (the CLI's `train` reads the same object).
+DEFAULTS = LoraSettings()
+
 
 class LoraCheckpointConfig(dg.Config):
     """Every knob of the LoRA run (defaults: the demo's r=8, 2 epochs, fp32 on CPU / bf16 on CUDA)."""
@@ -34,26 +37,36 @@ class LoraCheckpointConfig(dg.Config):
         default=True,
         description="false: skip this arm with a reason (the demo trains selective, reflected_all and random)",
     )
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] = Field(default=["all-linear"], description="module names, or all-linear")
-    epochs: float = 2.0
-    learning_rate: float = 2e-4
-    warmup: float = Field(default=0.1, description="below 1: a fraction of the steps; from 1 up: a step count")
-    lr_scheduler: str = "linear"
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    max_length: int = 512
-    packing: bool = False
-    seed: int = 0
-    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: fp32 on CPU, bf16 on CUDA")
-    load_in_4bit: bool = Field(default=False, description="QLoRA (nf4, double quantization); CUDA only")
-    activation_checkpointing: Optional[bool] = Field(default=None, description="default: on for CUDA, off on CPU")
-    device: str = "auto"
-    max_steps: int = -1
-    save_steps: int = 5
-    min_rows: int = Field(default=4, description="fewer rows after the trainer's filtering: a reasoned skip")
+    rank: int = DEFAULTS.rank
+    alpha: int = DEFAULTS.alpha
+    dropout: float = DEFAULTS.dropout
+    target_modules: list[str] = Field(
+        default=list(DEFAULTS.target_modules), description="module names, or all-linear"
+    )
+    epochs: float = DEFAULTS.epochs
+    learning_rate: float = DEFAULTS.learning_rate
+    warmup: float = Field(
+        default=DEFAULTS.warmup, description="below 1: a fraction of the steps; from 1 up: a step count"
+    )
+    lr_scheduler: str = DEFAULTS.lr_scheduler
+    batch_size: int = DEFAULTS.batch_size
+    gradient_accumulation: int = DEFAULTS.gradient_accumulation
+    max_length: int = DEFAULTS.max_length
+    packing: bool = DEFAULTS.packing
+    seed: int = DEFAULTS.seed
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default=DEFAULTS.precision, description="auto: fp32 on CPU, bf16 on CUDA"
+    )
+    load_in_4bit: bool = Field(default=DEFAULTS.load_in_4bit, description="QLoRA (nf4, double quantization); CUDA only")
+    activation_checkpointing: Optional[bool] = Field(
+        default=DEFAULTS.activation_checkpointing, description="default: on for CUDA, off on CPU"
+    )
+    device: str = DEFAULTS.device
+    max_steps: int = DEFAULTS.max_steps
+    save_steps: int = DEFAULTS.save_steps
+    min_rows: int = Field(
+        default=DEFAULTS.min_rows, description="fewer rows after the trainer's filtering: a reasoned skip"
+    )
 
     def settings(self) -> LoraSettings:
         values = self.model_dump(exclude={"enabled"})

@@ -164,3 +164,10 @@ def test_interrupted_training_resumes_when_materialized_again(dagster_instance, 
     mlflow.set_tracking_uri(build_resources()["mlflow"].resolved_uri())
     history = mlflow.tracking.MlflowClient().get_metric_history(stored_row()["mlflow_run_id"], "loss")
     assert [m.step for m in history] == [1, 2, 3, 4]  # the curve continues from the checkpoint, no step twice
+
+
+def test_the_asset_config_defaults_are_the_settings_defaults():
+    from reflection_assets.assets.training import LoraCheckpointConfig
+    from reflection_assets.training.settings import LoraSettings
+
+    assert LoraCheckpointConfig().settings() == LoraSettings()
