@@ -6,11 +6,14 @@ base and two LoRA adapters on the bundled model.
    requests, one adapter at a time), and the share of identical greedy outputs between the two.
 2. The whole `evaluate` (held-out NLL, the shared pass, the judge, lm-eval) cold, then again on a
    warm output cache (what a re-run of the report costs).
+3. Saving: `Evaluator.generate` storing each batch's outputs as the batch finishes (the product: a
+   killed pass keeps its finished batches) vs holding every output until the pass ends (the earlier
+   behaviour), alternately, on fresh caches, at the default batch budget and a small one.
 
 The adapters are random LoRA (r=8, all linear layers, small non-zero B): the point is the cost of
 serving several adapters from one model, not their quality.
 
-    python benchmarks/eval_generation.py [--items 15] [--new-tokens 64] [--threads 2] [--part pass|full|all]
+    python benchmarks/eval_generation.py [--items 15] [--new-tokens 64] [--threads 2] [--part pass|full|save|all]
 """
 
 from __future__ import annotations
@@ -111,13 +114,63 @@ def bench_full(model, tokenizer, fingerprint: str, items: int, new_tokens: int) 
     return out
 
 
+def bench_save(model, tokenizer, fingerprint: str, items: int, new_tokens: int, budgets: list[int]) -> list[dict]:
+    from dataclasses import replace
+
+    from reflection_assets.evaluation.cache import EvalOutputCache
+    from reflection_assets.evaluation.runner import BASE, Evaluator, ModelUnderTest, build_items
+    from reflection_assets.evaluation.suites import GENERATED_SUITES
+
+    class CountedCache(EvalOutputCache):
+        puts = 0
+
+        def put(self, kind, payloads):  # noqa: ANN001
+            self.puts += 1
+            super().put(kind, payloads)
+
+    class PutAtEnd(CountedCache):
+        """The reference: outputs wait in memory until the pass ends (a kill loses them all)."""
+
+        held: dict = {}
+
+        def put(self, kind, payloads):  # noqa: ANN001
+            self.held = {**self.held, **payloads}
+
+        def flush(self) -> None:
+            CountedCache.put(self, "generation", self.held)
+
+    models = [ModelUnderTest(BASE, None, ""), *(ModelUnderTest(a, a, f"bench-{a}") for a in ADAPTERS)]
+    chosen = build_items(settings(items, new_tokens))
+    wanted = [i for suite in GENERATED_SUITES for i in chosen[suite]]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for run, budget in enumerate(budgets):
+            for mode, cache_type in (("per batch", CountedCache), ("at the end", PutAtEnd)):
+                cache = cache_type(Path(folder) / f"{run}-{mode.replace(' ', '-')}.duckdb")  # cold every time
+                evaluator = Evaluator(model, tokenizer, fingerprint,
+                                      replace(settings(items, new_tokens), batch_tokens=budget or None),
+                                      cache, log=lambda _: None)
+                start = time.perf_counter()
+                texts = evaluator.generate(models, wanted)
+                if isinstance(cache, PutAtEnd):
+                    cache.flush()
+                wall = time.perf_counter() - start
+                assert cache.count("generation") == len(texts) == len(models) * len(wanted)
+                rows.append({"batch_tokens": budget or "default", "mode": mode, "requests": len(texts),
+                             "puts": cache.puts, "wall_s": round(wall, 2), "texts": texts})
+            per_batch, at_end = rows[-2], rows[-1]
+            per_batch["identical_texts"] = per_batch.pop("texts") == at_end.pop("texts")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=15)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--part", choices=("pass", "full", "all"), default="all")
+    parser.add_argument("--part", choices=("pass", "full", "save", "all"), default="all")
     parser.add_argument("--model", default="bundled")
+    parser.add_argument("--budgets", default="0,1024", help="save: batch token budgets (0: the engine's default)")
     args = parser.parse_args()
 
     import torch
@@ -136,6 +189,10 @@ def main() -> None:
         print(
             json.dumps({"evaluate": bench_full(model, tokenizer, fingerprint, args.items, args.new_tokens)}), flush=True
         )
+    if args.part in ("save", "all"):
+        budgets = [int(b) for b in args.budgets.split(",")]
+        for row in bench_save(model, tokenizer, fingerprint, args.items, args.new_tokens, budgets):
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
