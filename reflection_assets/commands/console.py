@@ -74,8 +74,10 @@ class StageLine:
 
     def render(self) -> str:
         where = f"[{self.partition}]" if self.partition else ""
-        parts = [_label(label, value) for label, value in self.numbers]
-        line = f"  {self.asset + where:<34} {self.seconds:7.1f}s  " + ", ".join(p for p in parts if p)
+        parts = [p for p in (_label(label, value) for label, value in self.numbers) if p]
+        # "->" continues the number before it ("loss 2.31 -> 1.87"), the rest are separate figures
+        text = "".join(p if i == 0 else (" " if p.startswith("-> ") else ", ") + p for i, p in enumerate(parts))
+        line = f"  {self.asset + where:<34} {self.seconds:7.1f}s  " + text
         return line + (f"\n    {self.note}" if self.note else "")
 
 

@@ -32,7 +32,7 @@ def test_stage_lines_from_a_real_run(dagster_instance):
 
 def test_render_hides_nan_and_chains_losses():
     line = StageLine("lora_checkpoint", "selective", 61.2, (("rows", 20), ("loss", 2.5), ("->", 1.25), ("x", math.nan)))
-    assert line.render().endswith("rows 20, loss 2.500, -> 1.250")
+    assert line.render().endswith("rows 20, loss 2.500 -> 1.250")
 
 
 def test_console_config_keeps_run_config_and_quiets_logger():
