@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from reflection_assets.devices import free_cuda_memory, is_out_of_memory
 from reflection_assets.scoring import statuses
 from reflection_assets.scoring.prefixes import prefix_groups
 from reflection_assets.scoring.sequences import Seq
@@ -191,8 +192,11 @@ class LossEngine:
             return None
         try:
             return self._compute_prefix(tokens)
-        except BATCH_ERRORS:  # the group is then scored in full, like any other sequence
-            return None
+        except BATCH_ERRORS as exc:  # the group is then scored in full, like any other sequence
+            out_of_memory = is_out_of_memory(exc)
+        if out_of_memory:
+            free_cuda_memory()
+        return None
 
     def _compute_prefix(self, tokens: Sequence[int]) -> Prefix | None:
         from transformers import DynamicCache
@@ -237,18 +241,23 @@ class LossEngine:
         return self._prefix_ok
 
     def _forward_or_split(self, batch: list[Seq], prefix: Prefix | None = None) -> list[SeqLoss]:
-        """A failing batch is halved until the failure is pinned to single sequences (error status)."""
+        """A failing batch is halved until the failure is pinned to single sequences (error status).
+
+        The retry runs after the `except` block, not in it: there the exception's traceback still
+        holds the failed forward's activations, which on a GPU would stay allocated during the retry.
+        """
         try:
             return self.forward(batch, prefix)
         except BATCH_ERRORS as exc:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if len(batch) == 1:
-                if prefix is not None:  # the prefix path itself may be what fails: one try without it
-                    return self._forward_or_split(batch)
-                return [SeqLoss(None, statuses.error(type(exc).__name__))]
-            half = len(batch) // 2
-            return self._forward_or_split(batch[:half], prefix) + self._forward_or_split(batch[half:], prefix)
+            error, out_of_memory = type(exc).__name__, is_out_of_memory(exc)
+        if out_of_memory or self.device.type == "cuda":  # on CUDA any failure may leave blocks behind
+            free_cuda_memory()
+        if len(batch) == 1:
+            if prefix is not None:  # the prefix path itself may be what fails: one try without it
+                return self._forward_or_split(batch)
+            return [SeqLoss(None, statuses.error(error))]
+        half = len(batch) // 2
+        return self._forward_or_split(batch[:half], prefix) + self._forward_or_split(batch[half:], prefix)
 
     def run(
         self, seqs: Sequence[Seq], batch_tokens: int | None = None, progress: ProgressFn | None = None

@@ -1,5 +1,6 @@
 import functools
 import math
+import sys
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from reflection_assets.scoring.engine import LossEngine, Prefix, plan_batches
 from reflection_assets.scoring.prefixes import prefix_groups
 from reflection_assets.scoring.reference import reference_loss
 from reflection_assets.scoring.sequences import Seq
+from support.oom import decoder, simulated_oom
 
 VOCAB = 50
 SEQS = [
@@ -190,3 +192,31 @@ def test_a_prefix_that_fails_after_the_probe_falls_back_to_full_sequences(monkey
     monkeypatch.setattr(LossEngine, "_compute_prefix", fail_prefix)
     again = {k: v for chunk in engine.run(list(dict.fromkeys(PREFIXED))) for k, v in chunk.items()}
     assert all(again[seq].loss == pytest.approx(results[seq].loss, abs=1e-5) for seq in results)
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+def test_an_out_of_memory_batch_is_halved_after_the_except_block_with_its_memory_freed(build):
+    """Batches over two rows run out of memory: halves are retried outside the except block (see
+    support.oom: no exception in flight, the failed forward's tensors gone) and give the unsplit numbers."""
+    model = build(VOCAB)
+    want = {k: v for chunk in LossEngine(model).run(SEQS, batch_tokens=10_000) for k, v in chunk.items()}
+    engine = LossEngine(model)
+    with simulated_oom(decoder(model), max_rows=2) as oom:
+        got = {k: v for chunk in engine.run(SEQS, batch_tokens=10_000) for k, v in chunk.items()}
+    assert oom.failed_rows[0] == len(SEQS) and oom.retries >= 3
+    for seq in SEQS:
+        assert got[seq].status == statuses.OK
+        assert got[seq].loss == pytest.approx(want[seq].loss, abs=1e-6)
+
+
+def test_a_single_sequence_out_of_memory_is_an_error_status_and_memory_is_freed_first(monkeypatch):
+    model = tiny_llama(VOCAB)
+    engine = LossEngine(model)
+    assert engine.uses_split_head  # its one-row probe runs before memory runs short
+    freed = []
+    monkeypatch.setattr(engine_module, "free_cuda_memory", lambda: freed.append(sys.exc_info()))
+    long_one = max(SEQS, key=lambda s: s.length)
+    with simulated_oom(decoder(model), max_rows=0):
+        [result] = engine._forward_or_split([long_one])
+    assert result == engine_module.SeqLoss(None, statuses.error("OutOfMemoryError"))
+    assert freed == [(None, None, None)]  # freed once, after the except block
