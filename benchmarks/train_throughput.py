@@ -42,18 +42,21 @@ def demo_pairs(n: int) -> list:
     ]
 
 
-def run_case(label: str, base: str, pairs: list, settings, loaded=None) -> dict:
+def run_case(label: str, base: str, pairs: list, settings) -> dict:
     """Train `settings.max_steps` steps in a scratch folder; per-step tokens, seconds and losses."""
+    from reflection_assets.model_store import load_tokenizer
     from reflection_assets.training.checkpoints import CheckpointLayout
     from reflection_assets.training.dataset import training_examples
-    from reflection_assets.training.trainer import build_trainer, load_base, resolve_device, silence_bitsandbytes
+    from reflection_assets.training.trainer import build_trainer, load_base, sft_config, silence_bitsandbytes
 
     silence_bitsandbytes()
-    device = resolve_device(settings)
-    model, tokenizer = loaded if loaded is not None else load_base(base, settings, device)
+    tokenizer = load_tokenizer(base)
     examples = training_examples(pairs, tokenizer)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = build_trainer(model, tokenizer, examples, settings, CheckpointLayout(Path(folder)), device, ())
+        args = sft_config(settings, CheckpointLayout(Path(folder)))  # first: the load reads its device
+        device = str(args.device)
+        model = load_base(base, settings, args)
+        trainer = build_trainer(model, tokenizer, examples, settings, args, device, ())
         if device.startswith("cuda"):
             import torch
 

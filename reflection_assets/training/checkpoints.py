@@ -58,20 +58,22 @@ def checkpoint_key(
     settings: LoraSettings,
     template: str,
     versions: dict[str, str] | None = None,
+    processes: int = 1,
 ) -> str:
-    """Hash of the base model, the rows (ids and content), the config and the numeric libraries."""
-    return content_hash(
-        {
-            "version": KEY_VERSION,
-            "base": base_fingerprint,
-            "template": template,
-            "rows": examples_fingerprint(examples),
-            "settings": settings.key_fields(),
-            "device_kind": device_kind(settings.device),
-            "libraries": versions if versions is not None else library_versions(),
-        },
-        length=16,
-    )
+    """Hash of the base model, the rows (ids and content), the config, the numeric libraries and,
+    past one, the number of processes (the global batch is `batch_size` x processes)."""
+    fields = {
+        "version": KEY_VERSION,
+        "base": base_fingerprint,
+        "template": template,
+        "rows": examples_fingerprint(examples),
+        "settings": settings.key_fields(),
+        "device_kind": device_kind(settings.device),
+        "libraries": versions if versions is not None else library_versions(),
+    }
+    if processes > 1:  # only then: one-process keys stay what they were, so finished adapters are reused
+        fields["processes"] = processes
+    return content_hash(fields, length=16)
 
 
 @dataclass(frozen=True)

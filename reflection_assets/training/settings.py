@@ -7,8 +7,9 @@ from typing import Literal
 
 Precision = Literal["auto", "fp32", "bf16"]
 
-# Knobs that change neither the adapter nor the loss curve: left out of the checkpoint key.
-NOT_IN_KEY = ("save_steps", "min_rows", "device")  # the device enters the key as its kind (cpu | cuda)
+# Knobs that change neither the adapter nor the loss curve: left out of the checkpoint key
+# (the device enters the key as its kind, cpu | cuda).
+NOT_IN_KEY = ("save_steps", "min_rows", "device", "collective_timeout")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class LoraSettings:
     max_steps: int = -1  # > 0 caps the run (benchmarks, smoke tests); -1 trains `epochs`
     save_steps: int = 5  # Trainer checkpoint every N optimizer steps: what an interrupted run resumes from
     min_rows: int = 4  # fewer rows than this after the trainer's own filtering: a reasoned skip
+    collective_timeout: int = 1800  # seconds a rank waits in a collective for the others before failing
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,6 +65,8 @@ class LoraSettings:
             problems.append("save_steps must be >= 1")
         if self.min_rows < 1:
             problems.append("min_rows must be >= 1")
+        if self.collective_timeout < 1:
+            problems.append("collective_timeout must be >= 1 second")
         if not self.target_modules:
             problems.append("target_modules must name at least one module (or 'all-linear')")
         if problems:

@@ -11,7 +11,6 @@ only, trained rows read from the trainer's own dataset (it drops rows whose prom
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import resource
@@ -24,6 +23,12 @@ from typing import Any
 from reflection_assets.schema import Pair
 from reflection_assets.training.checkpoints import CheckpointLayout, checkpoint_key, library_versions, model_card
 from reflection_assets.training.dataset import TrainingExample, resolve_template, training_examples
+from reflection_assets.training.distributed import (
+    is_main_process,
+    sharded_training,
+    world_size,
+    zero3_reentrant_checkpointing,
+)
 from reflection_assets.training.settings import LoraSettings
 from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
 
@@ -64,19 +69,14 @@ def silence_bitsandbytes() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
-def resolve_device(settings: LoraSettings) -> str:
+def requested_device(settings: LoraSettings) -> str:
+    """The device kind asked for: `auto` is CUDA when present. Under a launcher each rank then takes
+    `cuda:{LOCAL_RANK}` from the training arguments, never plain `cuda` (GPU 0 for every rank)."""
     import torch
 
     if settings.device != "auto":
         return settings.device
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def attention_implementation(device: str) -> str:
-    """FlashAttention 2 on CUDA when installed, else PyTorch SDPA (padding-free packing is exact with it)."""
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
 
 
 def train_lora(
@@ -94,11 +94,13 @@ def train_lora(
     from reflection_assets.model_store import load_tokenizer, local_dir
 
     silence_bitsandbytes()
+    if not is_main_process():
+        log = _quiet  # one voice per run: the main process speaks for every rank
     _, fingerprint = local_dir(base_model)
     tokenizer = load_tokenizer(base_model)
     template_name = resolve_template(tokenizer, template)
     examples = training_examples(pairs, tokenizer, template_name)
-    key = checkpoint_key(fingerprint, examples, settings, template_name, library_versions())
+    key = checkpoint_key(fingerprint, examples, settings, template_name, library_versions(), processes=world_size())
     layout = CheckpointLayout.under(root, name, key)
     common = dict(
         key=key, base_model=base_model, base_fingerprint=fingerprint, template=template_name, rows_given=len(pairs)
@@ -116,9 +118,13 @@ def train_lora(
     if settings.packing:  # packing skips TRL's own filter: leave out rows whose prompt fills max_length here
         examples = [e for e in examples if prompt_length(tokenizer, e) < settings.max_length]
 
-    device = resolve_device(settings)
-    model, tokenizer = load_base(base_model, settings, device)
-    trainer = build_trainer(model, tokenizer, examples, settings, layout, device, callbacks)
+    # The training arguments come first: building them sets up the distributed state (the process
+    # group, this rank's device), which the load needs for FSDP's cpu_ram_efficient_loading and
+    # ZeRO-3's zero3_init_flag to take effect, and for each rank to load onto its own GPU.
+    args = sft_config(settings, layout)
+    device = str(args.device)
+    model = load_base(base_model, settings, args)
+    trainer = build_trainer(model, tokenizer, examples, settings, args, device, [*callbacks, progress_callback(log)])
     trained_ids = trained_row_ids(trainer, examples)
     if len(trained_ids) < settings.min_rows:
         reason = (
@@ -129,8 +135,9 @@ def train_lora(
         return TrainingOutcome(status=SKIPPED, rows_trained=len(trained_ids), skipped_reason=reason, **common)
 
     resume = layout.last_trainer_checkpoint()
+    processes = f" x {args.world_size} processes" if args.world_size > 1 else ""
     log(
-        f"{name}: training {len(trained_ids)} rows on {device} ({key})"
+        f"{name}: training {len(trained_ids)} rows on {device}{processes} ({key})"
         + (f", resuming from {resume}" if resume else "")
     )
     started = time.perf_counter()
@@ -150,46 +157,47 @@ def prompt_length(tokenizer: Any, example: TrainingExample) -> int:
     return len(tokenizer(example.prompt)["input_ids"])
 
 
-def load_base(base_model: str, settings: LoraSettings, device: str) -> tuple[Any, Any]:
-    """The base weights for training: fp32 on CPU, bf16 on CUDA, 4-bit nf4 (QLoRA) when asked on CUDA."""
+def load_base(base_model: str, settings: LoraSettings, args: Any) -> Any:
+    """The base weights for training, loaded after `args` set up the distributed state.
+
+    Plain and DDP runs load straight onto this rank's device (`args.device`, `cuda:{LOCAL_RANK}`);
+    FSDP and ZeRO-3 runs load on the CPU (or the meta device on ranks > 0) and let the launcher's
+    plugin shard them. fp32 on a CPU (bf16 there is autocast), bf16 on CUDA, 4-bit nf4 (QLoRA) when
+    asked, on this rank's GPU. Weights as safetensors only, no remote code.
+    """
     import torch
+    from transformers import AutoModelForCausalLM
 
-    attention = attention_implementation(device)
+    from reflection_assets.devices import attention_implementation
+    from reflection_assets.model_store import local_dir
+
+    device = args.device
+    on_cuda = device.type == "cuda"
+    if settings.load_in_4bit and not on_cuda:
+        raise ValueError("load_in_4bit (QLoRA) needs a CUDA device; on a CPU train without it")
+    dtype = torch.bfloat16 if on_cuda and args.bf16 else torch.float32
+    location, _ = local_dir(base_model)
+    kwargs: dict[str, Any] = dict(
+        dtype=dtype, attn_implementation=attention_implementation(str(device), dtype), use_safetensors=True
+    )
     if settings.load_in_4bit:
-        if not device.startswith("cuda"):
-            raise ValueError("load_in_4bit (QLoRA) needs a CUDA device; on a CPU train without it")
-        from peft import prepare_model_for_kbit_training
-        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        from transformers import BitsAndBytesConfig
 
-        from reflection_assets.model_store import local_dir
-
-        location, _ = local_dir(base_model)
-        quantization = BitsAndBytesConfig(
+        kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
-        model = AutoModelForCausalLM.from_pretrained(
-            location,
-            quantization_config=quantization,
-            dtype=torch.bfloat16,
-            attn_implementation=attention,
-            device_map={"": device},
-            use_safetensors=True,
-        )
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=activation_checkpointing(settings, device)
-        )
-        return model, AutoTokenizer.from_pretrained(location)
-    from reflection_assets.model_store import load_model_and_tokenizer
+        kwargs["device_map"] = {"": str(device)}  # this rank's GPU, not GPU 0
+    elif not sharded_training(args):
+        kwargs["device_map"] = {"": str(device)}
+    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    if settings.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
 
-    on_cuda = device.startswith("cuda")
-    dtype = "bfloat16" if on_cuda and settings.precision != "fp32" else "float32"
-    model, tokenizer, _ = load_model_and_tokenizer(base_model, dtype=dtype, device=device)
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(attention)
-    return model, tokenizer
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.activation_checkpointing)
+    return model
 
 
 def activation_checkpointing(settings: LoraSettings, device: str) -> bool:
@@ -199,13 +207,30 @@ def activation_checkpointing(settings: LoraSettings, device: str) -> bool:
     return device.startswith("cuda")
 
 
-def sft_config(settings: LoraSettings, layout: CheckpointLayout, device: str) -> Any:
-    from trl import SFTConfig
+def use_bf16(settings: LoraSettings, device: str) -> bool:
+    """bf16 where asked, or by default on a GPU that supports it (not on V100/T4-class cards: fp32 there)."""
+    from reflection_assets.devices import cuda_bf16_supported
 
     on_cuda = device.startswith("cuda")
-    bf16 = settings.precision == "bf16" or (on_cuda and settings.precision == "auto")
-    checkpointing = activation_checkpointing(settings, device) and not settings.load_in_4bit  # kbit prep did it
-    return SFTConfig(
+    if settings.precision == "bf16" and on_cuda and not cuda_bf16_supported():
+        raise ValueError("precision=bf16 asked, but this GPU does not support bf16: use precision=fp32")
+    if settings.precision == "auto":
+        return on_cuda and cuda_bf16_supported()
+    return settings.precision == "bf16"
+
+
+def sft_config(settings: LoraSettings, layout: CheckpointLayout) -> Any:
+    """The training arguments; building them (and reading `.device`) sets up the distributed state."""
+    from trl import SFTConfig
+
+    device = requested_device(settings)
+    on_cuda = device.startswith("cuda")
+    if on_cuda and ":" in device and world_size() == 1 and device != "cuda:0":
+        raise ValueError(
+            f"device={device}: one process trains on the first visible GPU; pick it with "
+            f"CUDA_VISIBLE_DEVICES={device.split(':')[1]} (several GPUs: num_processes)"
+        )
+    config = SFTConfig(
         output_dir=str(layout.trainer_dir),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -218,10 +243,11 @@ def sft_config(settings: LoraSettings, layout: CheckpointLayout, device: str) ->
         packing=settings.packing,
         seed=settings.seed,
         data_seed=settings.seed,
-        bf16=bf16,
+        bf16=use_bf16(settings, device),
         fp16=False,
         use_cpu=not on_cuda,
-        activation_checkpointing=checkpointing,
+        # kbit preparation turns checkpointing on itself; the trainer must not wrap it again
+        activation_checkpointing=activation_checkpointing(settings, device) and not settings.load_in_4bit,
         logging_steps=1,
         logging_first_step=True,
         save_strategy="steps",
@@ -231,7 +257,15 @@ def sft_config(settings: LoraSettings, layout: CheckpointLayout, device: str) ->
         report_to="none",  # MLflow is logged by the caller from log_history once, so a resume logs no step twice
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_timeout=settings.collective_timeout,  # a rank that hangs fails the others after this, not never
     )
+    _ = config.device  # set up the process group and this rank's device now, before any weights load
+    if on_cuda and config.world_size == 1:
+        # One process trains on one GPU: without this, Trainer wraps the model in DataParallel over
+        # every visible GPU. Several GPUs train through a launcher (num_processes), one rank each.
+        config._n_gpu = 1
+    zero3_reentrant_checkpointing(config)
+    return config
 
 
 def lora_config(settings: LoraSettings) -> Any:
@@ -256,7 +290,7 @@ def build_trainer(
     tokenizer: Any,
     examples: Sequence[TrainingExample],
     settings: LoraSettings,
-    layout: CheckpointLayout,
+    args: Any,
     device: str,
     callbacks: Sequence[Any],
 ) -> Any:
@@ -269,7 +303,7 @@ def build_trainer(
     dataset = Dataset.from_list([e.as_record() for e in examples])
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(settings, layout, device),
+        args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(settings),
@@ -326,6 +360,39 @@ def step_stats_callback(device: str) -> Any:
     return StepStats()
 
 
+def progress_callback(log: LogFn, every_seconds: float = 10.0) -> Any:
+    """A callback logging progress (step of steps, loss, steps/s, ETA) on the main process: at the
+    first step, then at most every `every_seconds`, and at the last step."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.started: float | None = None
+            self.first_step = 0
+            self.last_logged = -math.inf
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started, self.first_step = time.perf_counter(), state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or self.started is None or "loss" not in (logs or {}):
+                return
+            now = time.perf_counter()
+            done, total = state.global_step, state.max_steps
+            if now - self.last_logged < every_seconds and done not in (self.first_step + 1, total):
+                return
+            self.last_logged = now
+            rate = (done - self.first_step) / max(now - self.started, 1e-9)
+            eta = (total - done) / rate if rate > 0 else math.nan
+            log(f"step {done}/{total}, loss {float(logs['loss']):.4f}, {rate:.2f} steps/s, ETA {eta:.0f}s")
+
+    return Progress()
+
+
+def _quiet(message: str) -> None:
+    """The log of a rank other than the main one."""
+
+
 def peak_memory_mb(device: str) -> float:
     """Peak GPU memory allocated, or on CPU the process's peak resident set."""
     import torch
@@ -363,29 +430,31 @@ def finish(
         log_history=history,
         **common,
     )
-    # save_model gathers sharded weights under FSDP / ZeRO-3 and writes only on the main process.
+    # save_model gathers sharded weights under FSDP / ZeRO-3 (every rank takes part) and writes only
+    # on the main process; everything else below is the main process's alone.
     trainer.save_model(str(layout.adapter_dir))
-    if not trainer.is_world_process_zero():
-        return outcome
-    (layout.adapter_dir / "training_args.bin").unlink(missing_ok=True)  # pickled; the JSON below says the same
-    tokenizer.save_pretrained(str(layout.adapter_dir))
-    (layout.adapter_dir / "training_args.json").write_text(trainer.args.to_json_string())
-    (layout.adapter_dir / "README.md").write_text(
-        model_card(
-            base_model=common["base_model"],
-            base_fingerprint=common["base_fingerprint"],
-            name=name,
-            key=common["key"],
-            template=common["template"],
-            settings=settings,
-            rows_trained=outcome.rows_trained,
-            first_loss=outcome.first_loss,
-            final_loss=outcome.final_loss,
-            steps=outcome.steps,
+    if trainer.is_world_process_zero():
+        (layout.adapter_dir / "training_args.bin").unlink(missing_ok=True)  # pickled; the JSON says the same
+        tokenizer.save_pretrained(str(layout.adapter_dir))
+        (layout.adapter_dir / "training_args.json").write_text(trainer.args.to_json_string())
+        (layout.adapter_dir / "README.md").write_text(
+            model_card(
+                base_model=common["base_model"],
+                base_fingerprint=common["base_fingerprint"],
+                name=name,
+                key=common["key"],
+                template=common["template"],
+                settings=settings,
+                rows_trained=outcome.rows_trained,
+                first_loss=outcome.first_loss,
+                final_loss=outcome.final_loss,
+                steps=outcome.steps,
+            )
         )
-    )
-    layout.write_result({**asdict(outcome), "settings": settings.as_params()})
-    layout.mark_finished()
+        layout.write_result({**asdict(outcome), "settings": settings.as_params()})
+        layout.mark_finished()
+    # No rank returns (to merge, report or exit) before the main process has marked the run finished.
+    trainer.accelerator.wait_for_everyone()
     return outcome
 
 
