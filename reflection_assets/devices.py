@@ -3,15 +3,18 @@
 Pure (no Dagster, no `resources`): the model store, the trainer and the engines ask here, so a
 fact such as "fp16 where the GPU has no bf16" is decided once. Everything reads the device it is
 given; `torch.cuda` is only asked about what a device string cannot say (bf16 support, free memory).
+torch is imported at use, not at import: resources import this module, and loading Dagster
+definitions should not load torch.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 CPU_GENERATION_TOKENS = 32768  # rows x (prompt + new tokens) per generation batch on CPU (small batches stay in cache)
 KV_RESERVE_FRACTION = 0.3  # of free memory kept for activations, logits, the allocator's fragments
@@ -21,6 +24,8 @@ HALF_DTYPES = frozenset({"bfloat16", "float16"})
 
 
 def is_cuda(device: torch.device | str) -> bool:
+    import torch
+
     return torch.device(device).type == "cuda"
 
 
@@ -30,6 +35,8 @@ def cuda_bf16_supported() -> bool:
     `including_emulation=False`: torch otherwise says yes on a V100 or T4, where bf16 is emulated
     and far slower than fp16.
     """
+    import torch
+
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
@@ -57,6 +64,8 @@ def attention_implementation(device: torch.device | str, dtype: torch.dtype | st
 
 def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int | None:
     """Bytes of key/value cache one token costs across all layers; None when the config does not say."""
+    import torch
+
     if hasattr(config, "get_text_config"):  # multimodal configs keep the decoder's facts in a sub-config
         config = config.get_text_config()
     layers = getattr(config, "num_hidden_layers", None)
@@ -94,6 +103,8 @@ def token_budget(
 
 def free_device_bytes(device: torch.device | str) -> int:
     """Free memory on a CUDA device, counting what PyTorch's allocator holds but does not use."""
+    import torch
+
     free, _total = torch.cuda.mem_get_info(device)
     return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
@@ -111,6 +122,8 @@ def generation_token_budget(
     gets large batches and a large one does not run out of memory. On CPU (or a model whose
     config does not give the cache's shape): `fallback`.
     """
+    import torch
+
     if not is_cuda(device) or not torch.cuda.is_available():
         return fallback
     dtype = getattr(model, "dtype", None) or next(model.parameters()).dtype
@@ -122,6 +135,8 @@ def generation_token_budget(
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """torch's OutOfMemoryError, or a RuntimeError that says so (older kernels and backends raise that)."""
+    import torch
+
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
@@ -133,6 +148,8 @@ def free_cuda_memory() -> None:
     Call it after the `except` block: inside it, the exception's traceback still holds the failed
     forward's frames and so its activations.
     """
+    import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

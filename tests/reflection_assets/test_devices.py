@@ -155,3 +155,12 @@ def test_free_cuda_memory_collects_then_empties_the_cache(
     order.clear()
     devices.free_cuda_memory()
     assert order == ["collect"]
+
+
+def test_importing_devices_does_not_load_torch() -> None:
+    """Resources import it at the top: loading Dagster definitions must stay free of torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, reflection_assets.devices; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
