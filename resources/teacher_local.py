@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, PrivateAttr
 
+from reflection_assets.devices import free_cuda_memory, is_out_of_memory
 from reflection_assets.teacher.backend import normalise
 from reflection_assets.teacher.guided import GuidedState, cut_at_stop
 from reflection_assets.teacher.types import (
@@ -249,6 +250,7 @@ class TransformersTeacher(Teacher):
     def run_batch(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         """Plain or guided generation for requests that share sampling and guide."""
         start = time.perf_counter()
+        made: list[ChatResult] | None = None
         try:
             if self.uses_engine(requests[0].sampling):
                 made = self.run_engine_or_split(requests, prompts)
@@ -267,7 +269,10 @@ class TransformersTeacher(Teacher):
             else:
                 made = self.run_guided(requests, prompts)
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a prompt longer than the model allows
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error, out_of_memory = f"{type(exc).__name__}: {exc}"[:500], is_out_of_memory(exc)
+        if made is None:  # out of the except block: its traceback no longer holds the failed batch
+            if out_of_memory:
+                free_cuda_memory()
             return [ChatResult(status=CALL_ERROR, error=error, requests=1) for _ in requests]
         # One batch, one wall time: each row is charged its share.
         share = (time.perf_counter() - start) / len(requests)
@@ -279,17 +284,21 @@ class TransformersTeacher(Teacher):
         """A failing engine batch is halved until the failure is pinned to single rows (an error result each).
 
         Engine batches are large (a token budget, not 8 rows): one overlong prompt or an out-of-memory
-        must not fail every row beside it.
+        must not fail every row beside it. The halves run after the `except` block, not in it: there
+        the exception's traceback still holds the failed batch's cache and activations.
         """
         try:
             return self.run_engine(requests, prompts)
         except (RuntimeError, ValueError, IndexError) as exc:
-            if len(requests) == 1:
-                return [ChatResult(status=CALL_ERROR, error=f"{type(exc).__name__}: {exc}"[:500], requests=1)]
-            half = len(requests) // 2
-            return self.run_engine_or_split(requests[:half], prompts[:half]) + self.run_engine_or_split(
-                requests[half:], prompts[half:]
-            )
+            error, out_of_memory = f"{type(exc).__name__}: {exc}"[:500], is_out_of_memory(exc)
+        if out_of_memory:
+            free_cuda_memory()
+        if len(requests) == 1:
+            return [ChatResult(status=CALL_ERROR, error=error, requests=1)]
+        half = len(requests) // 2
+        return self.run_engine_or_split(requests[:half], prompts[:half]) + self.run_engine_or_split(
+            requests[half:], prompts[half:]
+        )
 
     def run_engine(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         """One engine batch: plain requests, or guided plans continued from the cache step after step."""

@@ -14,6 +14,7 @@ from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.types import ChatRequest, Sampling
 from resources.teacher_local import TransformersTeacher
+from support.oom import decoder, simulated_oom
 from support.tiny_lm import forced_teacher, tiny_teacher
 
 
@@ -204,3 +205,40 @@ def test_bundled_teacher_reflects_a_row_guided(bundled_model, tmp_path: Path) ->
     assert frame.iloc[0]["outcome"] in OUTCOMES and frame.iloc[0]["outcome"] != "teacher_error"
     assert "[New Instruction]" in frame.iloc[0]["raw_text"] and 2 <= stats.requests <= 3
     assert stats.completion_tokens > 0
+
+
+def outcome(r) -> tuple:  # type: ignore[no-untyped-def]
+    return r.status, r.text, r.prompt_tokens, r.completion_tokens, r.requests, r.finish_reason
+
+
+def test_an_out_of_memory_engine_batch_is_halved_after_the_except_block(tiny: TransformersTeacher) -> None:
+    """Batches over one row run out of memory: the halves are retried outside the except block (see
+    support.oom: no exception in flight, the failed forward's tensors gone) and give the unsplit results."""
+    model, tokenizer = tiny.load()
+    work = guided_requests(3) + requests_plain(3)
+    want = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1).complete(work)
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)
+    with simulated_oom(decoder(model), max_rows=1) as oom:
+        got = teacher.complete(work)
+    assert oom.failures >= 2 and oom.retries > 0  # both batches (guided, plain) failed whole, then in halves
+    assert all(r.ok for r in got) and [outcome(r) for r in got] == [outcome(r) for r in want]
+
+
+def test_a_single_row_out_of_memory_is_an_error_result_and_memory_is_freed_after_the_except(
+    tiny: TransformersTeacher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import resources.teacher_local as teacher_local
+
+    model, tokenizer = tiny.load()
+    freed: list[tuple] = []
+    monkeypatch.setattr(teacher_local, "free_cuda_memory", lambda: freed.append(sys.exc_info()))
+    engine = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)
+    earlier = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", generation="generate")
+    with simulated_oom(decoder(model), max_rows=0):
+        [alone] = engine.complete(requests_plain(1))
+        both = earlier.complete(requests_plain(2))  # the generate path: the batch fails as one, as before
+    for result in [alone, *both]:
+        assert result.status == "error" and result.error.startswith("OutOfMemoryError: CUDA out of memory")
+    assert freed == [(None, None, None)] * 2  # once per failed batch, each after its except block
