@@ -11,6 +11,9 @@ One batch runs as one decoding loop over a key/value cache that every row keeps 
   leaves are masked, and positions are explicit, so each row computes as if it were alone;
 - finished rows leave the batch at once (their cache rows are dropped);
 - mixed adapters go through PEFT's `adapter_names=` (`"__base__"` for the base model).
+
+On CUDA the batch budget follows the free memory and the model's key/value cache size
+(`devices.generation_token_budget`); a batch that still runs out of memory is halved until it fits.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from typing import Any
 
 import torch
 
+from reflection_assets.devices import free_cuda_memory, generation_token_budget, is_out_of_memory
 from reflection_assets.generation.cache import new_cache, supports_growing_cache
 from reflection_assets.generation.stops import StopStrings, stop_token_ids
 from reflection_assets.scoring.engine import plan_batches
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in adapter_names
-DEFAULT_BATCH_TOKENS = {"cpu": 32768, "cuda": 1 << 20}  # rows x (prompt + new tokens) per batch
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate pass
 FEED_ONE_BY_ONE = 16  # pending tokens up to this are fed one per step, beside the other rows' decoding
 
@@ -92,6 +95,7 @@ class EngineStats:
     prefix_tokens_reused: int = 0  # prompt tokens copied from a shared prefix instead of computed
     rollback_tokens: int = 0  # cached tokens masked out because re-tokenizing a step changed them
     generated_tokens: int = 0
+    out_of_memory_splits: int = 0  # batches that ran out of memory and were halved (their work is counted too)
 
     @property
     def computed_tokens(self) -> int:
@@ -114,6 +118,10 @@ class _Row:
     new_tokens: int = 0
     steps: int = 1
     output: GenerationOutput | None = None
+
+
+class GenerationOutOfMemoryError(RuntimeError):
+    """A request that runs out of memory even alone, or a batch that cannot be halved (it has continuations)."""
 
 
 def default_threads() -> int:
@@ -157,7 +165,7 @@ class GenerationEngine:
             torch.set_num_threads(threads)
         if self.device.type == "cuda":
             use_sdpa(model)
-        self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cpu"])
+        self.batch_tokens = batch_tokens or generation_token_budget(model, self.device)
         self.enders = stop_token_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else (min(self.enders) if self.enders else 0)
@@ -175,15 +183,54 @@ class GenerationEngine:
 
         `on_batch(indices, outputs)` is called as each batch finishes, so a caller can save its
         outputs before the next batch starts: a killed process then loses only the batch in flight.
+        A batch that runs out of memory is halved and its halves run in its place (each reported
+        once, when it finishes); the budget drops to half that batch's size and the batches not yet
+        started are planned again under it (the estimate was too high: they would fail too). A single
+        request that runs out raises GenerationOutOfMemoryError.
         """
         outputs: list[GenerationOutput | None] = [None] * len(requests)
-        for batch in self.plan(requests):
-            done = self.run_batch([requests[i] for i in batch])
+        lengths = [r.planned_length() for r in requests]
+        todo = self.plan(requests)[::-1]  # a stack: the next batch last
+        while todo:
+            batch = todo.pop()
+            done = self._run_or_none([requests[i] for i in batch])
+            if done is None:
+                self.batch_tokens = max(1, min(self.batch_tokens, len(batch) * max(lengths[i] for i in batch) // 2))
+                rest = [i for later in reversed(todo) for i in later]
+                replanned = [[rest[k] for k in b] for b in self.plan_lengths([lengths[i] for i in rest])]
+                half = len(batch) // 2
+                todo = [*replanned[::-1], batch[half:], batch[:half]]
+                continue
             for i, output in zip(batch, done):
                 outputs[i] = output
             if on_batch is not None:
                 on_batch(batch, done)
         return [o for o in outputs if o is not None]
+
+    def _run_or_none(self, requests: list[GenerationRequest]) -> list[GenerationOutput] | None:
+        """run_batch's outputs, or None when the batch ran out of memory and may be halved.
+
+        None is returned after the `except` block and after freeing memory: inside the block the
+        exception's traceback still holds the failed batch's cache and activations.
+        """
+        try:
+            return self.run_batch(requests)
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if len(requests) == 1:
+                raise GenerationOutOfMemoryError(
+                    f"out of memory generating one request alone ({requests[0].planned_length()} tokens planned); "
+                    f"shorten the prompt or max_new_tokens, or free the device: {exc}"
+                ) from exc
+            if any(r.continuation is not None for r in requests):  # a continuation keeps state: no rerun
+                raise GenerationOutOfMemoryError(
+                    f"out of memory in a batch of {len(requests)} requests with continuations, which cannot be "
+                    f"rerun from the start; give a smaller batch_tokens: {exc}"
+                ) from exc
+        self.stats.out_of_memory_splits += 1
+        free_cuda_memory()
+        return None
 
     def plan(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Indices in batches of similar length whose rows x longest length fits the token budget."""

@@ -11,11 +11,13 @@ import torch
 from reflection_assets.generation.cache import GrowingLayer
 from reflection_assets.generation.engine import (
     GenerationEngine,
+    GenerationOutOfMemoryError,
     GenerationRequest,
     NextStep,
     StepResult,
     default_threads,
 )
+from support.oom import decoder, simulated_oom
 from support.tiny_lm import tiny_model, tiny_tokenizer
 
 PROMPTS = [
@@ -185,3 +187,62 @@ def test_requests_are_checked(tiny: tuple[Any, Any]) -> None:
         engine.generate([GenerationRequest((1, 2, 3), 2, adapter="a")])
     with pytest.raises(ValueError, match="at least one prompt token"):
         engine.generate([GenerationRequest((), 2)])
+
+
+def oom_requests(tokenizer: Any) -> list[GenerationRequest]:
+    """Eight prompts of different lengths, each planned to the same length (so batch sizes are easy to predict)."""
+    prompts = [prompt_ids(tokenizer, p) for p in PROMPTS + ["Plants.", "Light? " * 4, "[End] " * 3, "Explain."]]
+    longest = max(len(p) for p in prompts)
+    return [GenerationRequest(p, longest + 6 - len(p)) for p in prompts]
+
+
+def test_an_out_of_memory_batch_is_halved_after_the_except_block(tiny: tuple[Any, Any]) -> None:
+    """Batches over two rows run out of memory: they are halved outside the except block (see support.oom:
+    no exception in flight, the failed forward's tensors gone), the batches not yet started are planned
+    again under a lower budget, every request is handed over once, and the outputs are the unsplit ones."""
+    model, tokenizer = tiny
+    requests = oom_requests(tokenizer)
+    threads = torch.get_num_threads()
+    want = GenerationEngine(model, tokenizer, num_threads=threads).generate(requests)
+    engine = GenerationEngine(model, tokenizer, num_threads=threads)
+    budget, seen = engine.batch_tokens, []
+    with simulated_oom(decoder(model), max_rows=2) as oom:
+        got = engine.generate(requests, on_batch=lambda indices, done: seen.append((list(indices), list(done))))
+    assert got == want
+    assert sorted(i for indices, _ in seen for i in indices) == list(range(len(requests)))  # each once
+    assert all(len(indices) <= 2 and [got[i] for i in indices] == done for indices, done in seen)
+    assert oom.failed_rows[:2] == [8, 4] and oom.retries > 0
+    assert engine.stats.out_of_memory_splits == oom.failures and engine.batch_tokens < budget
+    assert len(oom.failed_rows) == 2  # the second half of the 8 was re-planned under the lower budget: no failure
+    assert [len(indices) for indices, _ in seen] == [2, 2, 2, 2]
+
+
+def test_a_request_out_of_memory_alone_raises_a_clear_error(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
+    seen: list[list[int]] = []
+    with simulated_oom(decoder(model), max_rows=0), pytest.raises(GenerationOutOfMemoryError, match="request alone"):
+        engine.generate(oom_requests(tokenizer)[:2], on_batch=lambda indices, done: seen.append(indices))
+    assert seen == []
+
+
+def test_a_batch_with_continuations_is_not_rerun_after_out_of_memory(tiny: tuple[Any, Any]) -> None:
+    """A continuation keeps state (a guided plan's sections): rerunning its batch would apply steps twice."""
+    model, tokenizer = tiny
+    engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads())
+    requests = [GenerationRequest(r.prompt_ids, 3, continuation=lambda result: None) for r in oom_requests(tokenizer)]
+    with simulated_oom(decoder(model), max_rows=2), pytest.raises(GenerationOutOfMemoryError, match="continuations"):
+        engine.generate(requests)
+
+
+def test_the_default_budget_comes_from_the_device(tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import reflection_assets.generation.engine as engine_module
+    from reflection_assets.devices import CPU_GENERATION_TOKENS
+
+    model, tokenizer = tiny
+    assert GenerationEngine(model, tokenizer, num_threads=1).batch_tokens == CPU_GENERATION_TOKENS
+    asked: list[tuple] = []
+    monkeypatch.setattr(engine_module, "generation_token_budget", lambda m, d: asked.append((m, d)) or 4321)
+    assert GenerationEngine(model, tokenizer, num_threads=1).batch_tokens == 4321
+    assert asked == [(model, torch.device("cpu"))]
+    assert GenerationEngine(model, tokenizer, batch_tokens=99, num_threads=1).batch_tokens == 99 and len(asked) == 1
