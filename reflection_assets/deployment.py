@@ -44,6 +44,8 @@ def build_resources() -> dict[str, Any]:
         "mlflow": MlflowTracking(tracking_uri=env_or("MLFLOW_TRACKING_URI", "")),
         "student": StudentModel(model=env_or(ENV_STUDENT, "bundled")),
         "teacher": build_teacher(as_env_vars=True),
+        # lora_checkpoint with num_processes > 1 launches torchrun / accelerate through Dagster Pipes
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }
 
 

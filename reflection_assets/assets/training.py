@@ -6,11 +6,14 @@ curve is logged once, from the trainer's history, so a resumed run logs no step 
 """
 
 import math
+import shlex
+import tempfile
 from pathlib import Path
 from typing import Literal, Optional
 
 import dagster as dg
 import pandas as pd
+from dagster._core.errors import DagsterPipesExecutionError  # not re-exported by `dagster` (1.13)
 from pydantic import Field
 
 from reflection_assets.assets.common import ALL, markdown_preview, numeric_metadata
@@ -18,8 +21,9 @@ from reflection_assets.partitions import arm_partitions
 from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
 from reflection_assets.training.checkpoints import CheckpointLayout
+from reflection_assets.training.launch import REPORT_DIR_ENV, Launch, launch_failure, settings_arguments, write_pairs
 from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
-from reflection_assets.training.settings import LoraSettings
+from reflection_assets.training.settings import HELP, LoraSettings
 from reflection_assets.training.statuses import CHECKPOINT_COLUMNS, SKIPPED, TRAINED
 from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
 from resources.student import StudentModel
@@ -67,9 +71,20 @@ class LoraCheckpointConfig(dg.Config):
     min_rows: int = Field(
         default=DEFAULTS.min_rows, description="fewer rows after the trainer's filtering: a reasoned skip"
     )
+    collective_timeout: int = Field(default=DEFAULTS.collective_timeout, description=HELP["collective_timeout"])
+    num_processes: int = Field(
+        default=1,
+        description="1: train in this step's process; more: launch that many training processes (one per GPU) "
+        "with torchrun, or accelerate with accelerate_config, through Dagster Pipes",
+    )
+    accelerate_config: Optional[str] = Field(
+        default=None,
+        description="an accelerate config file for the launch, e.g. deploy/accelerate/fsdp2.yaml (FSDP2) or "
+        "zero3.yaml (DeepSpeed ZeRO-3); none: torchrun with DDP",
+    )
 
     def settings(self) -> LoraSettings:
-        values = self.model_dump(exclude={"enabled"})
+        values = self.model_dump(exclude={"enabled", "num_processes", "accelerate_config"})
         values["target_modules"] = tuple(values["target_modules"])
         return LoraSettings(**values)
 
@@ -91,6 +106,7 @@ def lora_checkpoint(
     student: StudentModel,
     mlflow: MlflowTracking,
     warehouse: Warehouse,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.training import train_lora, training_pairs
@@ -101,6 +117,7 @@ def lora_checkpoint(
         settings = config.settings()
         template = student.scoring_config().template
         pairs = training_pairs(arm_datasets, raw_instructions)
+        launch = Launch(config.num_processes, config.accelerate_config) if launched(config) else None
     except (ValueError, TrainingDataError) as error:
         raise dg.Failure(f"lora_checkpoint[{arm}]: {error}", allow_retries=False) from None
     if not config.enabled:
@@ -114,6 +131,8 @@ def lora_checkpoint(
             rows_trained=0,
             skipped_reason="training disabled for this arm in the run config (enabled=false)",
         )
+    elif launch is not None:
+        outcome = train_launched(context, pipes_subprocess_client, launch, pairs, settings, student.model, template)
     else:
         try:
             outcome = train_lora(
@@ -127,6 +146,48 @@ def lora_checkpoint(
     link, run_id = track(context, mlflow, outcome, settings)
     frame = checkpoint_frame(arm, outcome, run_id)
     return dg.MaterializeResult(value=frame, metadata=checkpoint_metadata(outcome, frame, link))
+
+
+def launched(config: LoraCheckpointConfig) -> bool:
+    """More than one process, or an accelerate config (FSDP / ZeRO-3 need their launcher even for one)."""
+    return config.num_processes > 1 or bool(config.accelerate_config)
+
+
+def train_launched(
+    context: dg.AssetExecutionContext,
+    client: dg.PipesSubprocessClient,
+    launch: Launch,
+    pairs: list,
+    settings: LoraSettings,
+    student_model: str,
+    template: str | None,
+) -> TrainingOutcome:
+    """`reflection-tuning train` under torchrun / accelerate through Dagster Pipes: the main rank's log
+    lines arrive in this step's log, its outcome as a Pipes message; a failed launch fails the step
+    naming the rank and its error (a user's mistake is not retried, a crash is)."""
+    arm = context.partition_key
+    root = checkpoints_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".launch-{arm}-", dir=root) as folder:
+        rows = write_pairs(pairs, Path(folder) / "rows.jsonl")
+        reports = Path(folder) / "ranks"
+        train_args = ["--data", str(rows), "--name", arm, "--output", str(root), "--student", student_model]
+        train_args += (["--template", template] if template else []) + settings_arguments(settings)
+        command = launch.command(train_args)
+        context.log.info(f"{arm}: launching {launch.num_processes} training processes: {shlex.join(command)}")
+        try:
+            invocation = client.run(command=command, context=context, env={REPORT_DIR_ENV: str(reports)})
+        except DagsterPipesExecutionError as error:
+            failure = launch_failure(reports, launch.num_processes)
+            raise dg.Failure(
+                f"lora_checkpoint[{arm}]: training failed across {launch.num_processes} processes: "
+                f"{failure.message()} ({error})",
+                allow_retries=not failure.user_error,
+            ) from None
+    outcomes = [m["outcome"] for m in invocation.get_custom_messages() if isinstance(m, dict) and "outcome" in m]
+    if len(outcomes) != 1:
+        raise dg.Failure(f"lora_checkpoint[{arm}]: the training processes sent {len(outcomes)} outcomes, not 1")
+    return TrainingOutcome(**outcomes[0])
 
 
 def checkpoint_frame(arm: str, outcome: TrainingOutcome, run_id: str) -> pd.DataFrame:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import get_args
 
-from reflection_assets.training.settings import LoraSettings
+from reflection_assets.training.settings import HELP, LoraSettings, Precision
 
 DEFAULTS = LoraSettings()
 
@@ -65,56 +69,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also merge the adapter into the base and save a plain model here",
     )
     knobs = parser.add_argument_group("training (defaults as in the lora_checkpoint asset)")
-    knobs.add_argument("--rank", type=int, default=DEFAULTS.rank)
-    knobs.add_argument("--alpha", type=int, default=DEFAULTS.alpha)
-    knobs.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
-    knobs.add_argument(
-        "--target-modules", default=",".join(DEFAULTS.target_modules), help="comma-separated, or all-linear"
-    )
-    knobs.add_argument("--epochs", type=float, default=DEFAULTS.epochs)
-    knobs.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
-    knobs.add_argument(
-        "--warmup", type=float, default=DEFAULTS.warmup, help="below 1: fraction of the steps; from 1 up: steps"
-    )
-    knobs.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="per device")
-    knobs.add_argument("--gradient-accumulation", type=int, default=DEFAULTS.gradient_accumulation)
-    knobs.add_argument("--max-length", type=int, default=DEFAULTS.max_length)
-    knobs.add_argument("--packing", action="store_true", help="padding-free packing (exact with SDPA)")
-    knobs.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    knobs.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default=DEFAULTS.precision,
-        help="auto: fp32 on CPU, bf16 on CUDA",
-    )
-    knobs.add_argument("--load-in-4bit", action="store_true", help="QLoRA: nf4 with double quantization (CUDA only)")
-    knobs.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1 ...")
-    knobs.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps)
-    knobs.add_argument("--save-steps", type=int, default=DEFAULTS.save_steps)
-    knobs.add_argument("--min-rows", type=int, default=DEFAULTS.min_rows)
+    for option in settings_options():
+        knobs.add_argument(option.flag, **option.kwargs)
+
+
+@dataclass(frozen=True)
+class SettingsOption:
+    field: str
+    flag: str
+    kwargs: dict
+
+
+def settings_options() -> list[SettingsOption]:
+    """One flag per LoraSettings field, typed and explained from the field itself (one owner)."""
+    options = []
+    for spec in fields(LoraSettings):
+        default = getattr(DEFAULTS, spec.name)
+        kwargs: dict = {"default": default, "help": HELP.get(spec.name, "")}
+        if isinstance(default, bool) or spec.name == "activation_checkpointing":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kwargs["default"] = ",".join(default)
+        elif spec.name == "precision":
+            kwargs["choices"] = get_args(Precision)
+        else:
+            kwargs["type"] = type(default)
+        options.append(SettingsOption(spec.name, "--" + spec.name.replace("_", "-"), kwargs))
+    return options
 
 
 def settings_from(args: argparse.Namespace) -> LoraSettings:
-    return LoraSettings(
-        rank=args.rank,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        target_modules=tuple(m.strip() for m in args.target_modules.split(",") if m.strip()),
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        warmup=args.warmup,
-        batch_size=args.batch_size,
-        gradient_accumulation=args.gradient_accumulation,
-        max_length=args.max_length,
-        packing=args.packing,
-        seed=args.seed,
-        precision=args.precision,
-        load_in_4bit=args.load_in_4bit,
-        device=args.device,
-        max_steps=args.max_steps,
-        save_steps=args.save_steps,
-        min_rows=args.min_rows,
-    )
+    values = {spec.name: getattr(args, spec.name) for spec in fields(LoraSettings)}
+    values["target_modules"] = tuple(m.strip() for m in values["target_modules"].split(",") if m.strip())
+    return LoraSettings(**values)
 
 
 def arm_pairs(arm: str, database: Path) -> list:
@@ -134,9 +121,53 @@ def arm_pairs(arm: str, database: Path) -> list:
     return training_pairs(rows, raw)
 
 
+SUMMARY_FIELDS = (
+    "status",
+    "skipped_reason",
+    "adapter_path",
+    "key",
+    "rows_given",
+    "rows_trained",
+    "steps",
+    "first_loss",
+    "final_loss",
+    "train_seconds",
+)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Train on this process; under a launcher every rank runs this, the main one speaks for them.
+
+    Launched by Dagster (`lora_checkpoint` with num_processes > 1, through Pipes), the main process
+    sends its log lines and the outcome back to the step; every rank leaves a report for the step
+    (started, failed with what, finished), so a failed launch names the rank and its error.
+    """
+    from reflection_assets.training.launch import RankReport
+
+    report = RankReport()
+    report.started()
+    try:
+        with pipes_channel() as pipes:
+            code = train(args, pipes)
+    except BaseException as exc:
+        report.failed(exc)
+        raise
+    if code == 0 or code == 3:
+        report.finished()
+    return code
+
+
+def train(args: argparse.Namespace, pipes) -> int:  # noqa: ANN001 - a dagster_pipes context or None
     from reflection_assets.commands.score import InputError, read_pairs
+    from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.paths import checkpoints_dir, warehouse_path
+    from reflection_assets.training.distributed import is_main_process
+    from reflection_assets.training.launch import RankReport
+
+    def fail(exc: Exception, user_error: bool = True) -> int:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        RankReport().failed(exc, user_error=user_error)
+        return 2
 
     try:
         settings = settings_from(args)
@@ -145,38 +176,53 @@ def run(args: argparse.Namespace) -> int:
         else:
             pairs, name = arm_pairs(args.arm, args.warehouse or warehouse_path()), args.name or args.arm
     except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
 
-    from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.training import train_lora
 
-    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    def log(message: str) -> None:
+        if pipes is not None:
+            pipes.log.info(message)
+        print(message, file=sys.stderr, flush=True)
+
     try:
         outcome = train_lora(
             pairs, args.student, settings, args.output or checkpoints_dir(), name, template=args.template, log=log
         )
-    except (ModelReferenceError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    summary = {
-        k: getattr(outcome, k)
-        for k in (
-            "status",
-            "skipped_reason",
-            "adapter_path",
-            "key",
-            "rows_given",
-            "rows_trained",
-            "steps",
-            "first_loss",
-            "final_loss",
-            "train_seconds",
-        )
-    }
+    except (ModelReferenceError, ValueError) as exc:
+        return fail(exc)
+    except OSError as exc:  # a full disk, an unreadable folder: said plainly, but worth a retry
+        return fail(exc, user_error=False)
+    if not is_main_process():
+        return 0 if outcome.adapter_path else 3  # the main process reports, merges and prints
+    summary = {k: getattr(outcome, k) for k in SUMMARY_FIELDS}
     if args.merge_into and outcome.adapter_path:
         from reflection_assets.training.merge import merge_adapter
 
+        # after train_lora's barrier: the adapter is complete and marked finished
         summary["merged_path"] = str(merge_adapter(args.student, outcome.adapter_path, args.merge_into))
+    if pipes is not None:
+        from dataclasses import asdict
+
+        pipes.report_custom_message({"outcome": asdict(outcome)})
     print(json.dumps(summary))
     return 0 if outcome.adapter_path else 3  # 3: a reasoned skip, nothing to use
+
+
+@contextmanager
+def pipes_channel():
+    """The Dagster Pipes context when a Dagster step launched this process and this is the main rank.
+
+    Only one process may write to the step's message channel (a second writer breaks the run), and
+    outside Dagster there is none: then None, and `dagster_pipes` is not even imported (it need not
+    be installed where training runs from a shell).
+    """
+    from reflection_assets.training.distributed import is_main_process
+
+    if not is_main_process() or not os.environ.get("DAGSTER_PIPES_CONTEXT"):
+        yield None
+        return
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        yield pipes

@@ -11,6 +11,31 @@ Precision = Literal["auto", "fp32", "bf16"]
 # (the device enters the key as its kind, cpu | cuda).
 NOT_IN_KEY = ("save_steps", "min_rows", "device", "collective_timeout")
 
+# What each knob means: one owner for the CLI's --help and the asset config's descriptions.
+HELP = {
+    "rank": "LoRA rank r",
+    "alpha": "LoRA alpha (the update is scaled by alpha / r)",
+    "dropout": "LoRA dropout (0 for runs compared step by step)",
+    "target_modules": "module names, comma-separated, or all-linear (every linear projection but lm_head)",
+    "epochs": "passes over the rows",
+    "learning_rate": "peak learning rate",
+    "warmup": "below 1: a fraction of the steps; from 1 up: a step count",
+    "lr_scheduler": "transformers scheduler name: linear, cosine, constant, ...",
+    "batch_size": "rows per device per step (the global batch is this x processes x gradient_accumulation)",
+    "gradient_accumulation": "steps whose gradients are summed before each optimizer step",
+    "max_length": "tokens per row (prompt + answer); rows whose prompt alone fills it are dropped",
+    "packing": "padding-free packing of rows into sequences (exact with SDPA)",
+    "seed": "seed of the initialisation and the row order",
+    "precision": "auto: fp32 on CPU, bf16 on a GPU that supports it (else fp32); bf16 on a CPU is autocast",
+    "load_in_4bit": "QLoRA: the base in nf4 with double quantization (CUDA only)",
+    "activation_checkpointing": "recompute activations in the backward pass (default: on for CUDA, off on CPU)",
+    "device": "auto, cpu or cuda (one process trains on the first visible GPU; more GPUs: num_processes)",
+    "max_steps": "> 0 caps the run at this many optimizer steps; -1 trains `epochs`",
+    "save_steps": "a resumable Trainer checkpoint every N optimizer steps",
+    "min_rows": "fewer rows than this after the trainer's filtering: a reasoned skip",
+    "collective_timeout": "seconds a process waits for the others in a collective before the run fails",
+}
+
 
 @dataclass(frozen=True)
 class LoraSettings:
