@@ -77,3 +77,26 @@ def test_a_pass_that_dies_mid_way_keeps_its_finished_batches(tiny_peft, tmp_path
     fresh = evaluate(Evaluator(model, tokenizer, "tiny", settings, EvalOutputCache(tmp_path / "x.duckdb"),
                                log=lambda _: None), [BASE_MODEL, FIRST], items)
     assert resumed.equals(fresh)
+
+
+def test_an_out_of_memory_generation_batch_is_halved_and_each_answer_saved_once(tiny_peft, tmp_path):
+    """The engine halves a batch that runs out of memory (support.oom checks the retry runs outside the
+    except block, the failed forward's tensors gone); the evaluator saves every answer once, as without it."""
+    from support.oom import decoder, simulated_oom
+
+    model, tokenizer = tiny_peft
+    items = build_items(SETTINGS)
+    generated = [i for s in ("arithmetic", "ifeval", "gsm8k", "judge") for i in items[s]]
+    models = [BASE_MODEL, FIRST]
+    want = Evaluator(model, tokenizer, "tiny", SETTINGS, EvalOutputCache(tmp_path / "x.duckdb"), log=lambda _: None)
+    cache = EvalOutputCache(tmp_path / "w.duckdb")
+    evaluator = Evaluator(model, tokenizer, "tiny", SETTINGS, cache, log=lambda _: None)
+    saved: list[str] = []
+    real_put = cache.put
+    cache.put = lambda kind, rows: saved.extend(rows) or real_put(kind, rows)
+    with simulated_oom(decoder(model), max_rows=3) as oom:
+        texts = evaluator.generate(models, generated)
+    assert oom.failures > 0 and oom.retries > 0
+    assert texts == want.generate(models, generated)
+    assert len(saved) == len(set(saved)) == len(models) * len(generated) == cache.count("generation")
+    assert evaluator.stats["generated"] == len(models) * len(generated)
