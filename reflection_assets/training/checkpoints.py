@@ -58,10 +58,11 @@ def checkpoint_key(
     settings: LoraSettings,
     template: str,
     versions: dict[str, str] | None = None,
-    processes: int = 1,
+    launch: dict | None = None,
 ) -> str:
-    """Hash of the base model, the rows (ids and content), the config, the numeric libraries and,
-    past one, the number of processes (the global batch is `batch_size` x processes)."""
+    """Hash of the base model, the rows (ids and content), the config, the numeric libraries and the
+    launch (`distributed.launch_fingerprint`: the global batch is `batch_size` x processes; FSDP,
+    ZeRO-3 and the launcher's mixed precision change the numbers too)."""
     fields = {
         "version": KEY_VERSION,
         "base": base_fingerprint,
@@ -71,8 +72,8 @@ def checkpoint_key(
         "device_kind": device_kind(settings.device),
         "libraries": versions if versions is not None else library_versions(),
     }
-    if processes > 1:  # only then: one-process keys stay what they were, so finished adapters are reused
-        fields["processes"] = processes
+    if launch:  # only then: one-process keys stay what they were, so finished adapters are reused
+        fields["launch"] = launch
     return content_hash(fields, length=16)
 
 

@@ -24,7 +24,9 @@ from reflection_assets.schema import Pair
 from reflection_assets.training.checkpoints import CheckpointLayout, checkpoint_key, library_versions, model_card
 from reflection_assets.training.dataset import TrainingExample, resolve_template, training_examples
 from reflection_assets.training.distributed import (
+    fsdp_requested,
     is_main_process,
+    launch_fingerprint,
     sharded_training,
     world_size,
     zero3_reentrant_checkpointing,
@@ -100,7 +102,7 @@ def train_lora(
     tokenizer = load_tokenizer(base_model)
     template_name = resolve_template(tokenizer, template)
     examples = training_examples(pairs, tokenizer, template_name)
-    key = checkpoint_key(fingerprint, examples, settings, template_name, library_versions(), processes=world_size())
+    key = checkpoint_key(fingerprint, examples, settings, template_name, library_versions(), launch_fingerprint())
     layout = CheckpointLayout.under(root, name, key)
     common = dict(
         key=key, base_model=base_model, base_fingerprint=fingerprint, template=template_name, rows_given=len(pairs)
@@ -225,6 +227,13 @@ def sft_config(settings: LoraSettings, layout: CheckpointLayout) -> Any:
 
     device = requested_device(settings)
     on_cuda = device.startswith("cuda")
+    if fsdp_requested() and not on_cuda:
+        # accelerate 1.15 turns FSDP on only for GPU-like process groups: on CPUs it would quietly
+        # train as plain DDP (under the config's mixed precision) while the key said FSDP.
+        raise ValueError(
+            "an FSDP accelerate config needs GPUs (accelerate does not shard CPU processes); "
+            "on CPUs train with num_processes alone (torchrun, DDP)"
+        )
     if on_cuda and ":" in device and world_size() == 1 and device != "cuda:0":
         raise ValueError(
             f"device={device}: one process trains on the first visible GPU; pick it with "
