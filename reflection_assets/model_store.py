@@ -147,20 +147,27 @@ def local_dir(ref: str) -> tuple[str, str]:
 
 
 def pick_device(device: str | None = None) -> str:
+    """The device asked for; `auto` is this process's GPU when there is one: `cuda:{LOCAL_RANK}` under
+    a launcher (plain `cuda` would put every rank on GPU 0), else the CPU."""
     import torch
+
+    from reflection_assets.training.distributed import local_rank
 
     if device and device != "auto":
         return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"
 
 
 def pick_dtype(dtype: str | None, device: str):
-    """fp32 on CPU (exact and fast enough), bf16 on CUDA, unless the caller says otherwise."""
+    """fp32 on CPU (exact and fast enough); on CUDA bf16 where the GPU has it, else fp16 (devices owns
+    the rule); unless the caller says otherwise."""
     import torch
+
+    from reflection_assets.devices import default_dtype
 
     if dtype and dtype != "auto":
         return getattr(torch, dtype)
-    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, default_dtype(device))
 
 
 def load_tokenizer(ref: str = BUNDLED, trust_remote_code: bool = False):

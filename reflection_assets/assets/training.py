@@ -30,8 +30,12 @@ from resources.student import StudentModel
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
-# The defaults have one owner, LoraSettings (the CLI's `train` reads the same object).
+# The defaults and their meaning have one owner, LoraSettings and its HELP (the CLI's `train` reads both).
 DEFAULTS = LoraSettings()
+
+
+def knob(name: str):  # noqa: ANN201 - a pydantic FieldInfo
+    return Field(default=getattr(DEFAULTS, name), description=HELP[name])
 
 
 class LoraCheckpointConfig(dg.Config):
@@ -41,37 +45,27 @@ class LoraCheckpointConfig(dg.Config):
         default=True,
         description="false: skip this arm with a reason (the demo trains selective, reflected_all and random)",
     )
-    rank: int = DEFAULTS.rank
-    alpha: int = DEFAULTS.alpha
-    dropout: float = DEFAULTS.dropout
-    target_modules: list[str] = Field(
-        default=list(DEFAULTS.target_modules), description="module names, or all-linear"
-    )
-    epochs: float = DEFAULTS.epochs
-    learning_rate: float = DEFAULTS.learning_rate
-    warmup: float = Field(
-        default=DEFAULTS.warmup, description="below 1: a fraction of the steps; from 1 up: a step count"
-    )
-    lr_scheduler: str = DEFAULTS.lr_scheduler
-    batch_size: int = DEFAULTS.batch_size
-    gradient_accumulation: int = DEFAULTS.gradient_accumulation
-    max_length: int = DEFAULTS.max_length
-    packing: bool = DEFAULTS.packing
-    seed: int = DEFAULTS.seed
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        default=DEFAULTS.precision, description="auto: fp32 on CPU, bf16 on CUDA"
-    )
-    load_in_4bit: bool = Field(default=DEFAULTS.load_in_4bit, description="QLoRA (nf4, double quantization); CUDA only")
-    activation_checkpointing: Optional[bool] = Field(
-        default=DEFAULTS.activation_checkpointing, description="default: on for CUDA, off on CPU"
-    )
-    device: str = DEFAULTS.device
-    max_steps: int = DEFAULTS.max_steps
-    save_steps: int = DEFAULTS.save_steps
-    min_rows: int = Field(
-        default=DEFAULTS.min_rows, description="fewer rows after the trainer's filtering: a reasoned skip"
-    )
-    collective_timeout: int = Field(default=DEFAULTS.collective_timeout, description=HELP["collective_timeout"])
+    rank: int = knob("rank")
+    alpha: int = knob("alpha")
+    dropout: float = knob("dropout")
+    target_modules: list[str] = Field(default=list(DEFAULTS.target_modules), description=HELP["target_modules"])
+    epochs: float = knob("epochs")
+    learning_rate: float = knob("learning_rate")
+    warmup: float = knob("warmup")
+    lr_scheduler: str = knob("lr_scheduler")
+    batch_size: int = knob("batch_size")
+    gradient_accumulation: int = knob("gradient_accumulation")
+    max_length: int = knob("max_length")
+    packing: bool = knob("packing")
+    seed: int = knob("seed")
+    precision: Literal["auto", "fp32", "bf16"] = knob("precision")
+    load_in_4bit: bool = knob("load_in_4bit")
+    activation_checkpointing: Optional[bool] = knob("activation_checkpointing")
+    device: str = knob("device")
+    max_steps: int = knob("max_steps")
+    save_steps: int = knob("save_steps")
+    min_rows: int = knob("min_rows")
+    collective_timeout: int = knob("collective_timeout")
     num_processes: int = Field(
         default=1,
         description="1: train in this step's process; more: launch that many training processes (one per GPU) "

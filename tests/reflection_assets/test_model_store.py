@@ -56,3 +56,20 @@ def test_dequantized_cache_matches_direct_gguf_load(bundled_model):
     ids = tokenizer("Write a haiku about rain.", return_tensors="pt")
     with torch.inference_mode():
         assert torch.equal(model(**ids).logits, direct(**ids).logits)
+
+
+def test_auto_device_is_this_ranks_gpu_and_the_dtype_follows_the_gpu(monkeypatch):
+    import torch
+
+    from reflection_assets import devices
+    from reflection_assets.model_store import pick_device, pick_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert pick_device("auto") == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "3")  # under torchrun / accelerate: never plain "cuda" (GPU 0) for every rank
+    assert pick_device(None) == "cuda:3" and pick_device("cpu") == "cpu"
+    monkeypatch.setattr(devices, "cuda_bf16_supported", lambda: False)  # a V100 / T4
+    assert pick_dtype(None, "cuda:3") == torch.float16 and pick_dtype("float32", "cuda:3") == torch.float32
+    monkeypatch.setattr(devices, "cuda_bf16_supported", lambda: True)
+    assert pick_dtype("auto", "cuda:0") == torch.bfloat16 and pick_dtype(None, "cpu") == torch.float32
