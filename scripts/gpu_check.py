@@ -11,7 +11,8 @@ Here, and in CI (tests/scripts/test_gpu_check.py), the same steps on tiny models
 
 Steps (each runs once, in its own try/except, under its own time cap):
   environment         torch/CUDA versions, device, bf16, a bf16 matmul rate, which optional packages import
-  bnb_4bit            nf4 (bitsandbytes) weights of the tiny model load; their logits are close to bf16's
+  bnb_4bit            nf4 (bitsandbytes) weights of the tiny model load; their logits are close to bf16's and
+                      equal to those of their own dequantized weights (--cpu: bitsandbytes' CPU backend)
   scoring             the LossEngine on the device vs CPU fp32 (statuses equal, losses within tolerance);
                       tokens/s and MFU on the ~1B model
   teacher_generation  GenerationEngine greedy output in fp32 on the device == CPU fp32 == model.generate per row,
@@ -80,8 +81,10 @@ STEPS = tuple(STEP_CAPS_S)
 FP32_LOSS_RTOL = 1e-4  # device fp32 vs CPU fp32, on a mean NLL: kernels differ only in summation order
 BF16_LOSS_RTOL = 2e-2  # device bf16 vs CPU fp32 (the engine's own prefix probe allows the same)
 MERGE_LOGITS_ATOL = 1e-4  # merged model vs PeftModel, both fp32 (tests/reflection_assets/commands/test_train.py)
-NF4_REL_ERROR_MAX = 0.25  # ||logits_nf4 - logits_bf16|| / ||logits_bf16||; nf4 of random weights measured ~0.1
-NF4_COSINE_MIN = 0.95
+# nf4 vs bf16 logits of the tiny model: ||a - b|| / ||b||, cosine. bitsandbytes' own nf4 round trip of its
+# weights, run in bf16 on this CPU, gave 0.32 and 0.949 (random weights, std 0.1, quantization errors compound).
+NF4_REL_ERROR_MAX = 0.5
+NF4_COSINE_MIN = 0.85
 H200_BF16_DENSE_TFLOPS = 989.5  # datasheet (SXM), dense; KINDS.md measured ~790 on an 8192^3 matmul here
 OPTIONAL_PACKAGES = ("trl", "bitsandbytes", "lm_eval", "flash_attn", "datasets", "peft", "accelerate", "duckdb")
 
@@ -133,6 +136,7 @@ class Context:
     figures: dict[str, Any] = field(default_factory=dict)  # what a later step may use (the measured matmul rate)
     _tokenizer: Any = None
     _dirs: dict[str, Path] = field(default_factory=dict)
+    _big: tuple[Any, Any] | None = None
 
     @property
     def mode(self) -> str:
@@ -154,6 +158,12 @@ class Context:
             shape = TINY if name == "tiny" else BIG[self.mode]
             self._dirs[name] = save_model(self.work / "models" / name, self.tokenizer(), shape, self.device)
         return str(self._dirs[name])
+
+    def big_model(self) -> tuple[Any, Any]:
+        """The throughput model, loaded once through the model store (scoring and generation share it)."""
+        if self._big is None:
+            self._big = load(self.model_dir("big"), self.fast_dtype, self.device)
+        return self._big
 
 
 # -- tokenizer, models, data ------------------------------------------------------------------------------------
@@ -244,6 +254,14 @@ def chat_prompts(tokenizer: Any, n: int, seed: int, shortest: int, longest: int)
         tuple(prompt_ids(tokenizer, "chat", words(rng, rng.randint(shortest, longest)), "", "You explain.", ()))
         for _ in range(n)
     ]
+
+
+def probe_ids(tokenizer: Any, rows: int, length: int, seed: int, device: str) -> Any:
+    """A [rows, length] batch of chat-templated token ids (prompts cut to one length) for comparing logits."""
+    import torch
+
+    prompts = chat_prompts(tokenizer, rows, seed=seed, shortest=length, longest=length)
+    return torch.tensor([list(p[:length]) for p in prompts], device=device)
 
 
 def write_training_rows(path: Path, n: int = 12) -> Path:
@@ -449,8 +467,8 @@ def matmul_tflops(n: int = 8192, reps: int = 10) -> float:
 
 
 def step_bnb_4bit(ctx: Context) -> dict:
-    if ctx.cpu:
-        raise Skip("bitsandbytes 4-bit training kernels are CUDA-only here (the project's QLoRA refuses a CPU)")
+    # With --cpu this runs on bitsandbytes' CPU backend: not the kernels that matter, but CI then exercises
+    # this step's own code before the one GPU run.
     if not has("bitsandbytes"):
         raise Skip("bitsandbytes is not importable (carry its wheel: scripts/gpu_wheels.sh)")
     import torch
@@ -467,27 +485,53 @@ def step_bnb_4bit(ctx: Context) -> dict:
     quantized = AutoModelForCausalLM.from_pretrained(
         ref, quantization_config=quantization, dtype=torch.bfloat16, device_map={"": ctx.device}, use_safetensors=True
     ).eval()
-    ids = torch.tensor(list(chat_prompts(tokenizer, 4, seed=3, shortest=20, longest=20)), device=ctx.device)
+    ids = probe_ids(tokenizer, rows=4, length=32, seed=3, device=ctx.device)
     with torch.inference_mode():
         want = dense(input_ids=ids).logits.float()
         got = quantized(input_ids=ids).logits.float()
+        dequantized = dequantized_twin(dense, quantized)(input_ids=ids).logits.float()
     figures: dict[str, Any] = {
         "linear4bit_modules": sum(type(m).__name__ == "Linear4bit" for m in quantized.modules()),
         "memory_mb": {
-            "bf16": round(dense.get_memory_footprint() / 2**20, 2),
-            "nf4": round(quantized.get_memory_footprint() / 2**20, 2),
+            "bf16": round(dense.get_memory_footprint() / 2**20, 3),
+            "nf4": round(quantized.get_memory_footprint() / 2**20, 3),
         },
+        "vs_bf16": logits_distance(got, want),
+        "vs_dequantized_bf16": logits_distance(got, dequantized),
+        "tolerance": {
+            "vs_bf16": {"relative_error_max": NF4_REL_ERROR_MAX, "cosine_min": NF4_COSINE_MIN},
+            "vs_dequantized_bf16": {"relative_error_max": BF16_LOSS_RTOL},
+        },
+    }
+    expect(figures, "quantized_layers", figures["linear4bit_modules"] > 0)
+    expect(figures, "finite", bool(torch.isfinite(got).all()))
+    expect(figures, "close_to_bf16", figures["vs_bf16"]["relative_error"] <= NF4_REL_ERROR_MAX)
+    expect(figures, "cosine_to_bf16", figures["vs_bf16"]["cosine"] >= NF4_COSINE_MIN)
+    expect(figures, "computes_its_weights", figures["vs_dequantized_bf16"]["relative_error"] <= BF16_LOSS_RTOL)
+    return figures
+
+
+def dequantized_twin(dense: Any, quantized: Any) -> Any:
+    """`dense` with every layer bitsandbytes quantized replaced by its dequantized nf4 weight (bf16, plain matmul):
+    what the 4-bit kernels should compute, up to bf16 rounding."""
+    import bitsandbytes.functional as bnb_functional
+
+    for name, module in quantized.named_modules():
+        if type(module).__name__ == "Linear4bit":
+            weight = bnb_functional.dequantize_4bit(module.weight.data, module.weight.quant_state)
+            dense.get_submodule(name).weight.data = weight.to(dense.dtype).reshape(module.out_features, -1)
+    return dense
+
+
+def logits_distance(got: Any, want: Any) -> dict:
+    import torch
+
+    return {
         "max_abs_diff": (got - want).abs().max().item(),
         "relative_error": ((got - want).norm() / want.norm()).item(),
         "cosine": torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0).item(),
         "top1_agreement": (got.argmax(-1) == want.argmax(-1)).float().mean().item(),
-        "tolerance": {"relative_error_max": NF4_REL_ERROR_MAX, "cosine_min": NF4_COSINE_MIN},
     }
-    expect(figures, "quantized_layers", figures["linear4bit_modules"] > 0)
-    expect(figures, "finite", bool(torch.isfinite(got).all()))
-    expect(figures, "close_to_bf16", figures["relative_error"] <= NF4_REL_ERROR_MAX)
-    expect(figures, "cosine", figures["cosine"] >= NF4_COSINE_MIN)
-    return figures
 
 
 # -- step: scoring ----------------------------------------------------------------------------------------------
@@ -534,7 +578,7 @@ def step_scoring(ctx: Context) -> dict:
 
     figures: dict[str, Any] = {"tolerance": {"fp32_rel": FP32_LOSS_RTOL, "bf16_rel": BF16_LOSS_RTOL}}
     tiny = ctx.model_dir("tiny")
-    pairs = scoring_pairs(16, seed=1, shortest=2, longest=60)
+    pairs = scoring_pairs(12, seed=1, shortest=2, longest=60)
     pairs.append(Pair(instruction="Explain light.", output=" "))  # an empty response: a status, not a loss
     want = score(load_student(tiny, device="cpu", dtype="float32"), pairs)
     for dtype, tolerance in (("float32", FP32_LOSS_RTOL), ("bfloat16", BF16_LOSS_RTOL)):
@@ -551,13 +595,13 @@ def scoring_throughput(ctx: Context) -> dict:
     """Tokens/s of the LossEngine on the big model (bf16 on a GPU, after a warm-up), and MFU on a GPU."""
     import torch
 
-    from reflection_assets.scoring.student import load_student
+    from reflection_assets.scoring.student import Student
 
-    student = load_student(ctx.model_dir("big"), device=ctx.device, dtype=ctx.fast_dtype)
-    model = student.model
+    model, tokenizer = ctx.big_model()
+    student = Student(model, tokenizer, fingerprint="gpu-check-big")
     body = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
     head = model.get_output_embeddings().weight.numel()
-    n_pairs, longest, seconds_cap = (2048, 420, 20.0) if ctx.device == "cuda" else (12, 160, 4.0)
+    n_pairs, longest, seconds_cap = (2048, 420, 20.0) if ctx.device == "cuda" else (8, 120, 2.0)
     pairs = scoring_pairs(n_pairs, seed=2, shortest=40, longest=longest)
     _, seqs = plan_scores(student, pairs)
     engine = student.engine
@@ -658,7 +702,7 @@ def generation_throughput(ctx: Context) -> dict:
     """Generated tokens/s of the engine on the big model (bf16 on a GPU): one batch, every row the same new tokens."""
     from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
 
-    model, tokenizer = load(ctx.model_dir("big"), ctx.fast_dtype, ctx.device)
+    model, tokenizer = ctx.big_model()
     rows, new, longest = (64, 128, 200) if ctx.device == "cuda" else (4, 8, 60)
     prompts = chat_prompts(tokenizer, rows, seed=5, shortest=20, longest=longest)
     engine = GenerationEngine(model, tokenizer)
@@ -725,13 +769,13 @@ def step_evaluation(ctx: Context) -> dict:
 
 
 def harness_check(ctx: Context, model: Any, tokenizer: Any, figures: dict) -> dict:
-    """The project's lm-eval harness on the PeftModel: the base and one adapter, 4 arithmetic items each."""
+    """The project's lm-eval harness on the PeftModel: the base and one adapter, 4 arithmetic items (1 with --cpu)."""
     if not has("lm_eval"):
         return {"skipped_reason": "lm_eval is not importable (carry it with scripts/gpu_wheels.sh to run it here)"}
     from reflection_assets.evaluation.harness import ARITHMETIC_TASK, run_harness, write_arithmetic_task
     from reflection_assets.evaluation.suites import arithmetic_items
 
-    items = arithmetic_items(2 if ctx.cpu else 4, seed=0)
+    items = arithmetic_items(1 if ctx.cpu else 4, seed=0)
     started = time.perf_counter()
     folder = write_arithmetic_task(items, ctx.work / "lm_eval_task")
     results = run_harness(model, tokenizer, [None, "first"], [ARITHMETIC_TASK], folder, batch_size=8)
@@ -784,7 +828,7 @@ def merged_matches_peft(ctx: Context, adapter: str, merged: str) -> dict:
     from transformers import AutoModelForCausalLM
 
     tiny = ctx.model_dir("tiny")
-    ids = torch.tensor(list(chat_prompts(ctx.tokenizer(), 3, seed=8, shortest=12, longest=12)), device=ctx.device)
+    ids = probe_ids(ctx.tokenizer(), rows=3, length=24, seed=8, device=ctx.device)
     base = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).to(ctx.device).eval()
     with torch.inference_mode():
         plain = base(input_ids=ids).logits
@@ -990,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["REFLECTION_DATA_DIR"] = str(work / "data")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # weight-loading and lm-eval bars would flood the log
     if args.cpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     mode = "cpu" if args.cpu else "cuda"
