@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from reflection_assets.schema import Pair
 from reflection_assets.scoring import statuses
-from reflection_assets.scoring.cache import CacheScope, StudentScoreCache, sequence_key
 from reflection_assets.scoring.engine import ProgressFn, SeqLoss
 from reflection_assets.scoring.metrics import SCORE_COLUMNS, PairScore, combine
 from reflection_assets.scoring.sequences import Plan, PromptSettings, Seq, plan_ifd, plan_rifd, resolve_settings
@@ -22,6 +21,10 @@ from reflection_assets.scoring.templates import template_hash
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    # The cache is optional and brings DuckDB with it: scoring runs without it (a GPU box with torch
+    # alone, the GPU check), so its module is imported only where a cache is used.
+    from reflection_assets.scoring.cache import CacheScope, StudentScoreCache
 
 CACHE_FLUSH_SECONDS = 30.0  # a crash loses at most this much scoring work
 CACHE_FLUSH_ROWS = 2048
@@ -42,6 +45,8 @@ def settings_for(student: Student, config: ScoringConfig) -> PromptSettings:
 
 
 def cache_scope(student: Student, settings: PromptSettings) -> CacheScope:
+    from reflection_assets.scoring.cache import CacheScope
+
     return CacheScope(
         model_fingerprint=student.fingerprint,
         template=settings.template,
@@ -109,6 +114,8 @@ def sequence_losses(
     losses: dict[Seq, SeqLoss] = {}
     writer = None
     if cache is not None:
+        from reflection_assets.scoring.cache import sequence_key
+
         scope = cache_scope(student, settings)
         scope_key = scope.key()
         keys = {seq: sequence_key(scope_key, seq) for seq in seqs}

@@ -99,3 +99,12 @@ def test_scores_frame_has_every_column_and_nulls_not_zeros(llama_student):
 def test_default_template_is_chat_for_a_chat_student(chat_student, llama_student):
     assert settings_for(chat_student, ScoringConfig()).template == "chat"
     assert settings_for(llama_student, ScoringConfig()).template == "alpaca"
+
+
+def test_scoring_imports_without_duckdb():
+    """The cache is optional: scoring runs where DuckDB is not installed (a GPU box with torch alone)."""
+    import subprocess
+    import sys
+
+    code = "import sys, reflection_assets.scoring.scorer; assert 'duckdb' not in sys.modules, 'duckdb imported'"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
