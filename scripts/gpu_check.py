@@ -32,8 +32,8 @@ Models are Llama-shaped with random weights from a LlamaConfig (the bundled mode
 for agreement checks and a ~1B one for throughput (a small one with --cpu), saved as model folders with a
 byte-level BPE tokenizer trained here, so the project's own loading path (model_store, local directory) is
 used. Imports: only the pure packages of reflection_assets; training goes through the `reflection-tuning
-train` command in a subprocess, as a user runs it. The scorer's own entry point (`scoring.scorer`) imports
-DuckDB for its cache, which the GPU machine lacks, so scoring composes the same pure pieces without a cache.
+train` command in a subprocess, as a user runs it. Scoring composes the scorer's pure pieces (plan,
+engine, combine) without a cache, so each one's device behaviour is seen on its own.
 """
 
 from __future__ import annotations
