@@ -1,4 +1,5 @@
-"""The GPU check's CPU mode in CI: every step runs and passes, or is skipped with its reason, in about 2 minutes.
+"""The GPU check's CPU mode in CI: every step runs and passes, or is skipped with its reason (about 90 s here;
+the time is printed, not asserted: each step's own cap in the script bounds it).
 
 The real check runs once on a lent H200 (scripts/gpu_check.sh); this keeps its code exercised on every change,
 so the one GPU run is not spent on a bug of the script itself.
@@ -25,7 +26,6 @@ STEPS = [
     "training_qlora",
     "fsdp2",
 ]
-CPU_SECONDS = 150  # "under 2 minutes" on an idle 2-core machine, with room for a loaded CI runner
 
 
 def test_cpu_mode_runs_every_step(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_cpu_mode_runs_every_step(tmp_path: Path) -> None:
         text=True,
         timeout=600,
     )
-    seconds = time.monotonic() - started
+    seconds = time.monotonic() - started  # about 90 s here; each step has its own cap inside the script
     assert out.is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(out.read_text())
     steps = report["steps"]
@@ -59,7 +59,7 @@ def test_cpu_mode_runs_every_step(tmp_path: Path) -> None:
     # Only what a CPU cannot do is skipped: everything else really ran here.
     skipped = {s["step"] for s in steps if s["status"] == "skipped"}
     assert skipped <= {"training_qlora", "fsdp2"}, skipped
-    assert seconds < CPU_SECONDS, f"the CPU mode took {seconds:.0f}s: {[(s['step'], s['seconds']) for s in steps]}"
+    print(f"CPU mode: {seconds:.0f}s", [(s["step"], s["seconds"]) for s in steps])
 
 
 def test_only_runs_the_named_steps_and_rejects_unknown_ones(tmp_path: Path) -> None:

@@ -88,3 +88,22 @@ def write_tables(tables: dict) -> None:
             conn.register("frame", frame)
             conn.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
             conn.unregister("frame")
+
+
+def materialize_checkpoint(instance, base: str, config: dict):  # noqa: ANN001, ANN201 - Dagster types
+    """`lora_checkpoint` of the selective arm on `base` with `config`, on the deployment's resources."""
+    import dagster as dg
+
+    from reflection_assets.definitions import ASSET_MODULES
+    from reflection_assets.deployment import build_resources
+    from resources.student import StudentModel
+
+    return dg.materialize(
+        dg.load_assets_from_modules(ASSET_MODULES),
+        selection=["lora_checkpoint"],
+        partition_key="selective",
+        instance=instance,
+        resources={**build_resources(), "student": StudentModel(model=base)},
+        run_config={"ops": {"lora_checkpoint": {"config": config}}},
+        raise_on_error=False,
+    )

@@ -13,8 +13,7 @@ from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.paths import warehouse_path
 from reflection_assets.training.lineage import TRAINED_ON_SQL
-from resources.student import StudentModel
-from tests.support.training import sample_pairs, seed_arm_tables
+from tests.support.training import materialize_checkpoint, sample_pairs, seed_arm_tables
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 FAST = {
@@ -45,15 +44,7 @@ CONTRACT = [
 
 
 def materialize(instance: dg.DagsterInstance, base: str, **config) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        ASSETS,
-        selection=["lora_checkpoint"],
-        partition_key="selective",
-        instance=instance,
-        resources={**build_resources(), "student": StudentModel(model=base)},
-        run_config={"ops": {"lora_checkpoint": {"config": {**FAST, **config}}}},
-        raise_on_error=False,
-    )
+    return materialize_checkpoint(instance, base, {**FAST, **config})
 
 
 def stored_row() -> dict:

@@ -19,7 +19,6 @@ import signal
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -28,8 +27,7 @@ import pytest
 from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.paths import checkpoints_dir, warehouse_path
-from resources.student import StudentModel
-from tests.support.training import seed_arm_tables
+from tests.support.training import materialize_checkpoint, seed_arm_tables
 
 pytestmark = pytest.mark.slow  # each launch starts two Python processes that import torch
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
@@ -39,15 +37,7 @@ COMMON = {"rank": 4, "alpha": 8, "dropout": 0.0, "epochs": 1, "learning_rate": 5
 
 
 def materialize(instance: dg.DagsterInstance, base: str, **config) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        ASSETS,
-        selection=["lora_checkpoint"],
-        partition_key="selective",
-        instance=instance,
-        resources={**build_resources(), "student": StudentModel(model=base)},
-        run_config={"ops": {"lora_checkpoint": {"config": {**COMMON, **config}}}},
-        raise_on_error=False,
-    )
+    return materialize_checkpoint(instance, base, {**COMMON, **config})
 
 
 def metadata(result: dg.ExecuteInProcessResult) -> dict:
