@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     report.started()
     try:
         with pipes_channel() as pipes:
-            code = train(args, pipes)
+            code = train(args, pipes, report)
     except BaseException as exc:
         report.failed(exc)
         raise
@@ -157,16 +157,15 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def train(args: argparse.Namespace, pipes) -> int:  # noqa: ANN001 - a dagster_pipes context or None
+def train(args: argparse.Namespace, pipes, report) -> int:  # noqa: ANN001 - a Pipes context or None, a RankReport
     from reflection_assets.commands.score import InputError, read_pairs
     from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.paths import checkpoints_dir, warehouse_path
     from reflection_assets.training.distributed import is_main_process
-    from reflection_assets.training.launch import RankReport
 
     def fail(exc: Exception, user_error: bool = True) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        RankReport().failed(exc, user_error=user_error)
+        report.failed(exc, user_error=user_error)
         return 2
 
     try:

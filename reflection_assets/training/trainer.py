@@ -72,13 +72,11 @@ def silence_bitsandbytes() -> None:
 
 
 def requested_device(settings: LoraSettings) -> str:
-    """The device kind asked for: `auto` is CUDA when present. Under a launcher each rank then takes
-    `cuda:{LOCAL_RANK}` from the training arguments, never plain `cuda` (GPU 0 for every rank)."""
-    import torch
+    """The device asked for; `auto` as the model store resolves it (`cuda:{LOCAL_RANK}` under a
+    launcher, never plain `cuda`, which is GPU 0 for every rank)."""
+    from reflection_assets.model_store import pick_device
 
-    if settings.device != "auto":
-        return settings.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return pick_device(settings.device)
 
 
 def train_lora(
