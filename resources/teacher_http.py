@@ -15,20 +15,30 @@ error instead of answering every step with a fresh turn.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
 import time
-from collections.abc import Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 import httpx
 from pydantic import Field, PrivateAttr
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_base, wait_random_exponential
 
+from reflection_assets.http_retries import (  # noqa: F401  (re-exported: the teacher's tests and callers)
+    DEFAULT_POLICY,
+    POLICY_HELP,
+    RETRY_STATUSES,
+    CallFailed,
+    Counter,
+    FatalError,
+    RetryableError,
+    RetryAfterWait,
+    RetryPolicy,
+    new_client,
+    parse_retry_after,
+    post_with_retries,
+    run_sync,
+)
 from reflection_assets.teacher.backend import TeacherError, normalise
 from reflection_assets.teacher.guided import GuidedState
 from reflection_assets.teacher.types import (
@@ -46,64 +56,8 @@ from resources.teacher import Teacher
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 TOP_LOGPROBS = 20  # alternatives asked for the judge's first token (vLLM's default --max-logprobs)
 MASK = "***"
-
-
-class RetryableError(Exception):
-    """A failure worth another attempt; `retry_after` is the server's requested wait, if any."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class FatalError(Exception):
-    """A failure another attempt would repeat (bad request, authentication)."""
-
-
-class CallFailed(Exception):
-    """A call that gave up; the message is safe to log (no credentials). `refused`: the server
-    answered with a client error (another attempt would repeat it)."""
-
-    def __init__(self, message: str, refused: bool = False):
-        super().__init__(message)
-        self.refused = refused
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-class RetryAfterWait(wait_base):
-    """Full-jitter exponential backoff, but never shorter than the server's Retry-After."""
-
-    def __init__(self, initial: float, maximum: float, max_retry_after: float):
-        self.backoff = wait_random_exponential(multiplier=initial, max=maximum)
-        self.max_retry_after = max_retry_after
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        backoff = self.backoff(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is None:
-            return backoff
-        # Spread clients that were all told the same time over a small window after it.
-        wait = retry_after + random.uniform(0.0, 0.1 * retry_after + 0.05)
-        return min(max(wait, backoff), self.max_retry_after)
 
 
 @dataclass
@@ -115,22 +69,6 @@ class Reply:
     data: dict
 
 
-@dataclass
-class Counter:
-    requests: int = 0
-    retries: int = 0
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from sync code, also when the caller already has a running loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 class OpenAICompatibleTeacher(Teacher):
     """Chat completions over HTTP with bounded concurrency, timeouts and retries."""
 
@@ -139,13 +77,19 @@ class OpenAICompatibleTeacher(Teacher):
     api_key: Optional[str] = Field(
         default=None, repr=False, description="Bearer token (secret; optional for local servers)."
     )
-    max_concurrency: int = Field(default=8, description="Requests in flight at once.")
-    timeout_s: float = Field(default=120.0, description="Read/write timeout of one request.")
-    connect_timeout_s: float = Field(default=10.0, description="Connect timeout of one request.")
-    max_attempts: int = Field(default=5, description="Attempts per request, the first included.")
-    backoff_initial_s: float = Field(default=0.5, description="Scale of the exponential backoff.")
-    backoff_max_s: float = Field(default=30.0, description="Longest backoff between attempts.")
-    max_retry_after_s: float = Field(default=120.0, description="Longest Retry-After honoured.")
+    max_concurrency: int = Field(default=DEFAULT_POLICY.max_concurrency, description=POLICY_HELP["max_concurrency"])
+    timeout_s: float = Field(default=DEFAULT_POLICY.timeout_s, description=POLICY_HELP["timeout_s"])
+    connect_timeout_s: float = Field(
+        default=DEFAULT_POLICY.connect_timeout_s, description=POLICY_HELP["connect_timeout_s"]
+    )
+    max_attempts: int = Field(default=DEFAULT_POLICY.max_attempts, description=POLICY_HELP["max_attempts"])
+    backoff_initial_s: float = Field(
+        default=DEFAULT_POLICY.backoff_initial_s, description=POLICY_HELP["backoff_initial_s"]
+    )
+    backoff_max_s: float = Field(default=DEFAULT_POLICY.backoff_max_s, description=POLICY_HELP["backoff_max_s"])
+    max_retry_after_s: float = Field(
+        default=DEFAULT_POLICY.max_retry_after_s, description=POLICY_HELP["max_retry_after_s"]
+    )
     guided: bool = Field(
         default=False,
         description="Guided generation unless a run says otherwise: each marker is opened for the teacher and "
@@ -184,13 +128,11 @@ class OpenAICompatibleTeacher(Teacher):
 
     # -- async implementation ----------------------------------------------------------------
 
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(**{name: getattr(self, name) for name in POLICY_HELP})
+
     def _client(self) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        return httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
-            limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
-        )
+        return new_client(self.policy(), self.api_key)
 
     async def complete_async(
         self,
@@ -286,58 +228,14 @@ class OpenAICompatibleTeacher(Teacher):
         return body
 
     async def post(self, client: httpx.AsyncClient, body: dict, counter: Counter) -> Reply:
-        """POST with retries; raises CallFailed with a clear, credential-free message."""
-
-        def note_retry(state: RetryCallState) -> None:
-            counter.retries += 1
-            exc = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning(
-                "teacher request failed (%s); attempt %d/%d, retrying in %.2fs",
-                self.redact(str(exc)), state.attempt_number, self.max_attempts, wait,
-            )
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=RetryAfterWait(self.backoff_initial_s, self.backoff_max_s, self.max_retry_after_s),
-            retry=retry_if_exception_type(RetryableError),
-            before_sleep=note_retry,
-            reraise=True,
+        """POST with the shared retry policy; raises CallFailed with a clear, credential-free message."""
+        return await post_with_retries(
+            client, self.endpoint(), body, self.policy(), counter, parse=read_reply, redact=self.redact,
+            who="teacher request",
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    counter.requests += 1
-                    return await self.post_once(client, body)
-        except RetryableError as exc:
-            raise CallFailed(f"gave up after {self.max_attempts} attempts to {self.endpoint()}: {exc}") from None
-        except FatalError as exc:
-            raise CallFailed(f"request to {self.endpoint()} failed: {exc}", refused=True) from None
-        raise AssertionError("unreachable: tenacity reraises")
 
     def endpoint(self) -> str:
         return self.base_url.rstrip("/") + "/chat/completions"
-
-    async def post_once(self, client: httpx.AsyncClient, body: dict) -> Reply:
-        try:
-            response = await client.post(self.endpoint(), json=body)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"timed out ({type(exc).__name__}, timeout {self.timeout_s}s)") from None
-        except httpx.TransportError as exc:
-            raise RetryableError(f"transport error ({type(exc).__name__}: {exc})") from None
-        status = response.status_code
-        if status in RETRY_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise RetryableError(f"HTTP {status}", retry_after=retry_after)
-        if status >= 400:
-            raise FatalError(f"HTTP {status}: {response.text[:300]}")
-        try:
-            data = response.json()
-        except ValueError:
-            raise RetryableError(
-                f"HTTP {status} with a body that is not valid JSON ({len(response.content)} bytes)"
-            ) from None
-        return read_reply(data)
 
     async def check_prefix_continuation(self, client: httpx.AsyncClient) -> None:
         """Once per instance: does the server continue a final assistant message?
