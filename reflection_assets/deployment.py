@@ -42,11 +42,39 @@ def build_resources() -> dict[str, Any]:
         "io_manager": DuckDBPandasIOManager(database=database, schema="main"),
         "warehouse": Warehouse(database=database),
         "mlflow": MlflowTracking(tracking_uri=env_or("MLFLOW_TRACKING_URI", "")),
-        "student": StudentModel(model=env_or(ENV_STUDENT, "bundled")),
+        "student": build_student(),
         "teacher": build_teacher(as_env_vars=True),
         # lora_checkpoint with num_processes > 1 launches torchrun / accelerate through Dagster Pipes
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }
+
+
+def build_student(env: Mapping[str, str] | None = None) -> StudentModel:
+    """The student resource: in this process, or a vLLM server when REFLECTION_STUDENT_BASE_URL is set.
+
+    Set values become `dg.EnvVar`s (the UI shows where they came from; the key is read at run time).
+    The variable names are owned by `reflection_assets.served.client`, which the CLI reads too.
+    """
+    from reflection_assets.served import client as served
+
+    env = os.environ if env is None else env
+    settings = TeacherSettings(env, as_env_vars=True)
+    fields: dict[str, Any] = {"model": settings.get(ENV_STUDENT, "bundled")}
+    if settings.is_set(served.ENV_BASE_URL):
+        served.ServedStudent.from_env(env)  # validates now: a missing model name or a bad number fails at load
+        fields.update(
+            base_url=settings.get(served.ENV_BASE_URL),
+            served_model=settings.get(served.ENV_MODEL),
+            api_key=settings.get(served.ENV_API_KEY),
+        )
+        for variable, name in served.ENV_POLICY.items():
+            if settings.is_set(variable):
+                # Dagster has no float source: a float knob is read now (validated above).
+                kind = type(getattr(served.DEFAULT_POLICY, name))
+                fields[name] = dg.EnvVar.int(variable) if kind is int else float(env[variable])
+        if settings.is_set(served.ENV_LOGPROB_CONCURRENCY):
+            fields["logprob_concurrency"] = dg.EnvVar.int(served.ENV_LOGPROB_CONCURRENCY)
+    return StudentModel(**fields)
 
 
 class TeacherSettings:

@@ -38,16 +38,21 @@ class RetryableError(Exception):
 
 
 class FatalError(Exception):
-    """A failure another attempt would repeat (bad request, authentication)."""
+    """A failure another attempt would repeat (bad request, authentication); `status`: the HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class CallFailed(Exception):
     """A call that gave up; the message is safe to log (no credentials). `refused`: the server
-    answered with a client error (another attempt would repeat it)."""
+    answered with a client error (another attempt would repeat it), whose HTTP status is `status`."""
 
-    def __init__(self, message: str, refused: bool = False):
+    def __init__(self, message: str, refused: bool = False, status: int | None = None):
         super().__init__(message)
         self.refused = refused
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ async def post_once(client: httpx.AsyncClient, url: str, body: dict, policy: Ret
     if status in RETRY_STATUSES:
         raise RetryableError(f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after")))
     if status >= 400:
-        raise FatalError(f"HTTP {status}: {response.text[:300]}")
+        raise FatalError(f"HTTP {status}: {response.text[:300]}", status=status)
     try:
         return response.json()
     except ValueError:
@@ -199,5 +204,5 @@ async def post_with_retries(
     except RetryableError as exc:
         raise CallFailed(redact(f"gave up after {policy.max_attempts} attempts to {url}: {exc}")) from None
     except FatalError as exc:
-        raise CallFailed(redact(f"request to {url} failed: {exc}"), refused=True) from None
+        raise CallFailed(redact(f"request to {url} failed: {exc}"), refused=True, status=exc.status) from None
     raise AssertionError("unreachable: tenacity reraises")

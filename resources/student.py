@@ -1,35 +1,46 @@
 """The student model as a Dagster resource: which weights, how to score, where to run.
 
 Loaded once per process (steps of one run share it) and keyed by its settings, so a run that
-scores several assets pays for the load once.
+scores several assets pays for the load once. With `base_url` set the student is a vLLM server
+(`reflection_assets.served`): only the tokenizer of `model` is loaded here.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
 from pydantic import Field
 
+from reflection_assets.http_retries import DEFAULT_POLICY, POLICY_HELP, RetryPolicy
 from reflection_assets.scoring.templates import AUTO, StartToken, TemplateSetting
 
 if TYPE_CHECKING:
     from reflection_assets.scoring.scorer import ScoringConfig
     from reflection_assets.scoring.student import Student
+    from reflection_assets.served.client import ServedStudent
+
+MASK = "***"
 
 
 @functools.lru_cache(maxsize=2)
-def _load(ref: str, device: str, dtype: str, trust_remote_code: bool) -> Student:
+def _load(ref: str, device: str, dtype: str, trust_remote_code: bool, served: tuple | None) -> Student:
     from reflection_assets.scoring.student import load_student
+    from reflection_assets.served.client import ServedStudent
 
-    return load_student(ref, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    server = ServedStudent(*served[:4], logprob_concurrency=served[4]) if served else None
+    return load_student(ref, device=device, dtype=dtype, trust_remote_code=trust_remote_code, served=server)
 
 
 class StudentModel(dg.ConfigurableResource):
     """The model whose judgement selects the data (and that gets fine-tuned)."""
 
-    model: str = Field(default="bundled", description="`bundled`, a .gguf file, a local directory or a HF id")
+    model: str = Field(
+        default="bundled",
+        description="`bundled`, a .gguf file, a local directory or a HF id (with base_url: the served weights' "
+        "tokenizer)",
+    )
     device: str = "auto"
     dtype: str = "auto"
     template: TemplateSetting = Field(
@@ -39,9 +50,50 @@ class StudentModel(dg.ConfigurableResource):
     max_length: int = 512
     batch_tokens: int = Field(default=0, description="token budget per batch (0: per-device default)")
     trust_remote_code: bool = False
+    base_url: str = Field(
+        default="", description="a vLLM server's /v1 URL: score and evaluate there ('' = in this process)"
+    )
+    served_model: str = Field(default="", description="the student's name on that server")
+    api_key: Optional[str] = Field(default=None, repr=False, description="bearer token (secret; optional)")
+    max_concurrency: int = Field(default=DEFAULT_POLICY.max_concurrency, description=POLICY_HELP["max_concurrency"])
+    timeout_s: float = Field(default=DEFAULT_POLICY.timeout_s, description=POLICY_HELP["timeout_s"])
+    max_attempts: int = Field(default=DEFAULT_POLICY.max_attempts, description=POLICY_HELP["max_attempts"])
+    logprob_concurrency: int = Field(
+        default=1,
+        description="prompt log-probability requests in flight (1: safe on a vLLM 0.32 server with --enable-lora, "
+        "which crashes on batched prompt_logprobs; raise it for a server without LoRA)",
+    )
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        yield from super().__repr_args__()
+        yield "api_key", MASK if self.api_key else None
+
+    @property
+    def is_served(self) -> bool:
+        return bool(self.base_url)
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_concurrency=self.max_concurrency, timeout_s=self.timeout_s, max_attempts=self.max_attempts
+        )
+
+    def served(self) -> ServedStudent | None:
+        from reflection_assets.served.client import ServedModelError, ServedStudent
+
+        if not self.base_url:
+            return None
+        if not self.served_model:
+            raise ServedModelError("the student's base_url is set, so served_model must name the served model")
+        return ServedStudent(
+            self.base_url, self.served_model, self.api_key, self.policy(), logprob_concurrency=self.logprob_concurrency
+        )
 
     def load(self) -> Student:
-        return _load(self.model, self.device, self.dtype, self.trust_remote_code)
+        server = self.served()
+        key = None
+        if server is not None:
+            key = (server.base_url, server.model, server.api_key, server.policy, server.logprob_concurrency)
+        return _load(self.model, self.device, self.dtype, self.trust_remote_code, key)
 
     def scoring_config(self) -> ScoringConfig:
         from reflection_assets.scoring.scorer import ScoringConfig

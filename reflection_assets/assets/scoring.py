@@ -59,17 +59,26 @@ def score(
 
     Returns the scores and the number of tokens that needed a forward pass.
     """
-    loaded = student.load()
+    from reflection_assets.http_retries import CallFailed
+    from reflection_assets.served.client import ServedModelError
+
     tracker = ForwardTokens(context.log.info, label)
-    frame = scores_frame(
-        pairs,
-        loaded,
-        student.scoring_config(),
-        ifd=ifd,
-        rifd=rifd,
-        cache=StudentScoreCache(warehouse.database),
-        progress=tracker,
-    )
+    try:
+        loaded = student.load()
+        context.log.info(f"student: {loaded.describe()}")
+        frame = scores_frame(
+            pairs,
+            loaded,
+            student.scoring_config(),
+            ifd=ifd,
+            rifd=rifd,
+            cache=StudentScoreCache(warehouse.database),
+            progress=tracker,
+        )
+    except ServedModelError as error:  # the server cannot score (no prompt log-probabilities, wrong model)
+        raise dg.Failure(str(error), allow_retries=False) from None
+    except CallFailed as error:  # the server stayed down past the retries: what was scored is cached
+        raise dg.Failure(f"the student server failed: {error}") from None
     return frame, tracker.total
 
 
@@ -238,7 +247,9 @@ def choice_counts(frame: pd.DataFrame, stage: str) -> dict[str, int]:
 
 
 def student_params(student: StudentModel) -> dict:
-    return {k: getattr(student, k) for k in ("model", "template", "start_token", "max_length", "dtype", "device")}
+    names = ("model", "template", "start_token", "max_length", "dtype", "device")
+    served = ("base_url", "served_model") if student.is_served else ()  # never the API key
+    return {k: getattr(student, k) for k in names + served}
 
 
 def _finite(series: pd.Series) -> list[float]:

@@ -162,30 +162,40 @@ def run(args: argparse.Namespace) -> int:
 
     from transformers.utils import logging as hf_logging
 
+    from reflection_assets.http_retries import CallFailed
     from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.progress import Progress
     from reflection_assets.scoring.cache import StudentScoreCache
     from reflection_assets.scoring.scorer import ScoringConfig, score_pairs, settings_for
     from reflection_assets.scoring.student import load_student
+    from reflection_assets.served.client import ServedModelError, ServedStudent
 
     hf_logging.disable_progress_bar()  # our own progress lines say more (rate, ETA)
     try:
-        student = load_student(args.student, device=args.device, dtype=args.dtype)
+        served = ServedStudent.from_env(os.environ)  # REFLECTION_STUDENT_BASE_URL: score on a vLLM server
+        student = load_student(args.student, device=args.device, dtype=args.dtype, served=served)
         config = ScoringConfig(args.template, args.start_token, args.max_length, args.batch_tokens)
         settings = settings_for(student, config)  # validates template / start token early
-    except (ModelReferenceError, ValueError, OSError) as exc:
+    except (ModelReferenceError, ServedModelError, ValueError, OSError) as exc:
         _err(f"error: {exc}")
         return 2
+    if not args.quiet:
+        _err(f"student: {student.describe()}")
     cache = StudentScoreCache(args.cache) if args.cache else None
     progress = None if args.quiet else Progress(_err, "scored", unit="tokens", every_s=10.0)
-    scores = score_pairs(pairs, student, config, cache=cache, progress=progress)
+    try:
+        scores = score_pairs(pairs, student, config, cache=cache, progress=progress)
+    except (ServedModelError, CallFailed) as exc:
+        _err(f"error: {exc}")
+        return 1
     write_rows(args.output, [score.to_dict() for score in scores])
 
     counts = Counter(s.ifd_status for s in scores)
     rcounts = Counter(s.rifd_status for s in scores)
     summary = lambda c: ", ".join(f"{k} {v}" for k, v in sorted(c.items()))  # noqa: E731
     _err(
-        f"scored {len(scores)} rows with {student.fingerprint} ({settings.template}, start {settings.start_token}, "
+        f"scored {len(scores)} rows with {student.fingerprint} [{student.describe()}] "
+        f"({settings.template}, start {settings.start_token}, "
         f"max_length {settings.max_length}) in {time.monotonic() - started:.1f}s; "
         f"ifd: {summary(counts)}; rifd: {summary(rcounts)} -> {args.output}"
     )

@@ -99,6 +99,14 @@ class LossEngine:
         self._prefix_ok: bool | None = None
 
     @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def device_kind(self) -> str:
+        return self.device.type
+
+    @property
     def uses_split_head(self) -> bool:
         return bool(self._head_parts())
 

@@ -16,6 +16,8 @@ ERROR_PREFIX = "error:"
 # Error kinds produced by the scorer itself (others are exception class names).
 NONFINITE = "nonfinite"  # a loss came back inf/NaN
 ZERO_ALONE_LOSS = "zero_alone_loss"  # ifd_loss would divide by zero
+EMPTY_CONTEXT = "empty_context"  # nothing before the first scored token (a served student cannot score it)
+SERVER_REFUSED = "server_refused"  # a student server refused this sequence (longer than its max_model_len...)
 
 
 def error(kind: str) -> str:

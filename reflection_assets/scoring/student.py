@@ -1,43 +1,89 @@
-"""The student model as the scorer sees it: model, tokenizer, fingerprint and one loss engine."""
+"""The student model as the scorer sees it: tokenizer, fingerprint and one loss engine.
+
+The engine runs the model in this process (`LossEngine`) or asks a vLLM server for prompt
+log-probabilities (`ServedLossEngine`); both score the same token sequences.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from reflection_assets.scoring.engine import LossEngine
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from reflection_assets.scoring.engine import ProgressFn, SeqLoss
+    from reflection_assets.scoring.sequences import Seq
+    from reflection_assets.served.client import ServedStudent
+
+
+class Engine(Protocol):
+    dtype_name: str
+    device_kind: str
+    tokens_processed: int
+
+    def run(
+        self, seqs: Sequence[Seq], batch_tokens: int | None = None, progress: ProgressFn | None = None
+    ) -> Iterator[dict[Seq, SeqLoss]]: ...
 
 
 @dataclass
 class Student:
-    """A loaded student. `fingerprint` identifies the weights (cache key); the engine is reused."""
+    """A loaded student. `fingerprint` identifies the weights (cache key); the engine is reused.
+
+    `model` is None for a served student (the server holds the weights).
+    """
 
     model: Any
     tokenizer: Any
     fingerprint: str
-    _engine: LossEngine | None = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+    backend: str = "in-process"  # what the console names: "in-process (cpu, float32)" or the server
 
     @property
-    def engine(self) -> LossEngine:
+    def engine(self) -> Engine:
         if self._engine is None:
+            from reflection_assets.scoring.engine import LossEngine
+
             self._engine = LossEngine(self.model)
         return self._engine
 
     @property
     def dtype_name(self) -> str:
-        return str(self.engine.dtype).removeprefix("torch.")
+        return self.engine.dtype_name
 
     @property
     def device_kind(self) -> str:
-        return self.engine.device.type
+        return self.engine.device_kind
+
+    def describe(self) -> str:
+        if self.model is None:
+            return self.backend
+        return f"in-process ({self.device_kind}, {self.dtype_name})"
 
 
 def load_student(
-    ref: str = "bundled", device: str | None = None, dtype: str | None = None, trust_remote_code: bool = False
+    ref: str = "bundled",
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    served: ServedStudent | None = None,
 ) -> Student:
-    """The one student loader (CLI and resource): through the model store, fp32 on CPU, bf16 on CUDA by default."""
-    from reflection_assets.model_store import load_model_and_tokenizer
+    """The one student loader (CLI and resource): through the model store, fp32 on CPU, bf16 on CUDA by default.
 
+    With `served`, only the tokenizer of `ref` is loaded here and the server scores; it must serve
+    the same weights (its tokenizer is compared with this one's where it offers /tokenize).
+    """
+    from reflection_assets.model_store import load_model_and_tokenizer, load_tokenizer
+
+    if served is not None:
+        from reflection_assets.served.scoring import ServedLossEngine
+
+        tokenizer = load_tokenizer(ref, trust_remote_code=trust_remote_code)
+        served.check_tokenizer(tokenizer)
+        return Student(
+            None, tokenizer, served.fingerprint(), ServedLossEngine(served), backend=f"vLLM: {served.describe()}"
+        )
     model, tokenizer, fingerprint = load_model_and_tokenizer(
         ref, dtype=dtype, device=device, trust_remote_code=trust_remote_code
     )
