@@ -1,8 +1,10 @@
 """Evaluation assets: every arm's adapter and the base on the same suites, then the ablation report.
 
 `eval_scores` loads the base model once, attaches every trained adapter, and scores all models in
-one shared pass (outputs cached by content); `ablation_report` turns the per-item scores into
-paired bootstrap intervals and verdicts. The work is in `reflection_assets.evaluation`.
+one shared pass (outputs cached by content); with a served student it loads only the tokenizer and
+evaluates on the same vLLM server, each adapter under its served name. `ablation_report` turns the
+per-item scores into paired bootstrap intervals and verdicts. The work is in
+`reflection_assets.evaluation` (and `reflection_assets.served`).
 """
 
 from typing import Literal
@@ -60,8 +62,12 @@ def eval_scores(
     from reflection_assets.evaluation.contamination import flag_contaminated
     from reflection_assets.evaluation.runner import EvalSettings, Evaluator, build_items, evaluate
     from reflection_assets.evaluation.suites import EvalDataError, default_eval_file
-    from reflection_assets.model_store import ModelReferenceError, load_model_and_tokenizer
+    from reflection_assets.http_retries import CallFailed
+    from reflection_assets.model_store import ModelReferenceError, load_model_and_tokenizer, load_tokenizer, local_dir
     from reflection_assets.scoring.templates import default_template
+    from reflection_assets.served.adapters import served_adapters
+    from reflection_assets.served.client import ServedModelError
+    from reflection_assets.served.evaluation import ServedEvalBackend
 
     try:
         usable, skipped = usable_checkpoints(lora_checkpoint)
@@ -75,10 +81,14 @@ def eval_scores(
             f"adapters were trained on {foreign}, but the student resource is {student.model!r}", allow_retries=False
         )
     eval_file = config.eval_file or default_eval_file()
+    model = fingerprint = None
     try:
-        model, tokenizer, fingerprint = load_model_and_tokenizer(
-            student.model, dtype=student.dtype, device=student.device
-        )
+        if student.is_served:  # the server holds the weights: only the tokenizer is loaded here
+            tokenizer = load_tokenizer(student.model, trust_remote_code=student.trust_remote_code)
+        else:
+            model, tokenizer, fingerprint = load_model_and_tokenizer(
+                student.model, dtype=student.dtype, device=student.device
+            )
         template = student.scoring_config().template or default_template(tokenizer)
         settings = EvalSettings(
             eval_file=eval_file,
@@ -94,19 +104,35 @@ def eval_scores(
         items = build_items(settings)
     except (EvalDataError, ModelReferenceError) as error:
         raise dg.Failure(str(error), allow_retries=False) from None
-    model = attach_adapters(model, usable)
-    models = models_under_test(usable)
-    context.log.info(
-        f"evaluating {[m.name for m in models]} on {', '.join(f'{s} ({len(v)})' for s, v in items.items())}"
-    )
-
-    evaluator = Evaluator(
-        model, tokenizer, fingerprint, settings, EvalOutputCache(warehouse.database), log=context.log.info
-    )
-    choose = teacher.choose if config.judge else None
-    scores = evaluate(
-        evaluator, models, items, choose=choose, judge_identity=teacher.cache_identity() if config.judge else None
-    )
+    cache = EvalOutputCache(warehouse.database)
+    adapter_names: dict[str, str] = {}
+    try:
+        if student.is_served:
+            server = student.served()
+            assert server is not None
+            context.log.info(server.check_tokenizer(tokenizer))
+            backend = ServedEvalBackend(server, tokenizer, local_dir(student.model)[0])
+            adapter_names = served_adapters(server, usable)
+            evaluator = Evaluator(None, tokenizer, None, settings, cache, log=context.log.info, backend=backend)
+        else:
+            evaluator = Evaluator(
+                attach_adapters(model, usable), tokenizer, fingerprint, settings, cache, log=context.log.info
+            )
+        models = models_under_test(usable, adapter_names)
+        context.log.info(f"student: {evaluator.backend.describe()}")
+        if adapter_names:
+            context.log.info(f"served adapters: {adapter_names}")
+        context.log.info(
+            f"evaluating {[m.name for m in models]} on {', '.join(f'{s} ({len(v)})' for s, v in items.items())}"
+        )
+        choose = teacher.choose if config.judge else None
+        scores = evaluate(
+            evaluator, models, items, choose=choose, judge_identity=teacher.cache_identity() if config.judge else None
+        )
+    except ServedModelError as error:
+        raise dg.Failure(str(error), allow_retries=False) from None
+    except CallFailed as error:  # the server is down or overloaded past the retries: finished outputs are cached
+        raise dg.Failure(f"student server: {error}", allow_retries=not error.refused) from None
 
     contaminated = flag_contaminated(scores, items, arm_datasets)
     if contaminated:
@@ -129,7 +155,13 @@ def eval_scores(
         context,
         "eval_scores",
         metrics={k: float(v) for k, v in numbers.items()},
-        params={**settings.record(), "models": [m.name for m in models], "skipped": skipped},
+        params={
+            **settings.record(),
+            "models": [m.name for m in models],
+            "skipped": skipped,
+            "student_backend": evaluator.backend.describe(),  # never the key: describe() leaves it out
+            "served_adapters": adapter_names,
+        },
     )
     return dg.MaterializeResult(
         value=scores,
@@ -141,6 +173,8 @@ def eval_scores(
                 sorted(scores.loc[scores["contaminated"], "instruction"].str.slice(0, 80).unique().tolist())
             ),
             "settings": dg.MetadataValue.json(settings.record()),
+            "student_backend": dg.MetadataValue.text(evaluator.backend.describe()),
+            "served_adapters": dg.MetadataValue.json(adapter_names),
             "preview": markdown_preview(scores, ["model", "suite", "metric", "value", "output"]),
             **link,
         },

@@ -7,6 +7,7 @@ name, so generation can mix them in a batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,13 @@ def usable_checkpoints(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str
     return table.loc[keep], skipped
 
 
-def models_under_test(usable: pd.DataFrame) -> list[ModelUnderTest]:
-    """The base first, then one model per usable arm (adapter named after the arm)."""
+def models_under_test(usable: pd.DataFrame, adapter_names: Mapping[str, str] | None = None) -> list[ModelUnderTest]:
+    """The base first, then one model per usable arm; its adapter is named after the arm (`attach_adapters`)
+    unless `adapter_names` says otherwise ({arm: served name} on a vLLM server)."""
+    names = adapter_names or {}
     return [ModelUnderTest(BASE, None, "")] + [
-        ModelUnderTest(str(r.arm), str(r.arm), str(r.checkpoint_key)) for r in usable.itertuples()
+        ModelUnderTest(str(r.arm), names.get(str(r.arm), str(r.arm)), str(r.checkpoint_key))
+        for r in usable.itertuples()
     ]
 
 

@@ -1,5 +1,8 @@
 """lm-evaluation-harness on the loaded `PeftModel`: the base and each adapter through one `HFLM`.
 
+A served student runs the same tasks through lm-eval's `local-completions` model
+(`reflection_assets.served.evaluation`); both read their samples with `evaluate_lm`.
+
 Offline, lm-eval runs tasks defined locally: the project ships `tasks/reflection_arithmetic.yaml`
 for its generated arithmetic suite. lm-eval 0.4.13 resolves `data_files` against the working
 directory, so the YAML is copied next to the data with an absolute path at run time, and the
@@ -69,45 +72,59 @@ def run_harness(
     system_instruction: str | None = None,
 ) -> dict[str | None, list[HarnessSample]]:
     """Per adapter (None = base), every sample of every task with its prompt, output and score."""
-    from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
-    harness_log = logging.getLogger("lm_eval")  # a caller that quieted it further keeps its level
-    harness_log.setLevel(max(harness_log.getEffectiveLevel(), logging.WARNING))
-    manager = TaskManager(include_path=str(include_path))
+    manager = task_manager(include_path)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     chat = bool(getattr(tokenizer, "chat_template", None))
     out: dict[str | None, list[HarnessSample]] = {}
     for adapter in adapters:
         with adapter_active(model, adapter):
-            result = simple_evaluate(
-                model=lm,
-                tasks=list(tasks),
-                task_manager=manager,
-                limit=limit,
-                log_samples=True,
-                apply_chat_template=chat,
-                system_instruction=system_instruction,
-                bootstrap_iters=0,
-                random_seed=0,
-                numpy_random_seed=0,
-                torch_random_seed=0,
-                fewshot_random_seed=0,
-            )
-        out[adapter] = [
-            HarnessSample(
-                task,
-                int(s["doc_id"]),
-                _first(s.get("arguments")),
-                _first(s.get("resps")),
-                _first(s.get("filtered_resps")),
-                float(s["exact_match"]),
-            )
-            for task, samples in result["samples"].items()
-            for s in samples
-        ]
+            out[adapter] = evaluate_lm(lm, tasks, manager, chat, limit, system_instruction)
     return out
+
+
+def task_manager(include_path: Path) -> Any:
+    """lm-eval's task index with the local tasks (slow to build: once per harness run)."""
+    from lm_eval.tasks import TaskManager
+
+    harness_log = logging.getLogger("lm_eval")  # a caller that quieted it further keeps its level
+    harness_log.setLevel(max(harness_log.getEffectiveLevel(), logging.WARNING))
+    return TaskManager(include_path=str(include_path))
+
+
+def evaluate_lm(
+    lm: Any, tasks: Sequence[str], manager: Any, chat: bool, limit: int | None, system_instruction: str | None
+) -> list[HarnessSample]:
+    """Every sample of every task for one lm-eval model (in-process or served: the same settings)."""
+    from lm_eval import simple_evaluate
+
+    result = simple_evaluate(
+        model=lm,
+        tasks=list(tasks),
+        task_manager=manager,
+        limit=limit,
+        log_samples=True,
+        apply_chat_template=chat,
+        system_instruction=system_instruction,
+        bootstrap_iters=0,
+        random_seed=0,
+        numpy_random_seed=0,
+        torch_random_seed=0,
+        fewshot_random_seed=0,
+    )
+    return [
+        HarnessSample(
+            task,
+            int(s["doc_id"]),
+            _first(s.get("arguments")),
+            _first(s.get("resps")),
+            _first(s.get("filtered_resps")),
+            float(s["exact_match"]),
+        )
+        for task, samples in result["samples"].items()
+        for s in samples
+    ]
 
 
 def _first(value: Any) -> str:

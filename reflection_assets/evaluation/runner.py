@@ -1,8 +1,9 @@
-"""Score the base model and every adapter on every suite: one loaded model, one shared generation pass.
+"""Score the base model and every adapter on every suite: one backend, one shared generation pass.
 
 Output rows are one per model x suite x item x metric (SCORE_COLUMNS), each with the text the
 model wrote, so every number in the report can be traced to an answer. Every model output is
-cached by content (`EvalOutputCache`): a re-run costs nothing, a new arm only itself.
+cached by content (`EvalOutputCache`): a re-run costs nothing, a new arm only itself. The models
+run in this process or on the student's vLLM server (`evaluation.backend`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from reflection_assets.evaluation.backend import EvalBackend, InProcessBackend
 from reflection_assets.evaluation.cache import EvalOutputCache, output_key
 from reflection_assets.evaluation.checkers import run_check
 from reflection_assets.evaluation.extraction import extract_number, output_part
 from reflection_assets.evaluation.judge import JUDGE_PROMPT_VERSION, Choose, judge_pair
-from reflection_assets.evaluation.likelihood import NllRequest, answer_nll
+from reflection_assets.evaluation.likelihood import NllRequest
 from reflection_assets.evaluation.suites import (
     ARITHMETIC,
     GENERATED_SUITES,
@@ -37,9 +39,12 @@ from reflection_assets.evaluation.suites import (
     ifeval_items,
     judge_items,
 )
-from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
+from reflection_assets.generation.engine import GenerationRequest
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
 from reflection_assets.scoring.templates import prompt_ids
+
+if TYPE_CHECKING:
+    from reflection_assets.generation.engine import GenerationEngine
 
 BASE = "base"  # the base model's name in the tables (it is evaluated beside the arms, not as one)
 SCORE_COLUMNS = [
@@ -70,7 +75,7 @@ RESPONSE_STYLES = ("plain", "reflection")
 @dataclass(frozen=True)
 class ModelUnderTest:
     name: str  # BASE or the arm
-    adapter: str | None  # PEFT adapter name in the loaded PeftModel; None = base
+    adapter: str | None  # the adapter's name in the backend (PEFT adapter or served LoRA); None = base
     key: str  # what identifies its weights beside the base fingerprint (the checkpoint key; "" for base)
 
 
@@ -126,20 +131,29 @@ def _row(model: ModelUnderTest, item: EvalItem, metric: str, value: float, outpu
 
 
 class Evaluator:
-    """One loaded (Peft)model and tokenizer; scores models x items with a content cache."""
+    """One backend and the student's tokenizer; scores models x items with a content cache.
+
+    `model` and `fingerprint` make the in-process backend (the loaded (Peft)model); a served
+    evaluation passes `backend` instead and no model.
+    """
 
     def __init__(
         self,
         model: Any,
         tokenizer: Any,
-        fingerprint: str,
+        fingerprint: str | None,
         settings: EvalSettings,
         cache: EvalOutputCache,
         log: Callable[[str], None] = print,
+        backend: EvalBackend | None = None,
     ):
-        self.model, self.tokenizer, self.settings, self.cache, self.log = model, tokenizer, settings, cache, log
-        self.identity = [fingerprint, str(getattr(model, "dtype", "")), model.device.type]
-        self.engine = GenerationEngine(model, tokenizer, batch_tokens=settings.batch_tokens)
+        self.tokenizer, self.settings, self.cache, self.log = tokenizer, settings, cache, log
+        if backend is None:
+            if model is None or fingerprint is None:
+                raise ValueError("an in-process evaluation needs the loaded model and its fingerprint")
+            backend = InProcessBackend(model, tokenizer, fingerprint, settings.batch_tokens)
+        self.backend = backend
+        self.identity = list(backend.identity)
         self.stats = {
             "generated": 0,
             "generated_cached": 0,
@@ -152,6 +166,14 @@ class Evaluator:
             "lm_eval_runs": 0,  # models run through lm-eval (one harness run each)
             "lm_eval_cached": 0,
         }
+
+    @property
+    def engine(self) -> GenerationEngine:
+        """The in-process backend's generation engine (tests and benchmarks look inside it)."""
+        engine = getattr(self.backend, "engine", None)
+        if engine is None:
+            raise AttributeError(f"{self.backend.describe()} has no in-process generation engine")
+        return engine
 
     def prompt(self, item: EvalItem) -> tuple[int, ...]:
         return tuple(
@@ -194,7 +216,7 @@ class Evaluator:
                 self.stats["generated"] += len(outputs)
                 self.stats["new_tokens"] += sum(o.new_tokens for o in outputs)
 
-            self.engine.generate(requests, on_batch=save)
+            self.backend.generate(requests, on_batch=save)
             self.stats["generation_seconds"] += time.perf_counter() - started
         return {pair: cached[keys[pair]]["text"] for pair in wanted}
 
@@ -272,10 +294,7 @@ class Evaluator:
                 NllRequest(self.prompt(wanted[k][1]), answers[wanted[k][1].item_id], wanted[k][0].adapter)
                 for k in missing
             ]
-            pad = (
-                self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-            )
-            fresh = {keys[k]: {"nll": v} for k, v in zip(missing, answer_nll(self.model, requests, int(pad)))}
+            fresh = {keys[k]: {"nll": v} for k, v in zip(missing, self.backend.answer_nll(requests))}
             self.cache.put("nll", fresh)
             cached.update(fresh)
         self.stats["nll_scored"] += len(missing)
@@ -288,7 +307,7 @@ class Evaluator:
 
     def score_harness(self, models: Sequence[ModelUnderTest], items: Sequence[EvalItem]) -> list[dict]:
         """The arithmetic suite through lm-eval's own task machinery, each model's run cached whole."""
-        from reflection_assets.evaluation.harness import ARITHMETIC_TASK, TASK_DIR, run_harness, write_arithmetic_task
+        from reflection_assets.evaluation.harness import ARITHMETIC_TASK, TASK_DIR, write_arithmetic_task
 
         task_text = (TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text()
         keys = {
@@ -304,13 +323,8 @@ class Evaluator:
         if missing:
             with tempfile.TemporaryDirectory() as folder:
                 write_arithmetic_task(items, Path(folder))
-                results = run_harness(
-                    self.model,
-                    self.tokenizer,
-                    [m.adapter for m in missing],
-                    [ARITHMETIC_TASK],
-                    Path(folder),
-                    system_instruction=self.settings.system or None,
+                results = self.backend.harness(
+                    [m.adapter for m in missing], [ARITHMETIC_TASK], Path(folder), self.settings.system or None
                 )
             fresh = {keys[m.name]: {"samples": [asdict(s) for s in results[m.adapter]]} for m in missing}
             self.cache.put("lm_eval", fresh)
