@@ -49,11 +49,31 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries(args.verbose)
     key = register_dataset(args.source or os.environ.get(DATA_ENV), args.partition)
     print(f"reflection-tuning demo: dataset partition '{key}', training {args.train_arms}", flush=True)
+    from reflection_assets.served.client import ServedModelError
+
+    try:
+        print(f"student: {student_backend(os.environ)}", flush=True)
+    except ServedModelError as error:  # a served student named without its model, a bad number
+        print(f"error: {error}", flush=True)
+        return 2
     teacher_stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
     steps = graph_steps(key, args.arms, args.train_arms, teacher_stage)
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     print(closing(result.seconds, key))
     return 0 if result.ok else 1
+
+
+def student_backend(env) -> str:
+    """Where the student's passes (scoring, evaluation) run, as the deployment's variables say."""
+    from reflection_assets.deployment import ENV_STUDENT
+    from reflection_assets.served.client import ServedStudent
+
+    weights = (env.get(ENV_STUDENT) or "").strip() or "bundled"
+    served = ServedStudent.from_env(env)
+    if served is None:
+        return f"in-process ({weights})"
+    at_once = served.logprob_concurrency
+    return f"vLLM: {served.describe()} (tokenizer: {weights}; prompt log-probabilities {at_once} at a time)"
 
 
 def closing(seconds: float, key: str) -> str:

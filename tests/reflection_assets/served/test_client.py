@@ -88,6 +88,16 @@ def test_identity_and_fingerprint_follow_what_is_served(fake) -> None:
             ServedStudent(renamed.url, "smollm2", policy=FAST).identity()
 
 
+def test_the_fingerprint_tells_apart_the_same_name_served_in_another_dtype(fake, monkeypatch) -> None:
+    """/v1/models does not say bf16 or fp32: the probe's log-probability does."""
+    student = ServedStudent(fake.url, "smollm2", policy=FAST)
+    probe = student.probe()
+    assert probe == student.probe() and probe < 0  # one lone request, the same answer each time
+    fingerprint = student.fingerprint()
+    monkeypatch.setattr(ServedStudent, "probe", lambda self: round(probe + 0.05, 2))  # bf16 moves it more than this
+    assert student.fingerprint() != fingerprint
+
+
 def test_an_unreachable_server_is_a_clear_error() -> None:
     student = ServedStudent("http://127.0.0.1:9/v1", "smollm2", "sk-unreachable", RetryPolicy(max_attempts=1))
     with pytest.raises(ServedModelError, match="cannot reach the student server") as raised:

@@ -25,7 +25,7 @@ from reflection_assets.scoring.cache import StudentScoreCache
 from reflection_assets.scoring.metrics import PairScore
 from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, settings_for, unique_sequences
 from reflection_assets.scoring.student import Student, load_student
-from reflection_assets.served.client import ServedModelError, ServedStudent
+from reflection_assets.served.client import PROBE_IDS, ServedModelError, ServedStudent
 from support.fake_vllm import FakeVllm
 
 pytestmark = pytest.mark.slow  # loads the bundled model (once per module)
@@ -59,6 +59,11 @@ def served_student(fake: FakeVllm, policy: RetryPolicy = FAST, api_key: str | No
     return load_student("bundled", served=ServedStudent(fake.url, "smollm2", api_key, policy))
 
 
+def scoring_requests(server: FakeVllm) -> list:
+    """Completions sent for sequences (not the fingerprint's probe, one per load)."""
+    return [s for s in server.requests("/v1/completions") if tuple(s.body["prompt"]) != PROBE_IDS]
+
+
 def assert_same(served: list[PairScore], reference: list[PairScore], rel: float = 1e-4) -> float:
     """Equal ids, statuses and token counts; every score within `rel`. Returns the largest relative difference."""
     assert [s.id for s in served] == [r.id for r in reference]
@@ -89,14 +94,21 @@ def test_served_ifd_and_rifd_equal_the_in_process_scores(fake, pairs, reference)
     # One request per distinct sequence, each a token-id prompt asking for the prompt's log-probabilities.
     seqs = unique_sequences(plan_pairs(student, settings_for(student, ScoringConfig()), pairs))
     sent = fake.requests("/v1/completions")[before:]
+    probes = [s for s in sent if tuple(s.body["prompt"]) == PROBE_IDS]  # the fingerprint's one probe
+    sent = [s for s in sent if tuple(s.body["prompt"]) != PROBE_IDS]
+    assert len(probes) == 1
     assert len(sent) == len(seqs) == student.engine.forward_calls
     assert {tuple(s.body["prompt"]) for s in sent} == {seq.context + seq.scored for seq in seqs}
     assert all(s.body["prompt_logprobs"] == 0 and s.body["model"] == "smollm2" for s in sent)
 
 
 def test_a_server_without_prompt_logprobs_stops_the_run(pairs) -> None:
-    with FakeVllm(prompt_logprobs=False) as server:
+    with FakeVllm(prompt_logprobs=False) as server:  # found at load, by the fingerprint's probe
+        with pytest.raises(ServedModelError, match="prompt_logprobs"):
+            served_student(server)
+    with FakeVllm() as server:  # and should a server stop returning them mid-run
         student = served_student(server)
+        server.prompt_logprobs = False
         with pytest.raises(ServedModelError, match="prompt_logprobs"):
             score_pairs(pairs[:2], student)
 
@@ -123,12 +135,12 @@ def test_a_different_local_tokenizer_is_refused(fake, tmp_path: Path) -> None:
 
 def test_429_is_retried_within_the_policy_and_honours_retry_after(pairs, reference) -> None:
     with FakeVllm(throttle_first=3, retry_after="0.3") as server:
-        student = served_student(server)
+        student = served_student(server)  # the fingerprint's probe meets the 429s first
         scores = score_pairs(pairs[:2], student)
         assert_same(scores, reference[:2])
         engine = student.engine
         counter = engine.server.counter
-        assert counter.retries == 3 and counter.requests == engine.forward_calls + 3
+        assert counter.retries == 3 and counter.requests == engine.forward_calls + 1 + 3
         sent = server.requests("/v1/completions")
         assert len(sent) == counter.requests and [s.status for s in sent].count(429) == 3
         for first in (s for s in sent if s.status == 429):  # each retry waited for the Retry-After
@@ -139,9 +151,8 @@ def test_429_is_retried_within_the_policy_and_honours_retry_after(pairs, referen
 def test_a_server_that_keeps_refusing_stops_after_max_attempts(pairs) -> None:
     policy = RetryPolicy(max_concurrency=1, max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.02)
     with FakeVllm(throttle_first=10**6) as server:
-        student = served_student(server, policy)
         with pytest.raises(CallFailed, match="gave up after 3 attempts"):
-            score_pairs(pairs[:2], student)
+            served_student(server, policy)  # the fingerprint's probe, the first completion sent
         per_prompt: dict[tuple, int] = {}
         for seen in server.requests("/v1/completions"):
             per_prompt[tuple(seen.body["prompt"])] = per_prompt.get(tuple(seen.body["prompt"]), 0) + 1
@@ -184,11 +195,11 @@ def test_the_cache_keeps_served_and_in_process_scores_apart(pairs, in_process, r
     assert stored > 0
     with FakeVllm() as server:
         first = score_pairs(pairs[:4], served_student(server), cache=cache)
-        sent = server.count()
+        sent = len(scoring_requests(server))
         assert sent == stored  # the in-process losses were not taken for served ones
         assert cache.count() == 2 * stored
         second = score_pairs(pairs[:4], served_student(server), cache=cache)
-        assert server.count() == sent  # all from the cache
+        assert len(scoring_requests(server)) == sent  # all from the cache
     assert_same(first, reference[:4]) and assert_same(second, reference[:4])
     assert [s.to_dict() for s in second] == [s.to_dict() for s in first]
     with duckdb.connect(str(tmp_path / "scores.duckdb"), read_only=True) as connection:
