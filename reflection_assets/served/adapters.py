@@ -51,6 +51,9 @@ def served_adapters(server: ServedStudent, usable: pd.DataFrame) -> dict[str, st
             names[arm] = str(card["id"])
             continue
         name = runtime_name(arm, str(row.checkpoint_key))
+        if any(str(c.get("id")) == name for c in listed):  # loaded by an earlier run from another folder:
+            names[arm] = name  # the checkpoint key names the weights, so it is the same adapter
+            continue
         reason = server.load_adapter(name, folder)
         if reason is None:
             names[arm] = name

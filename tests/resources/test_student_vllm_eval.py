@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import uuid
 from pathlib import Path
 
 import httpx
@@ -57,7 +58,7 @@ def vllm() -> tuple[str, str]:
 def test_base_and_adapter_on_vllm_match_in_process(vllm: tuple[str, str], tmp_path: Path) -> None:
     url, name = vllm
     adapter = make_adapter(tmp_path / "selective")
-    rows = pd.DataFrame([{"arm": "selective", "adapter_path": str(adapter), "checkpoint_key": f"{os.getpid():016x}"}])
+    rows = pd.DataFrame([{"arm": "selective", "adapter_path": str(adapter), "checkpoint_key": uuid.uuid4().hex}])
     items = build_items(SETTINGS)
     heldout, arithmetic = items[HELDOUT_NLL][:6], items[ARITHMETIC][:3]
 

@@ -124,6 +124,18 @@ def test_an_adapter_the_server_lacks_is_loaded_at_run_time_once(adapter):
         assert fake.count("/v1/load_lora_adapter") == 1
 
 
+def test_an_adapter_loaded_earlier_from_another_folder_is_found_by_its_name(adapter, tmp_path):
+    """The checkpoint key names the weights: the same key in a moved folder is the adapter already served."""
+    import shutil
+
+    moved = Path(shutil.copytree(adapter, tmp_path / "moved"))
+    with FakeVllm() as fake:
+        server = ServedStudent(fake.url, "smollm2", None, FAST)
+        assert served_adapters(server, checkpoint_rows(adapter)) == {ARM: f"{ARM}-{KEY[:8]}"}
+        assert served_adapters(server, checkpoint_rows(moved)) == {ARM: f"{ARM}-{KEY[:8]}"}
+        assert fake.count("/v1/load_lora_adapter") == 1  # vLLM would refuse the name a second time
+
+
 def test_adapters_a_server_cannot_serve_stop_the_run_naming_each_arm(adapter, tmp_path):
     gone = tmp_path / "random"  # never written: a folder the server cannot load either
     rows = pd.concat([checkpoint_rows(adapter), checkpoint_rows(gone, "random", "fedcba9876543210")])
