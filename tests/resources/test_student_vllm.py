@@ -10,9 +10,6 @@ in-process fp32 ones within 3 % relative; the largest difference is printed (`py
 
 from __future__ import annotations
 
-import os
-
-import httpx
 import pytest
 
 from reflection_assets.demo_data import DEMO_TRAIN_PATH
@@ -21,25 +18,9 @@ from reflection_assets.scoring.scorer import score_pairs
 from reflection_assets.scoring.student import load_student
 from reflection_assets.served.client import ServedStudent
 
-URL_VARIABLE = "REFLECTION_TEST_VLLM_URL"
 SCORES = ("ifd_ppl", "rifd_ppl")
 LOSSES = ("loss_cond", "loss_alone", "rloss_cond", "rloss_alone")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def vllm() -> tuple[str, str]:
-    """(base URL, served model name) of the vLLM server named by REFLECTION_TEST_VLLM_URL."""
-    url = os.environ.get(URL_VARIABLE, "").strip().rstrip("/")
-    if not url:
-        pytest.skip(f"{URL_VARIABLE} is not set (a vLLM server's /v1 URL; scripts/vllm_cpu.sh serve starts one)")
-    try:
-        models = httpx.get(f"{url}/models", timeout=10.0).json()["data"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        pytest.fail(f"{URL_VARIABLE}={url} does not list models: {exc}")
-    if not models or models[0].get("owned_by") != "vllm":
-        pytest.fail(f"{URL_VARIABLE}={url} is not a vLLM server: {models[:1]}")
-    return url, str(models[0]["id"])
 
 
 def test_served_ifd_and_rifd_match_the_in_process_fp32_scores(vllm: tuple[str, str]) -> None:

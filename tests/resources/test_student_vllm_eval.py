@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import uuid
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -30,29 +28,12 @@ from reflection_assets.served.client import ServedStudent
 from reflection_assets.served.evaluation import ServedEvalBackend
 from support.lora_adapter import make_adapter
 
-URL_VARIABLE = "REFLECTION_TEST_VLLM_URL"
 RELATIVE_TOLERANCE = 0.05  # bf16 on the server against fp32 here
 pytestmark = pytest.mark.slow
 
 SETTINGS = EvalSettings(
     eval_file=str(DEMO_EVAL_PATH), gsm8k_file=str(DEMO_EVAL_PATH), items_per_suite=3, max_new_tokens=24, lm_eval=False
 )
-
-
-@pytest.fixture(scope="module")
-def vllm() -> tuple[str, str]:
-    """(base URL, served model name) of the vLLM server named by REFLECTION_TEST_VLLM_URL."""
-    url = os.environ.get(URL_VARIABLE, "").strip().rstrip("/")
-    if not url:
-        pytest.skip(f"{URL_VARIABLE} is not set (a vLLM server's /v1 URL; scripts/vllm_cpu.sh serve starts one)")
-    try:
-        models = httpx.get(f"{url}/models", timeout=10.0).json()["data"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        pytest.fail(f"{URL_VARIABLE}={url} does not list models: {exc}")
-    if not models or models[0].get("owned_by") != "vllm":
-        pytest.fail(f"{URL_VARIABLE}={url} is not a vLLM server: {models[:1]}")
-    base = next((m for m in models if not m.get("parent")), models[0])
-    return url, str(base["id"])
 
 
 def test_base_and_adapter_on_vllm_match_in_process(vllm: tuple[str, str], tmp_path: Path) -> None:

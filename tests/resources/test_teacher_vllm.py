@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -28,23 +27,7 @@ from resources.teacher import Teacher
 from resources.teacher_http import OpenAICompatibleTeacher
 from support.rate_limit_proxy import RateLimitProxy
 
-URL_VARIABLE = "REFLECTION_TEST_VLLM_URL"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def vllm() -> tuple[str, str]:
-    """(base URL, served model name) of the vLLM server named by REFLECTION_TEST_VLLM_URL."""
-    url = os.environ.get(URL_VARIABLE, "").strip().rstrip("/")
-    if not url:
-        pytest.skip(f"{URL_VARIABLE} is not set (a vLLM server's /v1 URL; scripts/vllm_cpu.sh serve starts one)")
-    try:
-        models = httpx.get(f"{url}/models", timeout=10.0).json()["data"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        pytest.fail(f"{URL_VARIABLE}={url} does not list models: {exc}")
-    if not models or models[0].get("owned_by") != "vllm":
-        pytest.fail(f"{URL_VARIABLE}={url} is not a vLLM server: {models[:1]}")
-    return url, str(models[0]["id"])
 
 
 def demo_pairs(n: int) -> list:
