@@ -13,21 +13,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from reflection_assets.paths import warehouse_path
 from reflection_assets.teacher.backend import TeacherError
+from resources.judge import JudgeModel
 from resources.student import StudentModel
 from resources.teacher import Teacher
 from resources.teacher_http import OpenAICompatibleTeacher
 from resources.teacher_local import TransformersTeacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
+from resources.warehouse_io import WarehouseIOManager
 
 ENV_BASE_URL = "REFLECTION_TEACHER_BASE_URL"
 ENV_MODEL = "REFLECTION_TEACHER_MODEL"
 ENV_API_KEY = "REFLECTION_TEACHER_API_KEY"
 ENV_STUDENT = "REFLECTION_STUDENT"
+# The pairwise judge of the evaluation: its own model when set, else the teacher.
+ENV_JUDGE_BASE_URL = "REFLECTION_JUDGE_BASE_URL"
+ENV_JUDGE_MODEL = "REFLECTION_JUDGE_MODEL"
+ENV_JUDGE_API_KEY = "REFLECTION_JUDGE_API_KEY"
 
 
 def env_or(name: str, default: str) -> Any:
@@ -39,11 +44,12 @@ def build_resources() -> dict[str, Any]:
     database = env_or("REFLECTION_WAREHOUSE", str(warehouse_path()))
     return {
         # Asset tables: one DuckDB table per tabular asset, named after the asset, in schema `main`.
-        "io_manager": DuckDBPandasIOManager(database=database, schema="main"),
+        "io_manager": WarehouseIOManager(database=database, schema="main"),
         "warehouse": Warehouse(database=database),
         "mlflow": MlflowTracking(tracking_uri=env_or("MLFLOW_TRACKING_URI", "")),
         "student": build_student(),
         "teacher": build_teacher(as_env_vars=True),
+        "judge": build_judge(as_env_vars=True),
         # lora_checkpoint with num_processes > 1 launches torchrun / accelerate through Dagster Pipes
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }
@@ -205,6 +211,31 @@ def build_teacher(env: Mapping[str, str] | None = None, *, as_env_vars: bool = F
     return TransformersTeacher(
         model_ref=settings.get(ENV_MODEL, "bundled"), **settings_from_env(TransformersTeacher, env, as_env_vars)
     )
+
+
+def build_judge(env: Mapping[str, str] | None = None, *, as_env_vars: bool = False) -> JudgeModel:
+    """The evaluation's judge: served (REFLECTION_JUDGE_BASE_URL + _MODEL, optional _API_KEY), local
+    (REFLECTION_JUDGE_MODEL alone), else empty, meaning the teacher judges (`JudgeModel.resolve`)."""
+    env = os.environ if env is None else env
+    settings = TeacherSettings(env, as_env_vars)
+    if settings.is_set(ENV_JUDGE_BASE_URL) and not settings.is_set(ENV_JUDGE_MODEL):
+        raise TeacherError(f"{ENV_JUDGE_BASE_URL} is set, so {ENV_JUDGE_MODEL} must name the served model")
+    return JudgeModel(
+        base_url=settings.get(ENV_JUDGE_BASE_URL, ""),
+        model=settings.get(ENV_JUDGE_MODEL, ""),
+        api_key=settings.get(ENV_JUDGE_API_KEY),
+    )
+
+
+def judge_description(judge: Teacher, teacher: Teacher, student_model: str) -> str:
+    """Who judges, and whether it is the teacher or the student's base model (the report prints this)."""
+    name = judge.model_name()
+    roles = []
+    if name == teacher.model_name():
+        roles.append("the teacher")
+    if name in (f"in-process {student_model}", student_model):
+        roles.append("the student's base model")
+    return f"{name} ({' and '.join(roles)})" if roles else name
 
 
 def teacher_env_markdown() -> str:

@@ -30,6 +30,10 @@ class Teacher(dg.ConfigurableResource, TeacherBackend, ABC):
 
     _judge_stats: JudgeStats = PrivateAttr(default_factory=JudgeStats)
 
+    def model_name(self) -> str:
+        """The model this teacher runs, as a person names it (no secret): compared to tell a judge from the teacher."""
+        return type(self).__name__
+
     @property
     def judge_stats(self) -> JudgeStats:
         """How this instance's `choose` calls were read (log-probabilities vs text fallbacks)."""

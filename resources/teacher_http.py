@@ -104,6 +104,9 @@ class OpenAICompatibleTeacher(Teacher):
 
     # -- Teacher interface -------------------------------------------------------------------
 
+    def model_name(self) -> str:
+        return f"{self.model} at {self.base_url}"
+
     def cache_identity(self) -> dict:
         return {"backend": "openai", "model": self.model}
 

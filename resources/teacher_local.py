@@ -142,6 +142,9 @@ class TransformersTeacher(Teacher):
         """Greedy calls run on the engine unless the earlier path is asked for."""
         return self.generation == "engine" and sampling.temperature == 0
 
+    def model_name(self) -> str:
+        return f"in-process {self.model_ref}"
+
     def cache_identity(self) -> dict:
         """Weights fingerprint plus resolved dtype and device kind, without loading the model."""
         if self._identity is None:

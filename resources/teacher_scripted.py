@@ -39,6 +39,9 @@ class ScriptedTeacher(Teacher):
     judge: dict[str, str] = Field(default_factory=dict, description="conversation substring -> option `choose` picks")
     guided: bool = Field(default=False, description="claim guided support (replies are then the whole guided text)")
 
+    def model_name(self) -> str:
+        return f"scripted {self.name}"
+
     def cache_identity(self) -> dict:
         # Like a served model's name: scripts that share a name share cached replies (so a test can
         # lift an injected failure and see only the failed calls made again). Name scripts apart

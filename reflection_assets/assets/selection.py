@@ -9,10 +9,11 @@ from typing import Literal, Optional
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from reflection_assets.assets.common import ALL, histogram_metadata, markdown_preview, numeric_metadata, ok_values
 from reflection_assets.assets.scoring import score
-from reflection_assets.partitions import arm_partitions
+from reflection_assets.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.paths import exports_dir
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
 from reflection_assets.selection import (
@@ -38,6 +39,10 @@ SELECTED_COLUMNS = ["row_id", "final_instruction", "final_input", "final_output"
 
 class SelectionConfig(dg.Config):
     """The published filter by default; the extensions are off unless set here."""
+
+    datasets: list[str] = Field(
+        default=[], description="dataset partitions to select over ([]: every partition, as automation does)"
+    )
 
     max_ifd: float = 1.0
     max_rifd: float = 1.0
@@ -88,7 +93,19 @@ def selected_dataset(
     except ValueError as error:
         raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
     datasets = sorted(response_scores["dataset"].unique()) if len(response_scores) else []
-    context.log.info(f"selecting over dataset partitions {datasets} ({len(response_scores)} rows)")
+    if config.datasets:
+        unknown = sorted(set(config.datasets) - set(datasets))
+        if unknown:
+            raise dg.Failure(
+                f"selection config names dataset partitions with no scored rows: {unknown} (scored: {datasets})",
+                allow_retries=False,
+            )
+        response_scores = response_scores[response_scores["dataset"].isin(config.datasets)]
+        if "dataset" in raw_ifd_scores:
+            raw_ifd_scores = raw_ifd_scores[raw_ifd_scores["dataset"].isin(config.datasets)]
+        datasets = sorted(config.datasets)
+    scope = f"the partitions named in its config: {datasets}" if config.datasets else f"every partition: {datasets}"
+    context.log.info(f"selecting over {scope} ({len(response_scores)} rows)")
     try:
         selection = select_rows(response_scores, settings)
     except KeyError as error:
@@ -131,6 +148,8 @@ def selected_dataset(
     return dg.MaterializeResult(
         value=selection,
         metadata={
+            "datasets_read": dg.MetadataValue.json(datasets),
+            "scope": dg.MetadataValue.text(f"selected over {scope}"),
             "rows_scored": dg.MetadataValue.int(len(selection)),
             "rows_selected": dg.MetadataValue.int(len(chosen)),
             "datasets": dg.MetadataValue.json(datasets),
@@ -149,7 +168,7 @@ def selected_dataset(
 
 
 class ArmConfig(dg.Config):
-    seed: int = 0
+    seed: int = Field(default=0, description="added to the seed partition: sampled arms draw with seed + partition")
 
 
 @dg.asset(
@@ -164,10 +183,11 @@ class ArmConfig(dg.Config):
         )
     },
     partitions_def=arm_partitions,
-    metadata={"partition_expr": "arm"},
+    metadata={"partition_expr": ARM_PARTITION_EXPR},
     group_name="arms",
     kinds={"duckdb", "python"},
-    description="Training set of one arm: selective, reflected_all, ifd_topk, random (at the selective size) or full.",
+    description="Training set of one arm and seed: selective, reflected_all, ifd_topk, random, longest (at the "
+    "selective size) or full; the seed draws the sampled arms (random, reflected_all).",
 )
 def arm_datasets(
     context: dg.AssetExecutionContext,
@@ -181,9 +201,20 @@ def arm_datasets(
     mlflow: MlflowTracking,
     warehouse: Warehouse,
 ) -> dg.MaterializeResult[pd.DataFrame]:
-    arm = context.partition_key
+    arm, replicate = arm_and_seed(context.partition_key)
+    seed = config.seed + replicate
+    # The arms draw from the dataset partitions the selection read, not from every partition.
+    has_scope = "dataset" in selected_dataset and len(selected_dataset)
+    scope = sorted(selected_dataset["dataset"].unique()) if has_scope else []
+    if scope:
+        raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections = (
+            frame[frame["dataset"].isin(scope)] if "dataset" in frame else frame
+            for frame in (
+                raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections
+            )
+        )
     if arm != "full" and not selected_count(selected_dataset):  # sized to the selection: nothing to build
-        return skipped_arm(context, arm, empty_selection_reason(selected_dataset), warehouse)
+        return skipped_arm(context, arm, replicate, empty_selection_reason(selected_dataset), warehouse)
     inputs = ArmInputs(
         raw=raw_instructions,
         raw_scores=raw_ifd_scores,
@@ -191,10 +222,11 @@ def arm_datasets(
         instruction_decisions=instruction_ifd_scores,
         response_reflections=response_reflections,
         selection=selected_dataset,
-        seed=config.seed,
+        seed=seed,
     )
     result = build_arm(arm, inputs)
-    paths = export_arm(result.frame, exports_dir() / "arms" / arm, arm)
+    frame = result.frame.assign(seed=str(replicate))
+    paths = export_arm(result.frame, exports_dir() / "arms" / arm / f"seed{replicate}", arm)
     numbers = {
         "rows": len(result.frame),
         "target": result.target,
@@ -203,11 +235,13 @@ def arm_datasets(
     }
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
-    link = mlflow.log(context, "arm_datasets", metrics=numbers, params={"arm": arm, "seed": config.seed})
+    link = mlflow.log(context, "arm_datasets", metrics=numbers, params={"arm": arm, "seed": seed})
     return dg.MaterializeResult(
-        value=result.frame,
+        value=frame,
         metadata={
             **numeric_metadata(numbers),
+            "seed": dg.MetadataValue.int(seed),
+            "datasets_read": dg.MetadataValue.json(scope),
             "preview": markdown_preview(result.frame, ["row_id", "source", "instruction", "output"]),
             **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
             **link,
@@ -217,19 +251,19 @@ def arm_datasets(
 
 
 def skipped_arm(
-    context: dg.AssetExecutionContext, arm: str, reason: str, warehouse: Warehouse
+    context: dg.AssetExecutionContext, arm: str, replicate: int, reason: str, warehouse: Warehouse
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """An empty table for the arm (so nothing downstream reads a stale one) and the reason it is empty.
 
     The IO manager deletes the arm's old rows but creates no table from an empty frame, so the
     table is created here: the arm's readers then load zero rows instead of failing.
     """
-    context.log.warning(f"arm {arm}: skipped, {reason}")
+    context.log.warning(f"arm {arm} (seed {replicate}): skipped, {reason}")
     with warehouse.connection() as conn:
-        columns = ", ".join(f'"{c}" VARCHAR' for c in ARM_COLUMNS)
+        columns = ", ".join(f'"{c}" VARCHAR' for c in [*ARM_COLUMNS, "seed"])
         conn.execute(f"CREATE TABLE IF NOT EXISTS main.{context.asset_key.path[-1]} ({columns})")
     return dg.MaterializeResult(
-        value=pd.DataFrame({c: pd.Series(dtype="string") for c in ARM_COLUMNS}),
+        value=pd.DataFrame({c: pd.Series(dtype="string") for c in [*ARM_COLUMNS, "seed"]}),
         metadata={"rows": dg.MetadataValue.int(0), "skipped_reason": dg.MetadataValue.text(reason)},
     )
 

@@ -8,6 +8,7 @@ curve is logged once, from the trainer's history, so a resumed run logs no step 
 import math
 import shlex
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -17,7 +18,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not re-exported b
 from pydantic import Field
 
 from reflection_assets.assets.common import ALL, markdown_preview, numeric_metadata
-from reflection_assets.partitions import arm_partitions
+from reflection_assets.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
 from reflection_assets.training.checkpoints import CheckpointLayout
@@ -86,11 +87,12 @@ class LoraCheckpointConfig(dg.Config):
 @dg.asset(
     ins={"raw_instructions": ALL},
     partitions_def=arm_partitions,
-    metadata={"partition_expr": "arm"},
+    metadata={"partition_expr": ARM_PARTITION_EXPR},
     group_name="training",
     pool="gpu",
     kinds={"pytorch", "duckdb", "mlflow"},
-    description="LoRA adapter of the student trained on one arm (TRL SFTTrainer + PEFT), reused when unchanged.",
+    description="LoRA adapter of the student trained on one arm with one seed (TRL SFTTrainer + PEFT; the seed "
+    "partition is added to the config's seed), reused when unchanged.",
 )
 def lora_checkpoint(
     context: dg.AssetExecutionContext,
@@ -106,14 +108,15 @@ def lora_checkpoint(
     from reflection_assets.training import train_lora, training_pairs
     from reflection_assets.training.dataset import TrainingDataError
 
-    arm = context.partition_key
+    arm, replicate = arm_and_seed(context.partition_key)
+    name = run_name(arm, replicate)
     try:
-        settings = config.settings()
+        settings = replace(config.settings(), seed=config.seed + replicate)
         template = student.scoring_config().template
         pairs = training_pairs(arm_datasets, raw_instructions)
         launch = Launch(config.num_processes, config.accelerate_config) if launched(config) else None
     except (ValueError, TrainingDataError) as error:
-        raise dg.Failure(f"lora_checkpoint[{arm}]: {error}", allow_retries=False) from None
+        raise dg.Failure(f"lora_checkpoint[{name}]: {error}", allow_retries=False) from None
     if not config.enabled:
         outcome = TrainingOutcome(
             status=SKIPPED,
@@ -126,19 +129,21 @@ def lora_checkpoint(
             skipped_reason="training disabled for this arm in the run config (enabled=false)",
         )
     elif launch is not None:
-        outcome = train_launched(context, pipes_subprocess_client, launch, pairs, settings, student.model, template)
+        outcome = train_launched(
+            context, pipes_subprocess_client, launch, pairs, settings, student.model, template, name
+        )
     else:
         try:
             outcome = train_lora(
-                pairs, student.model, settings, checkpoints_dir(), arm, template=template, log=context.log.info
+                pairs, student.model, settings, checkpoints_dir(), name, template=template, log=context.log.info
             )
         except (ModelReferenceError, ValueError) as error:
-            raise dg.Failure(f"lora_checkpoint[{arm}]: {error}", allow_retries=False) from None
+            raise dg.Failure(f"lora_checkpoint[{name}]: {error}", allow_retries=False) from None
     if outcome.status == SKIPPED:
-        context.log.warning(f"{arm}: skipped, {outcome.skipped_reason}")
-    record_trained_rows(warehouse, arm, outcome)
+        context.log.warning(f"{name}: skipped, {outcome.skipped_reason}")
+    record_trained_rows(warehouse, arm, replicate, outcome)
     link, run_id = track(context, mlflow, outcome, settings)
-    frame = checkpoint_frame(arm, outcome, run_id)
+    frame = checkpoint_frame(arm, outcome, run_id, replicate)
     return dg.MaterializeResult(value=frame, metadata=checkpoint_metadata(outcome, frame, link))
 
 
@@ -155,11 +160,11 @@ def train_launched(
     settings: LoraSettings,
     student_model: str,
     template: str | None,
+    arm: str,
 ) -> TrainingOutcome:
     """`reflection-tuning train` under torchrun / accelerate through Dagster Pipes: the main rank's log
     lines arrive in this step's log, its outcome as a Pipes message; a failed launch fails the step
-    naming the rank and its error (a user's mistake is not retried, a crash is)."""
-    arm = context.partition_key
+    naming the rank and its error (a user's mistake is not retried, a crash is). `arm`: the run's name."""
     root = checkpoints_dir()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".launch-{arm}-", dir=root) as folder:
@@ -184,9 +189,15 @@ def train_launched(
     return TrainingOutcome(**outcomes[0])
 
 
-def checkpoint_frame(arm: str, outcome: TrainingOutcome, run_id: str) -> pd.DataFrame:
+def run_name(arm: str, replicate: int) -> str:
+    """The adapter's folder and log name: the arm, with its seed after the first (seed 0 keeps the arm's name)."""
+    return arm if replicate == 0 else f"{arm}-seed{replicate}"
+
+
+def checkpoint_frame(arm: str, outcome: TrainingOutcome, run_id: str, replicate: int = 0) -> pd.DataFrame:
     row = {
         "arm": arm,
+        "seed": str(replicate),
         "status": outcome.status,
         "skipped_reason": outcome.skipped_reason,
         "checkpoint_key": outcome.key,
@@ -245,17 +256,20 @@ def checkpoint_metadata(outcome: TrainingOutcome, frame: pd.DataFrame, link: dic
     return metadata
 
 
-def record_trained_rows(warehouse: Warehouse, arm: str, outcome: TrainingOutcome) -> None:
-    """Replace this arm's trained-on rows (none when skipped): lineage reaches "trained on" from here."""
+def record_trained_rows(warehouse: Warehouse, arm: str, replicate: int, outcome: TrainingOutcome) -> None:
+    """Replace this arm and seed's trained-on rows (none when skipped): lineage reaches "trained on" from here."""
     with warehouse.connection() as conn:
         conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {TRAINED_ROWS_TABLE} (arm VARCHAR, checkpoint_key VARCHAR, row_id VARCHAR)"
+            f"CREATE TABLE IF NOT EXISTS {TRAINED_ROWS_TABLE} "
+            "(arm VARCHAR, checkpoint_key VARCHAR, row_id VARCHAR, seed VARCHAR DEFAULT '0')"
         )
-        conn.execute(f"DELETE FROM {TRAINED_ROWS_TABLE} WHERE arm = ?", [arm])
+        # A warehouse from before seeds: its rows were seed 0.
+        conn.execute(f"ALTER TABLE {TRAINED_ROWS_TABLE} ADD COLUMN IF NOT EXISTS seed VARCHAR DEFAULT '0'")
+        conn.execute(f"DELETE FROM {TRAINED_ROWS_TABLE} WHERE arm = ? AND seed = ?", [arm, str(replicate)])
         if outcome.trained_row_ids:
             conn.executemany(
-                f"INSERT INTO {TRAINED_ROWS_TABLE} VALUES (?, ?, ?)",
-                [[arm, outcome.key, row_id] for row_id in outcome.trained_row_ids],
+                f"INSERT INTO {TRAINED_ROWS_TABLE} (arm, checkpoint_key, row_id, seed) VALUES (?, ?, ?, ?)",
+                [[arm, outcome.key, row_id, str(replicate)] for row_id in outcome.trained_row_ids],
             )
 
 

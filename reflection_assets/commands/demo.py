@@ -12,10 +12,12 @@ import os
 
 from reflection_assets.selection.columns import ARMS
 
-# Every arm's training set is built; the demo trains and evaluates the method and the two baselines
+# Every arm's training set is built; the demo trains and evaluates the method, the two baselines
 # that isolate it (the teacher's rewrites without the student's choice, and a random draw of the
-# same size). The other arms skip training with that reason; `--train-arms` adds them.
-DEMO_TRAIN_ARMS = ("selective", "reflected_all", "random")
+# same size) and the positive control `full` (every row: the evaluation must see that it trained).
+# The other arms skip training with that reason; `--train-arms` adds them.
+DEMO_TRAIN_ARMS = ("selective", "reflected_all", "random", "full")
+DEMO_SEEDS = 2  # replicate seeds per trained arm: the fewest that show the seed's spread
 
 
 
@@ -31,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"arms whose LoRA adapter is trained and evaluated (default: {','.join(DEMO_TRAIN_ARMS)})",
     )
     parser.add_argument(
+        "--seeds", type=int, default=DEMO_SEEDS, help=f"training seeds per trained arm (default: {DEMO_SEEDS})"
+    )
+    parser.add_argument(
         "--max-new-tokens", type=int, default=192, help="teacher tokens per reflection section (default: 192)"
     )
     parser.add_argument("--limit", type=int, default=None, help="reflect only the first N rows (trial runs)")
@@ -41,14 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
-    from reflection_assets.commands.driver import graph_steps, register_dataset, require_dagster_home, run_steps
+    from reflection_assets.commands.driver import (
+        graph_steps,
+        register_dataset,
+        register_seeds,
+        require_dagster_home,
+        run_steps,
+    )
     from reflection_assets.demo_data import DATA_ENV
 
     if not require_dagster_home():
         return 2
     quiet_libraries(args.verbose)
     key = register_dataset(args.source or os.environ.get(DATA_ENV), args.partition)
-    print(f"reflection-tuning demo: dataset partition '{key}', training {args.train_arms}", flush=True)
+    register_seeds(args.seeds)
+    print(
+        f"reflection-tuning demo: dataset partition '{key}', training {args.train_arms} with {args.seeds} seed(s) each",
+        flush=True,
+    )
     from reflection_assets.served.client import ServedModelError
 
     try:
@@ -57,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", flush=True)
         return 2
     teacher_stage = {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
-    steps = graph_steps(key, args.arms, args.train_arms, teacher_stage)
+    steps = graph_steps(key, args.arms, args.train_arms, teacher_stage, seeds=args.seeds)
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     print(closing(result.seconds, key))
     return 0 if result.ok else 1
@@ -126,5 +141,5 @@ def table_lines(report: dict) -> list[str]:
             "Training:",
             markdown_table(report["training"], TRAINING_COLUMNS),
         ]
-    lines += ["", "Ablation (95 % paired bootstrap intervals over items):", *ablation_lines(report.get("ablation"))]
+    lines += ["", "Ablation:", *ablation_lines(report.get("ablation"))]
     return lines

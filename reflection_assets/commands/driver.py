@@ -61,29 +61,55 @@ def register_dataset(source: str | None, partition: str | None) -> str:
 SMALL_ARM_TRAINING = {"batch_size": 2, "epochs": 3.0}
 
 
-def arm_steps(arms: str, train_arms: str, training: dict | None = None) -> list[Step]:
-    """One arms_job run per arm; arms not in `train_arms` build their rows and skip training, said so.
+def register_seeds(count: int) -> list[str]:
+    """The seed partitions 0..count-1, registered in the instance (the arm x seed partitions read them)."""
+    import dagster as dg
+
+    from reflection_assets.partitions import SEEDS, seed_names
+
+    names = seed_names(count)
+    dg.DagsterInstance.get().add_dynamic_partitions(SEEDS, names)
+    return names
+
+
+def arm_steps(arms: str, train_arms: str, training: dict | None = None, seeds: int = 1) -> list[Step]:
+    """One arms_job run per arm and seed: the arms in `train_arms` build their rows and train with each of
+    `seeds` seeds; the others build their rows once (seed 0) and skip training, said so.
 
     `training` sets other lora_checkpoint knobs for the trained arms (the demo's small batches).
     """
+    from reflection_assets.partitions import arm_key, seed_names
+
     trained = {a.strip() for a in train_arms.split(",") if a.strip()}
-    return [
-        Step("arms_job", arm, {"ops": {"lora_checkpoint": {"config": {"enabled": arm in trained,
-                                                                     **(training or {})}}}})
-        for arm in (a.strip() for a in arms.split(","))
-        if arm
-    ]
+    steps = []
+    for arm in (a.strip() for a in arms.split(",")):
+        if not arm:
+            continue
+        for seed in seed_names(seeds) if arm in trained else seed_names(1):
+            config = {"enabled": arm in trained, **(training or {})}
+            steps.append(Step("arms_job", str(arm_key(arm, seed)), {"ops": {"lora_checkpoint": {"config": config}}}))
+    return steps
 
 
-def graph_steps(dataset: str, arms: str, train_arms: str, teacher_stage: dict) -> list[Step]:
+def graph_steps(
+    dataset: str,
+    arms: str,
+    train_arms: str,
+    teacher_stage: dict,
+    seeds: int = 1,
+    selection: dict | None = None,
+    evaluation: dict | None = None,
+) -> list[Step]:
     """The whole graph in order: one dataset partition (both teacher stages with `teacher_stage` as
-    their run config), the selection, every arm in `arms` (training those in `train_arms`), evaluation."""
+    their run config), the selection, every arm in `arms` (training those in `train_arms` with `seeds`
+    seeds each; the seeds must be registered, `register_seeds`), evaluation. `selection` and
+    `evaluation` are the run configs of selected_dataset and eval_scores (an experiment scopes them)."""
     stages = {"ops": {name: {"config": teacher_stage} for name in ("instruction_reflections", "response_reflections")}}
     return [
         Step("dataset_job", dataset, stages),
-        Step("selection_job"),
-        *arm_steps(arms, train_arms, SMALL_ARM_TRAINING),
-        Step("evaluation_job"),
+        Step("selection_job", None, {"ops": {"selected_dataset": {"config": selection}}} if selection else None),
+        *arm_steps(arms, train_arms, SMALL_ARM_TRAINING, seeds),
+        Step("evaluation_job", None, {"ops": {"eval_scores": {"config": evaluation}}} if evaluation else None),
     ]
 
 

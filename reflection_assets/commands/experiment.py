@@ -20,8 +20,11 @@ from typing import NamedTuple
 
 from reflection_assets.selection.columns import ARMS
 
-# CPU-sensible defaults: the baselines that isolate the student's choice, 128-token sections.
-EXPERIMENT_ARMS = ("selective", "reflected_all", "ifd_topk", "random")
+# CPU-sensible defaults: the baselines that isolate the student's choice, the length baseline, the
+# positive control, 128-token sections, three training seeds per arm.
+EXPERIMENT_ARMS = ("selective", "reflected_all", "ifd_topk", "random", "longest", "full")
+EXPERIMENT_SEEDS = 3
+EVAL_ROWS = 40  # held-out pairs from the same source (rows the sample did not take)
 MLFLOW_EXPERIMENT = "reflection-tuning-experiments"
 
 
@@ -32,6 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--arms", default=",".join(EXPERIMENT_ARMS), help="arms to train and evaluate (every arm's rows are built)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=EXPERIMENT_SEEDS, help=f"training seeds per arm (default {EXPERIMENT_SEEDS})"
+    )
+    parser.add_argument(
+        "--eval-rows",
+        type=int,
+        default=EVAL_ROWS,
+        help=f"held-out pairs from the source, disjoint from the sample (default {EVAL_ROWS}; "
+        "REFLECTION_EVAL_FILE overrides)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=128, help="teacher tokens per reflection section")
     parser.add_argument("--partition", default=None, help="partition key (default: from the source and --rows)")
@@ -45,16 +58,33 @@ class Sample(NamedTuple):
     rows: int
     source_rows_read: int
     source_rejected: dict[str, int]  # the source's rejected rows per reason (they never reach the sample)
+    heldout_path: str = ""  # held-out pairs of the same source, disjoint by content ("" when none are left)
+    heldout_rows: int = 0
 
 
-def sample_file(source: str, rows: int, folder: Path) -> Sample:
+def sample_file(source: str, rows: int, folder: Path, eval_rows: int = 0) -> Sample:
     """The first `rows` accepted pairs of `source` as JSONL: Alpaca fields when no pair has a system
     prompt or earlier turns (so instruction/input stay apart and row ids stay the source's), chat
-    messages otherwise (system and turns kept). The source's rejections are counted, not dropped."""
+    messages otherwise (system and turns kept). The source's rejections are counted, not dropped.
+
+    With `eval_rows`, the next accepted pairs whose instruction+input and answer appear nowhere in
+    the sample (up to `eval_rows`) go to a held-out file beside it: the experiment evaluates on its
+    own source, never on a row it trained on."""
     from reflection_assets.ingest import read_dataset
 
     result = read_dataset(source)
     pairs = result.accepted[:rows]
+    heldout_path, heldout = "", []
+    if eval_rows:
+        seen = {(p.instruction.strip(), p.input.strip()) for p in pairs} | {p.output.strip() for p in pairs}
+        for pair in result.accepted[rows:]:
+            if len(heldout) == eval_rows:
+                break
+            prompt = (pair.instruction.strip(), pair.input.strip())
+            if prompt in seen or pair.output.strip() in seen:
+                continue
+            seen |= {prompt, pair.output.strip()}
+            heldout.append(pair)
     as_messages = any(p.system or p.history for p in pairs)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{Path(source.rstrip('/')).stem}-{len(pairs)}.jsonl"
@@ -66,7 +96,14 @@ def sample_file(source: str, rows: int, folder: Path) -> Sample:
                 else {"instruction": pair.instruction, "input": pair.input, "output": pair.output}
             )
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return Sample(str(path), len(pairs), result.rows_read, result.reason_counts())
+    if heldout:
+        held = folder / f"{path.stem}-heldout-{len(heldout)}.jsonl"
+        with held.open("w", encoding="utf-8") as out:
+            for pair in heldout:
+                record = {"instruction": pair.instruction, "input": pair.input, "output": pair.output}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        heldout_path = str(held)
+    return Sample(str(path), len(pairs), result.rows_read, result.reason_counts(), heldout_path, len(heldout))
 
 
 def _messages(pair) -> dict:
@@ -80,11 +117,18 @@ def _messages(pair) -> dict:
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
     from reflection_assets.commands.demo import table_lines
-    from reflection_assets.commands.driver import graph_steps, register_dataset, require_dagster_home, run_steps
+    from reflection_assets.commands.driver import (
+        graph_steps,
+        register_dataset,
+        register_seeds,
+        require_dagster_home,
+        run_steps,
+    )
     from reflection_assets.commands.report import build_report, write_report
     from reflection_assets.database import connect
     from reflection_assets.demo_data import DATA_ENV
     from reflection_assets.deployment import ENV_STUDENT
+    from reflection_assets.evaluation.suites import EVAL_FILE_ENV, default_eval_file
     from reflection_assets.ingest import DatasetReadError
     from reflection_assets.paths import data_dir, warehouse_path
 
@@ -99,18 +143,36 @@ def run(args: argparse.Namespace) -> int:
         return 2
     quiet_libraries(args.verbose)
     try:
-        sample = sample_file(source, args.rows, data_dir() / "experiments") if args.rows else None
+        eval_rows = 0 if os.environ.get(EVAL_FILE_ENV) else args.eval_rows
+        sample = sample_file(source, args.rows, data_dir() / "experiments", eval_rows) if args.rows else None
     except DatasetReadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     data = sample.path if sample else source
     key = register_dataset(data, args.partition)
+    register_seeds(args.seeds)
+    eval_file = sample.heldout_path if sample and sample.heldout_path else default_eval_file()
+    if os.environ.get(EVAL_FILE_ENV):
+        eval_source = f"{eval_file} (REFLECTION_EVAL_FILE)"
+    elif sample and sample.heldout_path:
+        eval_source = (
+            f"{eval_file}: {sample.heldout_rows} pairs of {source} the sample did not take, disjoint by content"
+        )
+    else:
+        eval_source = f"{eval_file}: NOT from this source (no rows left after the sample; set REFLECTION_EVAL_FILE)"
+    scope = {
+        "dataset partitions selected, trained and evaluated on": key,
+        "evaluation items": eval_source,
+        "training seeds per arm": args.seeds,
+    }
     settings = {
         "source": source,
         "sample": data,
         "rows": sample.rows if sample else None,
         "partition": key,
         "arms": args.arms,
+        "seeds": args.seeds,
+        "eval_file": eval_file,
         "max_new_tokens": args.max_new_tokens,
         "teacher": teacher_label(os.environ),
         "student": os.environ.get(ENV_STUDENT, "bundled"),
@@ -121,11 +183,22 @@ def run(args: argparse.Namespace) -> int:
     rejected = f", {sum(sample.source_rejected.values())} rejected {sample.source_rejected}" if sample else ""
     read = f" ({sample.source_rows_read} read{rejected})" if sample else ""
     print(f"reflection-tuning experiment: {taken} of {source}{read} as partition '{key}'", flush=True)
-    steps = graph_steps(key, ",".join(ARMS), args.arms, {"max_new_tokens": args.max_new_tokens})
+    for line in (f"  {k}: {v}" for k, v in scope.items()):
+        print(line, flush=True)
+    steps = graph_steps(
+        key,
+        ",".join(ARMS),
+        args.arms,
+        {"max_new_tokens": args.max_new_tokens},
+        seeds=args.seeds,
+        selection={"datasets": [key]},
+        evaluation={"eval_file": eval_file},
+    )
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     with connect(str(warehouse_path()), read_only=True) as conn:
         report = build_report(conn, result.stages, result.seconds, settings)
     report["ok"], report["failed"] = result.ok, result.failed
+    report["scope"] = scope
     folder = data_dir() / "reports" / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
     paths = write_report(report, folder, title=f"Selective Reflection-Tuning experiment: {key}")
     link = log_to_mlflow(report, paths)

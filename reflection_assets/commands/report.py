@@ -19,9 +19,8 @@ from reflection_assets.commands.console import StageLine, markdown_table
 
 TEACHER_TABLES = ("instruction_reflections", "response_reflections")
 DECISION_COLUMNS = ["instruction_choice", "response_choice", "rows", "passed_filter", "selected"]
-TRAINING_COLUMNS = ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds", "skipped_reason"]
-ABLATION_COLUMNS = ["model", "suite", "metric", "n", "value", "delta_vs_base", "ci_low", "ci_high", "verdict_vs_base",
-                    "delta_vs_random", "ci_low_vs_random", "ci_high_vs_random", "verdict_vs_random"]
+TRAINING_COLUMNS = ["arm", "seed", "status", "rows_trained", "first_loss", "final_loss", "train_seconds",
+                    "skipped_reason"]
 
 
 def _table(conn: Any, name: str) -> pd.DataFrame | None:
@@ -63,13 +62,18 @@ def build_report(conn: Any, stages: Sequence[StageLine], seconds: float, setting
         report["rows_selected"] = int(selection["selected"].astype(bool).sum())
     arms = _table(conn, "arm_datasets")
     if arms is not None:
-        report["arms"] = {str(k): int(v) for k, v in arms.groupby("arm").size().items()} if len(arms) else {}
+        # Rows per arm (every seed of an arm draws the same number of rows) and the seeds built.
+        arms = arms if "seed" in arms else arms.assign(seed="0")
+        sizes = arms.groupby(["arm", "seed"]).size().groupby("arm").max() if len(arms) else pd.Series(dtype=int)
+        report["arms"] = {str(k): int(v) for k, v in sizes.items()}
     training = _table(conn, "lora_checkpoint")
     if training is not None:
         report["training"] = _records(training, TRAINING_COLUMNS)
     ablation = _table(conn, "ablation_report")
     if ablation is not None:
-        report["ablation"] = _records(ablation, ABLATION_COLUMNS)
+        from reflection_assets.evaluation.report import COMPARISON_COLUMNS
+
+        report["ablation"] = _records(ablation, COMPARISON_COLUMNS)
     return report
 
 
@@ -98,21 +102,31 @@ def render_markdown(report: dict, title: str = "Selective Reflection-Tuning run"
     out += [", ".join(f"`{k}` {v}" for k, v in arms.items()) if arms else "No arm was built.", ""]
     out += ["## Training", ""]
     out += [markdown_table(report["training"], TRAINING_COLUMNS) if report.get("training") else "Not materialized.", ""]
-    out += ["## Ablation (95 % paired bootstrap intervals)", ""]
+    if report.get("scope"):
+        out += ["## What this run is about", "", *[f"- {k}: {v}" for k, v in report["scope"].items()], ""]
+    out += ["## Ablation", ""]
     out += ablation_lines(report.get("ablation"))
     return "\n".join(out)
 
 
 def ablation_lines(rows: list[dict] | None) -> list[str]:
-    """The ablation table as a user reads it (value, interval and verdict vs base and vs random), with the
-    positive control's note, or why there is none."""
+    """The ablation as a user reads it: the primary verdict first (or the failed control), the control,
+    the judge, the method against each reference, the other arms against the base."""
     if not rows:
         return ["Not materialized (no arm was evaluated).", ""]
-    from reflection_assets.evaluation.report import markdown_table as ablation_markdown
-    from reflection_assets.evaluation.report import positive_control_note
+    from reflection_assets.evaluation.report import COMPARISON_COLUMNS, report_lines
 
     table = pd.DataFrame(rows)
-    return [ablation_markdown(table), "", positive_control_note(table), ""]
+    if "role" not in table:  # a warehouse from before the long-form report
+        return ["The stored ablation table predates the long-form report: materialize ablation_report again.", ""]
+    table = table.reindex(columns=COMPARISON_COLUMNS)
+    for column in ("n", "model_rows", "reference_rows", "model_seeds", "reference_seeds"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    for column in ("model_value", "model_sd_over_seeds", "reference_value", "delta", "ci_low", "ci_high", "p_value",
+                   "p_adjusted", "detectable", "judge_flip_share"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
+    table["n"] = table["n"].fillna(0).astype(int)
+    return [*report_lines(table), ""]
 
 
 def write_report(report: dict, folder: Path, title: str = "Selective Reflection-Tuning run") -> dict[str, Path]:

@@ -114,7 +114,11 @@ def arm_pairs(arm: str, database: Path) -> list:
     with connect(database, read_only=True) as conn:
         if not table_exists(conn, "arm_datasets"):
             raise ValueError(f"{database}: no arm_datasets table (build the arms first)")
-        rows = conn.execute("SELECT * FROM arm_datasets WHERE arm = ? ORDER BY row_id", [arm]).df()
+        # Every seed of an arm is stored; the first seed's draw is the arm's rows here.
+        seeds = conn.execute("SELECT min(seed) FROM arm_datasets WHERE arm = ?", [arm]).fetchone()[0]
+        rows = conn.execute(
+            "SELECT * FROM arm_datasets WHERE arm = ? AND seed = ? ORDER BY row_id", [arm, seeds]
+        ).df()
         raw = conn.execute("SELECT * FROM raw_instructions").df() if table_exists(conn, "raw_instructions") else None
     if rows.empty:
         raise ValueError(f"{database}: arm {arm!r} has no rows in arm_datasets")

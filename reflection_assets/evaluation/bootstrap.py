@@ -1,4 +1,4 @@
-"""Paired bootstrap over items: the interval of a mean difference, and the verdict it supports.
+"""Paired bootstrap over items: the interval of a mean difference (descriptive; verdicts are `significance`'s).
 
 Both models answered the same items, so the items are resampled together (paired): per-item
 differences carry the comparison, and item difficulty cancels. Seeded, so a re-run gives the same
@@ -14,7 +14,6 @@ import numpy as np
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
-BETTER, WORSE, NO_EVIDENCE = "better", "worse", "no evidence either way"
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,3 @@ def paired_interval(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return Interval(float(diff.mean()), float(low), float(high), n)
-
-
-def verdict(interval: Interval, higher_is_better: bool = True) -> str:
-    """'better' / 'worse' when the interval excludes 0, else 'no evidence either way'."""
-    if interval.n == 0 or not np.isfinite(interval.low):
-        return NO_EVIDENCE
-    if interval.low > 0:
-        return BETTER if higher_is_better else WORSE
-    if interval.high < 0:
-        return WORSE if higher_is_better else BETTER
-    return NO_EVIDENCE

@@ -46,6 +46,13 @@ def verdict(p_candidate_first: Sequence[float], p_candidate_second: Sequence[flo
     return TIE
 
 
+def position_flipped(p_candidate_first: Sequence[float], p_candidate_second: Sequence[float]) -> bool:
+    """The judge preferred the same position in both orders, so its choice follows the order, not the answers."""
+    first_wins_forward = p_candidate_first[0] > p_candidate_first[1]
+    first_wins_backward = p_candidate_second[0] > p_candidate_second[1]
+    return first_wins_forward == first_wins_backward
+
+
 def judge_pair(
     choose: Choose, instruction: str, candidate: str, reference: str
 ) -> tuple[int, list[float], list[float]]:

@@ -1,139 +1,380 @@
-"""The ablation table: each model's mean per suite and metric, paired intervals vs the base and vs `random`.
+"""The ablation report in long form: one row per (model, suite, metric, reference), tested at small n.
 
-Contaminated items are left out before anything is computed. A delta is the raw
-difference (arm - reference: for NLL lower is better), and the verdict reads it in the metric's
-direction, so "better" always means better.
+Roles: the **primary** endpoint (one suite/metric, the method against one reference, named in the
+run's config) is tested at alpha on its own and stated first; the **control** (`full` against the
+base on the primary endpoint) must come out better, or nothing below it is informative; every
+other row is **secondary**, its p-value Holm-adjusted over all secondary rows of the report.
+
+Paired rows: a model's per-item score is its mean over training seeds (so seeds shrink the noise
+of the arm, and items stay the unit of the test); the rows present for both models are the paired
+n. The test is the exact sign-flip permutation test (`significance`); the interval beside it is a
+paired percentile bootstrap, descriptive and unadjusted. "Detectable" is the smallest difference
+the row's paired spread and n could show at 80 % power, so "no evidence" reads beside what could
+have been seen. Contaminated items must already be removed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from reflection_assets.evaluation.bootstrap import NO_EVIDENCE, RESAMPLES, WORSE, Interval, paired_interval, verdict
+from reflection_assets.evaluation.bootstrap import RESAMPLES as BOOTSTRAP_RESAMPLES
+from reflection_assets.evaluation.bootstrap import paired_interval
 from reflection_assets.evaluation.runner import BASE, LOWER_IS_BETTER
+from reflection_assets.evaluation.significance import (
+    ALPHA,
+    BETTER,
+    MIN_PAIRED_N,
+    NO_EVIDENCE,
+    RESAMPLES,
+    WORSE,
+    decide,
+    detectable_effect,
+    holm,
+    sign_flip_p,
+)
 from reflection_assets.evaluation.suites import HELDOUT_NLL, JUDGE
 
 RANDOM_ARM, METHOD_ARM, POSITIVE_CONTROL_ARM = "random", "selective", "full"
-REPORT_COLUMNS = [
+PRIMARY, CONTROL, SECONDARY = "primary", "control", "secondary"
+JUDGE_BIASED = "judge position-biased: uninformative"
+FLIP_METRIC = "position_flip"  # judge rows: 1 when the verdict flipped between the two orders
+# References the method is compared with directly, in the order a reader asks about them.
+METHOD_REFERENCES = (BASE, RANDOM_ARM, "reflected_all", "ifd_topk", "longest", POSITIVE_CONTROL_ARM)
+COMPARISON_COLUMNS = [
+    "role",
     "model",
+    "reference",
     "suite",
     "metric",
-    "n",
-    "value",
-    "delta_vs_base",
+    "n",  # paired items (present for both models)
+    "model_value",
+    "model_sd_over_seeds",
+    "model_seed_values",
+    "reference_value",
+    "delta",  # model - reference, raw (for NLL lower is better; the verdict reads the direction)
     "ci_low",
     "ci_high",
-    "verdict_vs_base",
-    "delta_vs_random",
-    "ci_low_vs_random",
-    "ci_high_vs_random",
-    "verdict_vs_random",
+    "p_value",
+    "p_adjusted",  # Holm over the secondary rows; the primary and the control are tested alone
+    "verdict",
+    "detectable",  # smallest |delta| with 80 % power at this n and spread
+    "model_rows",
+    "reference_rows",
+    "model_seeds",
+    "reference_seeds",
+    "judge_flip_share",
+    "judge",
 ]
 NAN = float("nan")
 
 
-def _paired(frame: pd.DataFrame, model: str, reference: str) -> tuple[list[float], list[float]]:
-    a = frame[frame["model"] == model].set_index("item_id")["value"]
-    b = frame[frame["model"] == reference].set_index("item_id")["value"]
-    shared = sorted(set(a.index) & set(b.index))
-    return [float(a[i]) for i in shared], [float(b[i]) for i in shared]
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report tests and how; recorded with it."""
+
+    primary_suite: str = HELDOUT_NLL
+    primary_metric: str = "nll"
+    primary_reference: str = "reflected_all"  # the method against this arm (falls back to the base if absent)
+    method: str = METHOD_ARM
+    alpha: float = ALPHA
+    min_paired_n: int = MIN_PAIRED_N
+    resamples: int = RESAMPLES  # sign-flip Monte Carlo draws above the exact size
+    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = 0
+    judge_flip_threshold: float = 0.5  # above this share of flipped verdicts the judge suite is uninformative
 
 
-def _interval_columns(interval: Interval | None, higher_is_better: bool, against: str) -> dict:
-    """delta / ci_low / ci_high / verdict columns against `against` ('base' keeps the short names)."""
-    suffix = "" if against == "base" else f"_vs_{against}"
-    if interval is None:
-        return {
-            f"delta_vs_{against}": NAN,
-            f"ci_low{suffix}": NAN,
-            f"ci_high{suffix}": NAN,
-            f"verdict_vs_{against}": "",
-        }
-    return {
-        f"delta_vs_{against}": interval.delta,
-        f"ci_low{suffix}": interval.low,
-        f"ci_high{suffix}": interval.high,
-        f"verdict_vs_{against}": verdict(interval, higher_is_better),
-    }
+@dataclass(frozen=True)
+class ArmFacts:
+    """What a row says about a model besides its scores: rows trained and seeds."""
+
+    rows: int | None
+    seeds: int
 
 
-def ablation_table(scores: pd.DataFrame, resamples: int = RESAMPLES, seed: int = 0) -> pd.DataFrame:
-    """One row per model x suite x metric (REPORT_COLUMNS). Contaminated items must already be removed.
-
-    The judge compares an arm with the base directly, so its 'vs base' interval is that of the
-    per-item verdicts (+1/0/-1) against zero.
-    """
-    rows = []
-    models = [BASE] + sorted(m for m in scores["model"].unique() if m != BASE)
-    for (suite, metric), part in scores.groupby(["suite", "metric"], sort=True):
-        higher = metric not in LOWER_IS_BETTER
-        for model in models:
-            own = part[part["model"] == model]
-            if own.empty:
-                continue
-            row = {"model": model, "suite": suite, "metric": metric, "n": len(own), "value": float(own["value"].mean())}
-            vs_base = None
-            if model != BASE:
-                if suite == JUDGE:
-                    values = own["value"].astype(float).tolist()
-                    vs_base = paired_interval(values, [0.0] * len(values), resamples, seed)
-                elif (part["model"] == BASE).any():
-                    vs_base = paired_interval(*_paired(part, model, BASE), resamples, seed)
-            vs_random = None
-            if model not in (BASE, RANDOM_ARM) and (part["model"] == RANDOM_ARM).any():
-                vs_random = paired_interval(*_paired(part, model, RANDOM_ARM), resamples, seed)
-            row.update(_interval_columns(vs_base, higher, "base"))
-            row.update(_interval_columns(vs_random, higher, "random"))
-            rows.append(row)
-    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+def training_facts(checkpoints: pd.DataFrame) -> dict[str, ArmFacts]:
+    """{arm: rows trained (the largest over its seeds), seeds trained} from the lora_checkpoint table."""
+    if checkpoints is None or checkpoints.empty or "arm" not in checkpoints:
+        return {}
+    trained = checkpoints[checkpoints["status"].astype(str) != "skipped"]
+    facts = {}
+    for arm, part in trained.groupby("arm"):
+        facts[str(arm)] = ArmFacts(int(part["rows_trained"].max()), int(len(part)))
+    return facts
 
 
-def method_warnings(table: pd.DataFrame) -> list[str]:
-    """Where `selective` is significantly worse than the base or than `random`."""
-    method = table[table["model"] == METHOD_ARM]
+def per_item(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean per (model, suite, metric, item) over seeds, with the per-seed model means beside it."""
+    frame = scores if "seed" in scores else scores.assign(seed=0)
+    return frame.groupby(["model", "suite", "metric", "item_id"], sort=True, as_index=False)["value"].mean()
+
+
+def _seed_means(scores: pd.DataFrame, model: str, suite: str, metric: str) -> list[float]:
+    frame = scores if "seed" in scores else scores.assign(seed=0)
+    own = frame[(frame["model"] == model) & (frame["suite"] == suite) & (frame["metric"] == metric)]
+    return [float(v) for v in own.groupby("seed", sort=True)["value"].mean()]
+
+
+def _series(items: pd.DataFrame, model: str, suite: str, metric: str) -> pd.Series:
+    own = items[(items["model"] == model) & (items["suite"] == suite) & (items["metric"] == metric)]
+    return own.set_index("item_id")["value"]
+
+
+def _comparisons(models: list[str], settings: ReportSettings, primary_reference: str) -> list[tuple[str, str, str]]:
+    """(model, reference, role-if-primary-endpoint) pairs: every arm vs the base, the method vs each arm."""
+    pairs = [(m, BASE) for m in models if m != BASE]
+    if settings.method in models:
+        pairs += [(settings.method, r) for r in models if r not in (BASE, settings.method)]
     out = []
-    for row in method.itertuples():
-        for against in ("base", "random"):
-            if getattr(row, f"verdict_vs_{against}") == WORSE:
-                out.append(f"{row.suite}/{row.metric}: selective is worse than {against}")
+    for model, reference in pairs:
+        if (model, reference) == (settings.method, primary_reference):
+            out.append((model, reference, PRIMARY))
+        elif (model, reference) == (POSITIVE_CONTROL_ARM, BASE):
+            out.append((model, reference, CONTROL))
+        else:
+            out.append((model, reference, SECONDARY))
     return out
 
 
-def positive_control_note(table: pd.DataFrame) -> str:
-    """The `full` arm against the base on held-out NLL should differ; if not, the suites are too small."""
-    control = table[(table["model"] == POSITIVE_CONTROL_ARM) & (table["suite"] == HELDOUT_NLL)]
-    if control.empty:
-        return "positive control not run (no `full` arm evaluated)"
-    if control.iloc[0]["verdict_vs_base"] == NO_EVIDENCE:
-        return (
-            "positive control failed: `full` does not differ from the base on held-out NLL, so these suites are "
-            "too small to detect an effect; read 'no evidence' as 'not measurable here', not as 'no effect'"
-        )
-    return f"positive control ok: `full` is {control.iloc[0]['verdict_vs_base']} than the base on held-out NLL"
+def _order(models) -> list[str]:
+    """The base, the method, then the references in the order a reader asks about them, then any other arm."""
+    ranked = {name: k for k, name in enumerate((BASE, METHOD_ARM, *METHOD_REFERENCES[1:]))}
+    return sorted(set(models), key=lambda m: (ranked.get(m, len(ranked)), m))
 
 
-def _fmt(value: float, digits: int = 3) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """The table as a user reads it: value, [interval] and verdict vs base and vs random."""
-    lines = [
-        "| model | suite | metric | n | value | vs base: delta [95% CI] | verdict "
-        "| vs random: delta [95% CI] | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+def comparison_table(
+    scores: pd.DataFrame,
+    settings: ReportSettings = ReportSettings(),
+    arms: Mapping[str, ArmFacts] | None = None,
+    judge: str = "",
+) -> pd.DataFrame:
+    """The long-form report (COMPARISON_COLUMNS), primary row first, then the control, then the rest."""
+    arms = arms or {}
+    if scores.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    flips = scores[scores["metric"] == FLIP_METRIC]
+    scored = scores[scores["metric"] != FLIP_METRIC]
+    items = per_item(scored)
+    models = _order(items["model"].unique())
+    primary_reference = settings.primary_reference if settings.primary_reference in models else BASE
+    rows = []
+    for suite, metric in sorted(set(zip(items["suite"], items["metric"]))):
+        higher = metric not in LOWER_IS_BETTER
+        is_primary_endpoint = (suite, metric) == (settings.primary_suite, settings.primary_metric)
+        for model, reference, role in _comparisons(models, settings, primary_reference):
+            role = role if is_primary_endpoint else SECONDARY
+            a = _series(items, model, suite, metric)
+            if a.empty:
+                continue
+            if suite == JUDGE and reference == BASE:
+                b = pd.Series(0.0, index=a.index)  # the judge's score already compares with the base
+            else:
+                b = _series(items, reference, suite, metric)
+                if b.empty:
+                    continue
+            shared = sorted(set(a.index) & set(b.index))
+            x, y = a.reindex(shared).to_numpy(float), b.reindex(shared).to_numpy(float)
+            diff = x - y
+            interval = paired_interval(x, y, settings.bootstrap_resamples, settings.seed)
+            p = sign_flip_p(diff, settings.resamples, settings.seed) if len(diff) else NAN
+            model_seeds = _seed_means(scored, model, suite, metric)
+            row = {
+                "role": role,
+                "model": model,
+                "reference": reference,
+                "suite": suite,
+                "metric": metric,
+                "n": len(shared),
+                "model_value": float(np.mean(x)) if len(x) else NAN,
+                "model_sd_over_seeds": float(np.std(model_seeds, ddof=1)) if len(model_seeds) > 1 else NAN,
+                "model_seed_values": ", ".join(f"{v:.3f}" for v in model_seeds),
+                "reference_value": float(np.mean(y)) if len(y) else NAN,
+                "delta": interval.delta,
+                "ci_low": interval.low,
+                "ci_high": interval.high,
+                "p_value": p,
+                "p_adjusted": p if role != SECONDARY else NAN,
+                "verdict": "",
+                "detectable": detectable_effect(diff, settings.alpha),
+                "model_rows": _rows(arms, model),
+                "reference_rows": _rows(arms, reference),
+                "model_seeds": _seeds(arms, model, model_seeds),
+                "reference_seeds": _seeds(arms, reference, _seed_means(scored, reference, suite, metric)),
+                "judge_flip_share": NAN,
+                "judge": judge if suite == JUDGE else "",
+                "higher_is_better": higher,
+            }
+            if suite == JUDGE:
+                row["judge_flip_share"] = _flip_share(flips, model if reference == BASE else None)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    secondary = table["role"] == SECONDARY
+    table.loc[secondary, "p_adjusted"] = holm(table.loc[secondary, "p_value"].tolist())
+    table["verdict"] = [
+        decide(r.delta, r.p_adjusted, r.n, r.higher_is_better, settings.alpha, settings.min_paired_n)
+        for r in table.itertuples()
     ]
-    for r in table.itertuples():
-        vs_base = f"{_fmt(r.delta_vs_base)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.verdict_vs_base else ""
-        vs_random = (
-            f"{_fmt(r.delta_vs_random)} [{_fmt(r.ci_low_vs_random)}, {_fmt(r.ci_high_vs_random)}]"
-            if r.verdict_vs_random
-            else ""
-        )
+    biased = (table["suite"] == JUDGE) & (table["judge_flip_share"] > settings.judge_flip_threshold)
+    table.loc[biased, "verdict"] = JUDGE_BIASED
+    rank = table["role"].map({PRIMARY: 0, CONTROL: 1, SECONDARY: 2})
+    table = table.assign(_rank=rank).sort_values(["_rank", "suite", "metric"], kind="mergesort")
+    return table[COMPARISON_COLUMNS].reset_index(drop=True)
+
+
+def _rows(arms: Mapping[str, ArmFacts], model: str) -> float:
+    facts = arms.get(model)
+    return float(facts.rows) if facts is not None and facts.rows is not None else NAN
+
+
+def _seeds(arms: Mapping[str, ArmFacts], model: str, seed_values: list[float]) -> int:
+    facts = arms.get(model)
+    return facts.seeds if facts is not None else max(1, len(seed_values))
+
+
+def _flip_share(flips: pd.DataFrame, model: str | None) -> float:
+    """Share of judged items whose verdict flipped between the two orders (one model, or all of them)."""
+    own = flips if model is None else flips[flips["model"] == model]
+    return float(own["value"].mean()) if len(own) else NAN
+
+
+# -- what a reader sees first ------------------------------------------------------------------------------
+
+
+def _one(table: pd.DataFrame, role: str) -> pd.Series | None:
+    found = table[table["role"] == role]
+    return None if found.empty else found.iloc[0]
+
+
+def control_failed(table: pd.DataFrame) -> bool:
+    control = _one(table, CONTROL)
+    return control is not None and control["verdict"] != BETTER
+
+
+def headline(table: pd.DataFrame) -> list[str]:
+    """The report's first lines: the control's failure if it failed, the primary verdict, the control, the judge."""
+    if table.empty:
+        return ["No comparison: nothing was evaluated beside the base."]
+    lines = []
+    control, primary = _one(table, CONTROL), _one(table, PRIMARY)
+    if control_failed(table):
         lines.append(
-            f"| {r.model} | {r.suite} | {r.metric} | {r.n} | {_fmt(r.value)} | {vs_base} | {r.verdict_vs_base} "
-            f"| {vs_random} | {r.verdict_vs_random} |"
+            "THE EVALUATION COULD NOT DETECT FINE-TUNING ITSELF: `full` (every row) is not better than the base "
+            f"on {control['suite']}/{control['metric']} ({control['verdict']}), so the verdicts below are "
+            "uninformative."
+        )
+    if primary is not None:
+        lines.append(f"Primary: {describe(primary)}")
+    else:
+        lines.append("Primary: not tested (the method or the primary endpoint was not evaluated).")
+    if control is not None:
+        lines.append(f"Positive control: {describe(control)}")
+    else:
+        lines.append("Positive control: not run (no `full` arm evaluated); add it with `--train-arms ...,full`.")
+    judged = table[table["suite"] == JUDGE]
+    if len(judged):
+        shares = judged.loc[judged["reference"] == BASE, "judge_flip_share"].dropna()
+        share = f"{shares.mean():.0%}" if len(shares) else "n/a"
+        who = judged.iloc[0]["judge"] or "unnamed"
+        lines.append(f"Judge: {who}; verdicts that flipped between the two orders: {share}.")
+    return lines
+
+
+def describe(row: pd.Series) -> str:
+    what = f"{row['model']} vs {row['reference']} on {row['suite']}/{row['metric']}"
+    if row["verdict"] in (BETTER, WORSE, NO_EVIDENCE, JUDGE_BIASED):
+        detail = (
+            f"delta {_fmt(row['delta'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], p {_fmt(row['p_value'])}, "
+            f"n {row['n']}, detectable {_fmt(row['detectable'])}"
+        )
+        return f"{row['verdict']}: {what} ({detail})"
+    return f"{row['verdict']}: {what} (n {row['n']} paired items; at least the configured minimum is needed)"
+
+
+def method_warnings(table: pd.DataFrame) -> list[str]:
+    """The primary endpoint only: the method is significantly worse than its reference."""
+    primary = _one(table, PRIMARY)
+    if primary is not None and primary["verdict"] == WORSE:
+        return [f"primary: {describe(primary)}"]
+    return []
+
+
+def positive_control_note(table: pd.DataFrame) -> str:
+    control = _one(table, CONTROL)
+    if control is None:
+        return "positive control not run (no `full` arm evaluated)"
+    if control["verdict"] != BETTER:
+        return (
+            f"positive control failed: `full` is not better than the base ({describe(control)}); the evaluation "
+            "could not detect fine-tuning itself, so the verdicts are uninformative"
+        )
+    return f"positive control ok: {describe(control)}"
+
+
+# -- tables ------------------------------------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and 0 < abs(value) < 10 ** (-digits):
+        return f"{value:.1e}"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _pair(model_value, reference_value) -> str:
+    shown = (_int(model_value) or "-", _int(reference_value) or "-")
+    return "" if shown == ("-", "-") else " / ".join(shown)
+
+
+def _int(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
+
+
+def markdown_table(table: pd.DataFrame, method_only: bool = False) -> str:
+    """Rows as a reader reads them: role, who vs whom, values, delta [95% CI], p (adjusted), verdict, detectable."""
+    lines = [
+        "| role | model | vs | suite/metric | n | value (sd over seeds) | ref value | delta [95% CI] "
+        "| p (adj.) | verdict | detectable | rows | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    shown = table[table["model"] == METHOD_ARM] if method_only else table
+    for r in shown.itertuples():
+        sd = f" ({_fmt(r.model_sd_over_seeds)})" if not _missing(r.model_sd_over_seeds) else ""
+        p = _fmt(r.p_value) if r.role != SECONDARY else f"{_fmt(r.p_value)} ({_fmt(r.p_adjusted)})"
+        lines.append(
+            f"| {r.role} | {r.model} | {r.reference} | {r.suite}/{r.metric} | {r.n} | {_fmt(r.model_value)}{sd} "
+            f"| {_fmt(r.reference_value)} | {_fmt(r.delta)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | {p} "
+            f"| {r.verdict} | {_fmt(r.detectable)} | {_pair(r.model_rows, r.reference_rows)} "
+            f"| {_int(r.model_seeds)} / {_int(r.reference_seeds)} |"
         )
     return "\n".join(lines)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def report_lines(table: pd.DataFrame) -> list[str]:
+    """Everything the console and report.md print: the headline, the direct comparisons, the arms vs the base."""
+    if table.empty:
+        return ["No comparison: nothing was evaluated beside the base."]
+    direct = table[(table["model"] == METHOD_ARM) | (table["role"] != SECONDARY)]
+    versus_base = table[(table["reference"] == BASE) & (table["role"] == SECONDARY) & (table["model"] != METHOD_ARM)]
+    lines = [*headline(table), ""]
+    lines += ["The method against each reference (secondary p-values Holm-adjusted over all secondary rows):", ""]
+    lines += [markdown_table(direct), ""]
+    if len(versus_base):
+        lines += ["Every other arm against the base:", "", markdown_table(versus_base), ""]
+    lines.append(
+        "Verdicts: exact sign-flip permutation test over paired items (per-item scores averaged over seeds), "
+        "'too few items' below the minimum paired n; intervals: 95 % paired bootstrap, unadjusted; "
+        "detectable: the smallest difference this n and spread shows with 80 % power."
+    )
+    return lines

@@ -21,7 +21,7 @@ from reflection_assets.evaluation.backend import EvalBackend, InProcessBackend
 from reflection_assets.evaluation.cache import EvalOutputCache, output_key
 from reflection_assets.evaluation.checkers import run_check
 from reflection_assets.evaluation.extraction import extract_number, output_part
-from reflection_assets.evaluation.judge import JUDGE_PROMPT_VERSION, Choose, judge_pair
+from reflection_assets.evaluation.judge import JUDGE_PROMPT_VERSION, Choose, judge_pair, position_flipped
 from reflection_assets.evaluation.likelihood import NllRequest
 from reflection_assets.evaluation.suites import (
     ARITHMETIC,
@@ -59,6 +59,9 @@ SCORE_COLUMNS = [
     "adapter_key",
     "suite_version",
     "contaminated",
+    "seed",  # the model's training seed (the base: 0); the report averages an arm's items over seeds
+    "truncated",  # the generation stopped at its suite's token limit (the checks may then fail it)
+    "judge",  # judge rows: who judged (the report says when it is the teacher or the base model)
 ]
 METRICS = {
     HELDOUT_NLL: "nll",
@@ -69,6 +72,9 @@ METRICS = {
     LM_EVAL_ARITHMETIC: "exact_match",
 }
 LOWER_IS_BETTER = {"nll"}
+FLIP_METRIC = "position_flip"  # judge rows beside the score: 1 when the verdict flipped with the order
+# New tokens per generated suite: long enough that a worked answer ends (truncation is counted).
+SUITE_MAX_NEW_TOKENS = {ARITHMETIC: 160, GSM8K: 256, IFEVAL: 192, JUDGE: 192}
 RESPONSE_STYLES = ("plain", "reflection")
 
 
@@ -77,6 +83,12 @@ class ModelUnderTest:
     name: str  # BASE or the arm
     adapter: str | None  # the adapter's name in the backend (PEFT adapter or served LoRA); None = base
     key: str  # what identifies its weights beside the base fingerprint (the checkpoint key; "" for base)
+    seed: int = 0  # the training seed of the adapter (one model per arm x seed)
+
+    @property
+    def label(self) -> str:
+        """Unique among the models under test: the arm, with its seed when it is not the first."""
+        return self.name if self.seed == 0 else f"{self.name}-seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,8 @@ class EvalSettings:
     gsm8k_file: str
     items_per_suite: int = 15
     seed: int = 0
-    max_new_tokens: int = 64
+    # Per generated suite ({suite: tokens}); one number sets every suite.
+    max_new_tokens: dict | int = field(default_factory=lambda: dict(SUITE_MAX_NEW_TOKENS))
     template: str = "chat"
     response_style: str = "plain"  # plain | reflection (only the <output> part is scored)
     batch_tokens: int | None = None
@@ -103,18 +116,49 @@ class EvalSettings:
         return asdict(self)
 
 
-def build_items(settings: EvalSettings) -> dict[str, list[EvalItem]]:
+    def tokens_for(self, suite: str) -> int:
+        if isinstance(self.max_new_tokens, int):
+            return self.max_new_tokens
+        return int(self.max_new_tokens.get(suite, SUITE_MAX_NEW_TOKENS.get(suite, 128)))
+
+
+def build_items(settings: EvalSettings, dropped: list[str] | None = None) -> dict[str, list[EvalItem]]:
+    """Every suite's items; a repeated item (same id within a suite) is dropped, its reason appended to `dropped`.
+
+    A duplicate would be scored twice and weigh twice in the paired test.
+    """
     n, seed = settings.items_per_suite, settings.seed
-    return {
+    suites = {
         HELDOUT_NLL: heldout_items(settings.eval_file),
         ARITHMETIC: arithmetic_items(n, seed),
         IFEVAL: ifeval_items(n, seed),
-        GSM8K: gsm8k_items(settings.gsm8k_file, limit=n),
-        JUDGE: judge_items(settings.eval_file, limit=n),
+        GSM8K: gsm8k_items(settings.gsm8k_file),
+        JUDGE: judge_items(settings.eval_file),
     }
+    out = {}
+    for suite, items in suites.items():
+        unique: dict[str, EvalItem] = {}
+        for item in items:
+            if item.item_id in unique:
+                if dropped is not None:
+                    dropped.append(f"{suite}: duplicate item dropped: {item.instruction[:60]!r}")
+                continue
+            unique[item.item_id] = item
+        kept = list(unique.values())
+        out[suite] = kept[:n] if suite in (GSM8K, JUDGE) else kept
+    return out
 
 
-def _row(model: ModelUnderTest, item: EvalItem, metric: str, value: float, output: str, settings: EvalSettings) -> dict:
+def _row(
+    model: ModelUnderTest,
+    item: EvalItem,
+    metric: str,
+    value: float,
+    output: str,
+    settings: EvalSettings,
+    truncated: bool = False,
+    judge: str = "",
+) -> dict:
     return {
         "model": model.name,
         "suite": item.suite,
@@ -127,6 +171,9 @@ def _row(model: ModelUnderTest, item: EvalItem, metric: str, value: float, outpu
         "adapter_key": model.key,
         "suite_version": settings.suite_version,
         "contaminated": False,
+        "seed": model.seed,
+        "truncated": bool(truncated),
+        "judge": judge,
     }
 
 
@@ -165,7 +212,9 @@ class Evaluator:
             "judged_cached": 0,
             "lm_eval_runs": 0,  # models run through lm-eval (one harness run each)
             "lm_eval_cached": 0,
+            "truncated": 0,  # generations that stopped at their suite's token limit
         }
+        self.judge_name = ""  # who judges, as the report names it (set by the caller)
 
     @property
     def engine(self) -> GenerationEngine:
@@ -182,14 +231,15 @@ class Evaluator:
 
     # -- generation: every generated suite of every model in one pass ---------------------------------
 
-    def generate(self, models: Sequence[ModelUnderTest], items: Sequence[EvalItem]) -> dict[tuple[str, str], str]:
-        """(model name, item id) -> generated text, from the cache or one mixed-adapter pass."""
+    def generate(self, models: Sequence[ModelUnderTest], items: Sequence[EvalItem]) -> dict[tuple[str, str], dict]:
+        """(model label, item id) -> {"text", "finish_reason"}, from the cache or one mixed-adapter pass."""
         import time
 
-        wanted = {(m.name, i.item_id): (m, i, self.prompt(i)) for m in models for i in items}
+        wanted = {(m.label, i.item_id): (m, i, self.prompt(i)) for m in models for i in items}
         keys = {
             pair: output_key(
-                "generation", [*self.identity, m.key, list(p), self.settings.max_new_tokens, self.settings.decoding]
+                "generation",
+                [*self.identity, m.key, list(p), self.settings.tokens_for(i.suite), self.settings.decoding],
             )
             for pair, (m, i, p) in wanted.items()
         }
@@ -198,7 +248,8 @@ class Evaluator:
         self.stats["generated_cached"] += len(wanted) - len(missing)
         if missing:
             requests = [
-                GenerationRequest(wanted[p][2], self.settings.max_new_tokens, wanted[p][0].adapter) for p in missing
+                GenerationRequest(wanted[p][2], self.settings.tokens_for(wanted[p][1].suite), wanted[p][0].adapter)
+                for p in missing
             ]
             self.log(
                 f"generating {len(requests)} answers ({len(wanted) - len(missing)} cached) in mixed-adapter batches"
@@ -218,7 +269,7 @@ class Evaluator:
 
             self.backend.generate(requests, on_batch=save)
             self.stats["generation_seconds"] += time.perf_counter() - started
-        return {pair: cached[keys[pair]]["text"] for pair in wanted}
+        return {pair: cached[keys[pair]] for pair in wanted}
 
     def score_generated(
         self,
@@ -228,37 +279,44 @@ class Evaluator:
         judge_identity: Any,
     ) -> list[dict]:
         generated_items = [i for suite in GENERATED_SUITES for i in items.get(suite, [])]
-        texts = self.generate(models, generated_items)
+        outputs = self.generate(models, generated_items)
+        texts = {pair: out["text"] for pair, out in outputs.items()}
         rows = []
         for model in models:
             for item in generated_items:
                 text = (
-                    output_part(texts[(model.name, item.item_id)])
+                    output_part(texts[(model.label, item.item_id)])
                     if self.settings.response_style == "reflection"
-                    else texts[(model.name, item.item_id)]
+                    else texts[(model.label, item.item_id)]
                 )
+                truncated = outputs[(model.label, item.item_id)].get("finish_reason") == "length"
+                self.stats["truncated"] += int(truncated)
                 if item.suite in (ARITHMETIC, GSM8K):
                     value = float(extract_number(text) == item.reference)
                 elif item.suite == IFEVAL:
                     value = float(run_check(item.check, text))
                 else:
                     continue
-                rows.append(_row(model, item, METRICS[item.suite], value, text, self.settings))
+                rows.append(_row(model, item, METRICS[item.suite], value, text, self.settings, truncated))
         base = next((m for m in models if m.adapter is None), None)
         if choose is not None and base is not None:
-            rows += self.judge(models, base, items.get(JUDGE, []), texts, choose, judge_identity)
+            rows += self.judge(models, base, items.get(JUDGE, []), outputs, choose, judge_identity)
         return rows
 
-    def judge(self, models, base, items, texts, choose: Choose, judge_identity: Any) -> list[dict]:
-        """Each arm's answer against the base's on the same instruction, asked in both orders."""
+    def judge(self, models, base, items, outputs, choose: Choose, judge_identity: Any) -> list[dict]:
+        """Each arm's answer against the base's on the same instruction, asked in both orders.
+
+        Beside each verdict a FLIP_METRIC row says whether the judge preferred the same position in
+        both orders (its verdict flips with the order: position bias, no information).
+        """
 
         def answer(model, item):
-            text = texts[(model.name, item.item_id)]
+            text = outputs[(model.label, item.item_id)]["text"]
             return output_part(text) if self.settings.response_style == "reflection" else text
 
         pairs = [(m, i) for m in models if m is not base for i in items]
         keys = {
-            (m.name, i.item_id): output_key(
+            (m.label, i.item_id): output_key(
                 "judge", [judge_identity, JUDGE_PROMPT_VERSION, i.instruction, i.input, answer(m, i), answer(base, i)]
             )
             for m, i in pairs
@@ -267,12 +325,16 @@ class Evaluator:
         fresh = {}
         rows = []
         for model, item in pairs:
-            key = keys[(model.name, item.item_id)]
+            key = keys[(model.label, item.item_id)]
             if key not in cached:
                 instruction = f"{item.instruction}\n\n{item.input}" if item.input else item.instruction
                 verdict, forward, backward = judge_pair(choose, instruction, answer(model, item), answer(base, item))
                 fresh[key] = cached[key] = {"verdict": verdict, "forward": forward, "backward": backward}
-            rows.append(_row(model, item, METRICS[JUDGE], cached[key]["verdict"], answer(model, item), self.settings))
+            entry, output = cached[key], answer(model, item)
+            cut = outputs[(model.label, item.item_id)].get("finish_reason") == "length"
+            flipped = float(position_flipped(entry["forward"], entry["backward"]))
+            for metric, value in ((METRICS[JUDGE], entry["verdict"]), (FLIP_METRIC, flipped)):
+                rows.append(_row(model, item, metric, value, output, self.settings, cut, self.judge_name))
         self.stats["judged"] += len(fresh)
         self.stats["judged_cached"] += len(pairs) - len(fresh)
         self.cache.put("judge", fresh)
@@ -311,13 +373,13 @@ class Evaluator:
 
         task_text = (TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text()
         keys = {
-            m.name: output_key(
+            m.label: output_key(
                 "lm_eval", [*self.identity, m.key, task_text, [asdict(i) for i in items], self.settings.system]
             )
             for m in models
         }
         cached = self.cache.get(list(keys.values()))
-        missing = [m for m in models if keys[m.name] not in cached]
+        missing = [m for m in models if keys[m.label] not in cached]
         self.stats["lm_eval_cached"] += len(models) - len(missing)
         self.stats["lm_eval_runs"] += len(missing)
         if missing:
@@ -326,12 +388,12 @@ class Evaluator:
                 results = self.backend.harness(
                     [m.adapter for m in missing], [ARITHMETIC_TASK], Path(folder), self.settings.system or None
                 )
-            fresh = {keys[m.name]: {"samples": [asdict(s) for s in results[m.adapter]]} for m in missing}
+            fresh = {keys[m.label]: {"samples": [asdict(s) for s in results[m.adapter]]} for m in missing}
             self.cache.put("lm_eval", fresh)
             cached.update(fresh)
         rows = []
         for model in models:
-            for sample in cached[keys[model.name]]["samples"]:
+            for sample in cached[keys[model.label]]["samples"]:
                 item = items[sample["doc_index"]]
                 lm_item = EvalItem(LM_EVAL_ARITHMETIC, item.instruction, item.input, item.reference)
                 rows.append(

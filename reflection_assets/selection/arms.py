@@ -175,6 +175,17 @@ def arm_random(inputs: ArmInputs) -> ArmResult:
     return _result("random", _seeded_sample(raw, k, inputs.seed), k, len(raw), "raw")
 
 
+def arm_longest(inputs: ArmInputs) -> ArmResult:
+    """The k raw pairs with the longest answers (characters; ties by row_id): the length baseline that
+    large-scale selection studies found among the most stable (Ivison et al. 2025)."""
+    k = target_size(inputs)
+    raw = _raw_pairs(inputs)
+    ranked = raw.assign(length=text(raw["output"]).str.len()).sort_values(
+        ["length", "row_id"], ascending=[False, True], kind="mergesort"
+    )
+    return _result("longest", ranked.head(k), k, len(raw), "raw")
+
+
 def arm_full(inputs: ArmInputs) -> ArmResult:
     """All accepted raw pairs (not sized to k)."""
     raw = _raw_pairs(inputs)
@@ -186,6 +197,7 @@ _BUILDERS = {
     "reflected_all": arm_reflected_all,
     "ifd_topk": arm_ifd_topk,
     "random": arm_random,
+    "longest": arm_longest,
     "full": arm_full,
 }
 

@@ -53,5 +53,5 @@ SELECTION_EXTRA_COLUMNS = [
     "selection_reason",
 ]
 
-ARMS = ("selective", "reflected_all", "ifd_topk", "random", "full")
+ARMS = ("selective", "reflected_all", "ifd_topk", "random", "longest", "full")
 ARM_COLUMNS = ["arm", "row_id", "instruction", "input", "output", "source"]  # source: "raw" | "reflected"

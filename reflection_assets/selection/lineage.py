@@ -67,8 +67,8 @@ lineage AS (
            CASE WHEN sd.selected THEN 'selected' ELSE 'not_selected' END, sd.selection_reason, NULL
     FROM selected_dataset sd JOIN target USING (row_id)
     UNION ALL
-    SELECT 9, 'arm', a.source, a.instruction, a.input, a.output,
-           NULL, NULL, NULL, NULL, NULL, NULL, a.arm
+    SELECT DISTINCT 9, 'arm', a.source, a.instruction, a.input, a.output,
+           NULL, NULL, NULL, NULL, NULL, NULL, a.arm  -- once per arm, whichever seeds drew the row
     FROM arm_datasets a JOIN target USING (row_id)
 )
 SELECT step, stage, version, instruction, input, output, outcome, ifd, rifd, status, decision, reason, arm

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reflection_assets.evaluation.checkpoints import label_of
 from reflection_assets.served.client import ServedModelError, ServedStudent
 
 
@@ -37,7 +38,7 @@ def lora_rank(folder: str) -> int | None:
 
 
 def served_adapters(server: ServedStudent, usable: pd.DataFrame) -> dict[str, str]:
-    """{arm: served name} for every usable `lora_checkpoint` row (arm, adapter_path, checkpoint_key)."""
+    """{model label: served name} for every usable `lora_checkpoint` row (arm, seed, adapter_path, checkpoint_key)."""
     listed = [
         card for card in server.models()
         if str(card.get("id")) != server.model and card.get("parent") in (None, server.model)
@@ -45,7 +46,7 @@ def served_adapters(server: ServedStudent, usable: pd.DataFrame) -> dict[str, st
     names: dict[str, str] = {}
     missing: dict[str, tuple[str, str]] = {}  # arm -> (folder, reason)
     for row in usable.itertuples():
-        arm, folder = str(row.arm), os.path.realpath(str(row.adapter_path))
+        arm, folder = label_of(row), os.path.realpath(str(row.adapter_path))  # the arm, or arm-seedN
         card = next((c for c in listed if same_folder(str(c.get("root") or ""), folder)), None)
         if card is not None:
             names[arm] = str(card["id"])

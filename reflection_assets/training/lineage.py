@@ -9,9 +9,9 @@ once an arm has been trained.
 TRAINED_ROWS_TABLE = "trained_rows"
 
 TRAINED_ON_SQL = f"""
-SELECT t.arm, t.checkpoint_key, c.status, c.adapter_path, c.base_model, c.mlflow_run_id
+SELECT t.arm, t.seed, t.checkpoint_key, c.status, c.adapter_path, c.base_model, c.mlflow_run_id
 FROM {TRAINED_ROWS_TABLE} t
 LEFT JOIN lora_checkpoint c ON c.arm = t.arm AND c.checkpoint_key = t.checkpoint_key
 WHERE t.row_id = CAST(? AS VARCHAR)
-ORDER BY t.arm
+ORDER BY t.arm, t.seed
 """

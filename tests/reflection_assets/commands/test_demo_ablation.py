@@ -1,13 +1,14 @@
-"""The demo ends with the ablation table (values, intervals, verdicts), or says plainly why there is none."""
+"""The demo ends with the ablation: the primary verdict first, the control, the direct comparisons,
+read back from the warehouse; or says plainly why there is none."""
 
 import pandas as pd
 
 from reflection_assets.commands.demo import result_tables
 from reflection_assets.database import connect
-from reflection_assets.evaluation.report import ablation_table
+from reflection_assets.evaluation.report import comparison_table
 
 
-def test_the_demo_ends_with_the_ablation_table(tmp_path):
+def test_the_demo_ends_with_the_primary_verdict_then_the_tables(tmp_path):
     database = tmp_path / "warehouse.duckdb"
     with connect(database) as conn:
         conn.execute("CREATE TABLE other (x INTEGER)")
@@ -15,15 +16,27 @@ def test_the_demo_ends_with_the_ablation_table(tmp_path):
 
     scores = pd.DataFrame(
         [
-            {"model": m, "suite": "heldout_nll", "metric": "nll", "item_id": f"i{k}", "value": v + k}
-            for m, v in (("base", 2.0), ("selective", 1.5), ("random", 2.0))
-            for k in range(5)
+            {"model": m, "suite": "heldout_nll", "metric": "nll", "item_id": f"i{k}", "value": v + k + 0.01 * (k % 3)}
+            for m, v in (("base", 2.0), ("selective", 1.5), ("reflected_all", 2.0), ("full", 1.0))
+            for k in range(12)
         ]
     )
-    report = ablation_table(scores, resamples=100)
+    report = comparison_table(scores)
     with connect(database) as conn:
         conn.register("report_frame", report)
         conn.execute("CREATE TABLE ablation_report AS SELECT * FROM report_frame")
         text = "\n".join(result_tables(conn))
-    assert "| selective | heldout_nll | nll | 5 | 3.500 | -0.500 [-0.500, -0.500] | better |" in text
-    assert "positive control not run" in text
+    lines = text.splitlines()
+    first = lines.index("Ablation:") + 1
+    assert lines[first].startswith("Primary: better: selective vs reflected_all on heldout_nll/nll (delta -0.500")
+    assert lines[first + 1].startswith("Positive control: better: full vs base on heldout_nll/nll")
+    assert "| primary | selective | reflected_all | heldout_nll/nll | 12 | 7.010 |" in text
+    assert "| secondary | selective | full | heldout_nll/nll | 12 |" in text
+
+
+def test_an_ablation_table_from_before_the_long_form_report_asks_for_a_rerun(tmp_path):
+    database = tmp_path / "warehouse.duckdb"
+    with connect(database) as conn:
+        conn.execute("CREATE TABLE ablation_report AS SELECT 'selective' AS model, 'better' AS verdict_vs_base")
+        text = "\n".join(result_tables(conn))
+    assert "predates the long-form report: materialize ablation_report again" in text

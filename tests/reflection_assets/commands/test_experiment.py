@@ -9,7 +9,7 @@ from reflection_assets.ingest import read_dataset
 
 
 def test_sample_file_keeps_the_first_pairs_whole(tmp_path):
-    path, rows, read, rejected = sample_file(str(DEMO_TRAIN_PATH), 5, tmp_path)
+    path, rows, read, rejected, *_ = sample_file(str(DEMO_TRAIN_PATH), 5, tmp_path)
     assert (read, rejected) == (68, {})
     assert rows == 5
     lines = [json.loads(line) for line in open(path)]
@@ -17,6 +17,20 @@ def test_sample_file_keeps_the_first_pairs_whole(tmp_path):
     original = read_dataset(str(DEMO_TRAIN_PATH)).accepted[:5]
     again = read_dataset(path).accepted
     assert [p.content_id() for p in again] == [p.content_id() for p in original]  # same rows, same ids
+
+
+def test_held_out_pairs_come_from_the_same_source_after_the_sample_and_share_no_content(tmp_path):
+    source = tmp_path / "pairs.jsonl"
+    rows = [{"instruction": f"Q{k}", "input": "", "output": f"A{k}"} for k in range(6)]
+    rows += [{"instruction": "Q1", "input": "", "output": "another answer"}]  # a sampled prompt again
+    rows += [{"instruction": "Q9", "input": "", "output": "A2"}]  # a sampled answer again
+    rows += [{"instruction": f"Q{k}", "input": "", "output": f"A{k}"} for k in range(10, 14)]
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    sample = sample_file(str(source), 4, tmp_path / "out", eval_rows=3)
+    assert sample.rows == 4 and sample.heldout_rows == 3
+    held = [json.loads(line) for line in open(sample.heldout_path)]
+    assert [h["instruction"] for h in held] == ["Q4", "Q5", "Q10"]
+    assert sample_file(str(source), 4, tmp_path / "out2").heldout_path == ""  # not asked: none
 
 
 def test_sample_file_keeps_system_prompts_and_turns(tmp_path):
@@ -31,7 +45,7 @@ def test_sample_file_keeps_system_prompts_and_turns(tmp_path):
         ]
     }
     source.write_text(json.dumps(chat) + "\n")
-    path, rows, _, _ = sample_file(str(source), 10, tmp_path / "out")
+    path, rows, *_ = sample_file(str(source), 10, tmp_path / "out")
     (pair,) = read_dataset(path).accepted
     (original,) = read_dataset(str(source)).accepted
     assert rows == 1 and pair.content_id() == original.content_id() and pair.system == "Be brief."

@@ -64,7 +64,7 @@ def test_report_sections_from_a_warehouse(tmp_path):
     assert report["training"][1]["first_loss"] is None and report["training"][1]["skipped_reason"] == "arm has 0 rows"
     assert "ablation" not in report
     text = render_markdown(report)
-    assert "## Ablation (95 % paired bootstrap intervals)\n\nNot materialized (no arm was evaluated)." in text
+    assert "## Ablation\n\nNot materialized (no arm was evaluated)." in text
     assert "`response_reflections`" not in text  # a table that does not exist is not invented
     paths = write_report(report, tmp_path / "reports" / "x")
     assert json.loads(paths["json"].read_text())["arms"]["random"] == 2

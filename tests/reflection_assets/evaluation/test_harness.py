@@ -27,3 +27,24 @@ def test_lm_eval_runs_the_shipped_task_for_the_base_and_an_adapter(tiny_peft, tm
         )
         assert [s.response.strip() for s in samples] == [o.text.strip() for o in ours]
     assert [s.response for s in results[None]] != [s.response for s in results["first"]]
+
+
+def test_the_tasks_number_filter_never_takes_punctuation_for_the_answer():
+    """lm-eval's regex filter: the last match, the first non-empty group of it."""
+    import re
+
+    import yaml
+
+    from reflection_assets.evaluation.harness import ARITHMETIC_TASK, TASK_DIR
+
+    task = yaml.safe_load((TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text())
+    pattern = re.compile(task["filter_list"][0]["filter"][0]["regex_pattern"])
+
+    def extracted(text):
+        last = pattern.findall(text)[-1]
+        return next(g for g in last if g) if isinstance(last, tuple) else last
+
+    assert extracted("So the answer is 42...") == "42"
+    assert extracted("#### 17\nHope this helps.") == "17"
+    assert extracted("It costs $1,234.50 in total.") == "$1,234.50"
+    assert extracted("x = -7.") == "-7"

@@ -31,3 +31,12 @@ def test_a_consistent_judge_gives_wins_and_losses():
 
 def test_an_undecided_judge_is_a_tie():
     assert judge_pair(lambda m, o: [0.5, 0.5], "Q", "a", "b")[0] == TIE
+
+
+def test_a_judge_that_prefers_one_position_in_both_orders_flips():
+    from reflection_assets.evaluation.judge import position_flipped
+
+    assert position_flipped([0.9, 0.1], [0.8, 0.2])  # "1" both times: the order decided
+    assert position_flipped([0.1, 0.9], [0.3, 0.7])  # "2" both times
+    assert not position_flipped([0.9, 0.1], [0.2, 0.8])  # the candidate both times
+    assert not position_flipped([0.2, 0.8], [0.7, 0.3])  # the other answer both times

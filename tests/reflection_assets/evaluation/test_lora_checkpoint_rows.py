@@ -53,7 +53,7 @@ def test_skipped_and_missing_adapters_are_left_out_with_a_reason(saved_adapter, 
     "table, message",
     [
         (pd.DataFrame([{"arm": "selective"}]), "lacks columns"),
-        (pd.DataFrame([row("random", "skipped"), row("random", "skipped")]), "several rows for arms \\['random'\\]"),
+        (pd.DataFrame([row("random", "skipped"), row("random", "skipped")]), "several rows for \\['random seed 0'\\]"),
         (pd.DataFrame([row("random", "done")]), "unknown statuses \\['done'\\]"),
     ],
 )
@@ -76,3 +76,29 @@ def test_attached_adapters_generate_like_the_original(saved_adapter, tiny_peft):
         [GenerationRequest(prompt, 8, "first"), GenerationRequest(prompt, 8)]
     )
     assert [o.token_ids for o in ours] == [o.token_ids for o in theirs]
+
+
+def test_each_seed_of_an_arm_is_its_own_model_under_test(tmp_path):
+    from reflection_assets.evaluation.checkpoints import models_under_test, usable_checkpoints
+
+    folders = []
+    for seed in (0, 1):
+        folder = tmp_path / f"random-{seed}"
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text("{}")
+        folders.append(folder)
+    table = pd.DataFrame(
+        [
+            {**row("random", "trained"), "seed": "0", "adapter_path": str(folders[0]), "checkpoint_key": "k0"},
+            {**row("random", "trained"), "seed": "1", "adapter_path": str(folders[1]), "checkpoint_key": "k1"},
+            {**row("full", "skipped"), "seed": "1", "skipped_reason": "too few rows"},
+        ]
+    )
+    usable, skipped = usable_checkpoints(table)
+    assert skipped == {"full-seed1": "skipped in training: too few rows"}
+    models = models_under_test(usable)
+    assert [(m.name, m.seed, m.adapter, m.label) for m in models] == [
+        ("base", 0, None, "base"),
+        ("random", 0, "random", "random"),
+        ("random", 1, "random-seed1", "random-seed1"),
+    ]

@@ -100,3 +100,38 @@ def test_an_out_of_memory_generation_batch_is_halved_and_each_answer_saved_once(
     assert texts == want.generate(models, generated)
     assert len(saved) == len(set(saved)) == len(models) * len(generated) == cache.count("generation")
     assert evaluator.stats["generated"] == len(models) * len(generated)
+
+
+def test_seeds_of_an_arm_are_scored_apart_truncation_is_flagged_and_the_judge_flips_are_rows(tiny_peft, tmp_path):
+    model, tokenizer = tiny_peft
+    items = build_items(SETTINGS)
+    evaluator = Evaluator(model, tokenizer, "tiny", SETTINGS, EvalOutputCache(tmp_path / "w.duckdb"), log=print)
+    evaluator.judge_name = "a position-biased judge"
+    reseeded = ModelUnderTest("first", "first", "key-1b", seed=1)  # same adapter here: a different key
+    first_position = lambda messages, options: [0.9, 0.1]  # noqa: E731 - "1" whatever the order
+
+    scores = evaluate(evaluator, [BASE_MODEL, FIRST, reseeded], items, choose=first_position, judge_identity="j")
+    firsts = scores[scores["model"] == "first"]
+    assert set(firsts["seed"]) == {0, 1}
+    # A tiny random model never stops within 6 tokens: every generation is cut and said so.
+    generated = scores[scores["suite"].isin(["arithmetic", "ifeval", "gsm8k"])]
+    assert generated["truncated"].all() and not scores.loc[scores["suite"] == "heldout_nll", "truncated"].any()
+    flips = scores[scores["metric"] == "position_flip"]
+    assert len(flips) == 2 * len(items["judge"]) and (flips["value"] == 1.0).all()
+    assert (scores.loc[scores["suite"] == "judge", "judge"] == "a position-biased judge").all()
+    assert (scores.loc[scores["metric"] == "judge_score", "value"] == 0.0).all()  # position bias: ties
+
+
+def test_duplicate_eval_items_are_dropped_with_a_reason(tmp_path):
+    import json
+
+    path = tmp_path / "eval.jsonl"
+    rows = [{"instruction": "Name a colour.", "output": "Blue."}] * 2 + [{"instruction": "Say hi.", "output": "Hi."}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    dropped: list[str] = []
+    items = build_items(EvalSettings(eval_file=str(path), gsm8k_file=str(path), items_per_suite=2), dropped)
+    assert len(items["heldout_nll"]) == 2 and len(items["judge"]) == 2
+    assert dropped == [
+        "heldout_nll: duplicate item dropped: 'Name a colour.'",
+        "judge: duplicate item dropped: 'Name a colour.'",
+    ]

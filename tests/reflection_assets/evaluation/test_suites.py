@@ -31,9 +31,14 @@ def test_ifeval_items_cover_every_checker():
     assert {i.check["kind"] for i in ifeval_items(10)} == set(CHECKERS)  # ten forms, ten kinds
 
 
-def test_the_demo_eval_file_feeds_nll_gsm8k_and_judge_without_overlap():
+def test_the_demo_eval_file_splits_into_gsm8k_and_judge_rows_and_all_of_them_are_nll_items():
+    """gsm8k and judge split the file between them (no row in both); heldout_nll scores every row's
+    reference answer, so it shares instructions with both (the eval_scores metadata says so)."""
     nll, gsm, judged = heldout_items(DEMO_EVAL_PATH), gsm8k_items(DEMO_EVAL_PATH), judge_items(DEMO_EVAL_PATH)
     assert len(nll) == len(gsm) + len(judged)
+    assert not {i.instruction for i in gsm} & {i.instruction for i in judged}
+    nll_instructions = {i.instruction for i in nll}
+    assert {i.instruction for i in judged} <= nll_instructions
     assert gsm[0].reference == "27" and "####" in gsm[0].instruction
 
 

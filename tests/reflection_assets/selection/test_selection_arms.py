@@ -35,7 +35,7 @@ def test_all_arms_columns_and_sizes(pipeline):
         assert (result.frame["arm"] == arm).all()
         assert result.frame["row_id"].is_unique
     sizes = {arm: len(r.frame) for arm, r in results.items()}
-    assert sizes == {"selective": 3, "reflected_all": 3, "ifd_topk": 3, "random": 3, "full": 10}
+    assert sizes == {"selective": 3, "reflected_all": 3, "ifd_topk": 3, "random": 3, "longest": 3, "full": 10}
     assert all(r.shortfall == 0 for r in results.values())
     summary = arm_summary(results).set_index("arm")
     assert summary.loc["reflected_all", "candidates"] == 9  # r8's stage-1 reflection failed
@@ -108,6 +108,7 @@ def test_shortfall_reported(pipeline):
         "reflected_all": (9, 10, 1),
         "ifd_topk": (9, 10, 1),
         "random": (10, 10, 0),
+        "longest": (10, 10, 0),
         "full": (10, 10, 0),
     }
 
@@ -132,6 +133,16 @@ def test_nothing_selected_gives_empty_sized_arms(pipeline):
     sel = pipeline["selection"].assign(selected=False)
     results = build_arms(_inputs(pipeline, selection=sel))
     assert {a: len(r.frame) for a, r in results.items()} == {
-        "selective": 0, "reflected_all": 0, "ifd_topk": 0, "random": 0, "full": 10,
+        "selective": 0, "reflected_all": 0, "ifd_topk": 0, "random": 0, "longest": 0, "full": 10,
     }
     assert all(list(r.frame.columns) == ARM_COLUMNS for r in results.values())
+
+
+def test_longest_takes_the_k_longest_answers_ties_by_row_id(pipeline):
+    raw = pipeline["raw"].copy()
+    lengths = {"r0": 5, "r1": 50, "r2": 20, "r3": 50, "r4": 1}
+    raw["output"] = [("x" * lengths.get(r, 2)) for r in raw["row_id"]]
+    result = build_arm("longest", _inputs(pipeline, raw=raw))
+    assert result.target == 3
+    assert sorted(result.frame["row_id"]) == ["r1", "r2", "r3"]
+    assert (result.frame["source"] == "raw").all()
