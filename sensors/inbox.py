@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from reflection_assets.jobs import dataset_job
-from reflection_assets.partitions import dataset_partitions
+from reflection_assets.partitions import FIRST_SEED, dataset_partitions, seed_partitions
 from reflection_assets.paths import inbox_dir, warehouse_path
 from reflection_assets.sources import DatasetSource, lookup_source, partition_key_for, register_source
 
@@ -120,6 +120,12 @@ def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         context.log.info(f"inbox: {path.name} -> partition {key}")
     return dg.SensorResult(
         run_requests=run_requests,
-        dynamic_partitions_requests=[dataset_partitions.build_add_request([k for k, _ in found])] if found else [],
+        # Seed 0 of the arm x seed partitions, so automation trains every arm once (drivers add more seeds).
+        dynamic_partitions_requests=[
+            dataset_partitions.build_add_request([k for k, _ in found]),
+            seed_partitions.build_add_request([FIRST_SEED]),
+        ]
+        if found
+        else [],
         cursor=json.dumps(new_cursor),
     )

@@ -28,8 +28,11 @@ import pandas as pd
 import pytest
 
 from reflection_assets.cli import main as cli
+from reflection_assets.evaluation.suites import GENERATED_SUITES
 from reflection_assets.paths import checkpoints_dir, warehouse_path
 from reflection_assets.training.checkpoints import CheckpointLayout
+
+SHORT_ANSWERS = dict.fromkeys(GENERATED_SUITES, 8)  # tokens per generated suite: fast, every answer cut
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # two killed runs and two re-runs, each a Dagster process
@@ -57,7 +60,8 @@ WORKER = textwrap.dedent(
 TRAINING = {"rank": 4, "alpha": 8, "dropout": 0.0, "epochs": 1, "batch_size": 1, "learning_rate": 5e-3,
             "max_length": 128, "min_rows": 2, "save_steps": 2}
 TRAINING_ROWS = 16  # 16 optimizer steps, a checkpoint every 2
-EVALUATION = {"items_per_suite": 3, "max_new_tokens": 8, "judge": False, "lm_eval": False, "batch_tokens": 120}
+EVALUATION = {"items_per_suite": 3, "max_new_tokens": SHORT_ANSWERS, "judge": False, "lm_eval": False,
+              "batch_tokens": 120}
 
 
 @pytest.fixture
@@ -177,7 +181,7 @@ def seed_checkpoint_tables(student: str, root: Path) -> None:
     checkpoints = pd.DataFrame(
         [
             {
-                "arm": arm, "status": "trained" if arm in trained else "skipped",
+                "arm": arm, "seed": "0", "status": "trained" if arm in trained else "skipped",
                 "skipped_reason": "" if arm in trained else "no rows", "checkpoint_key": f"key-{arm}",
                 "adapter_path": str(root / arm) if arm in trained else "", "base_model": student,
                 "base_fingerprint": "tiny", "rows_given": 2, "rows_trained": 2 if arm in trained else 0,
@@ -189,7 +193,7 @@ def seed_checkpoint_tables(student: str, root: Path) -> None:
         columns=CHECKPOINT_COLUMNS,
     )
     arms = pd.DataFrame([{"arm": arm, "row_id": f"{arm}-1", "instruction": "Name a colour.", "input": "",
-                          "output": "Blue.", "source": "raw"} for arm in trained])
+                          "output": "Blue.", "source": "raw", "seed": "0"} for arm in trained])
     write_tables({"lora_checkpoint": checkpoints, "arm_datasets": arms})
 
 

@@ -27,13 +27,15 @@ import pytest
 from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.evaluation.suites import GENERATED_SUITES, default_eval_file, heldout_items
-from reflection_assets.partitions import DATASETS
+from reflection_assets.partitions import DATASETS, SEEDS, arm_key
 from reflection_assets.paths import warehouse_path
 from reflection_assets.sources import DatasetSource, register_source
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
 from resources.student import StudentModel
 from resources.teacher_scripted import CannedReply, ScriptedTeacher
 from tests.support.training import sample_pairs
+
+SHORT_ANSWERS = dict.fromkeys(GENERATED_SUITES, 8)  # tokens per generated suite: fast, every answer cut
 
 pytestmark = pytest.mark.slow  # about a minute: nine trainings and three evaluations of a tiny model
 
@@ -55,7 +57,8 @@ TRAINING = {"ops": {"lora_checkpoint": {"config": {
     "max_length": 128, "min_rows": 2,
 }}}}
 ITEMS = 3
-EVALUATION = {"ops": {"eval_scores": {"config": {"items_per_suite": ITEMS, "max_new_tokens": 8, "judge": True}},
+EVALUATION = {"ops": {"eval_scores": {"config": {"items_per_suite": ITEMS, "max_new_tokens": SHORT_ANSWERS,
+                                                 "judge": True}},
                       "ablation_report": {"config": {"resamples": 200}}}}
 GENERATIONS_PER_MODEL = ITEMS * len(GENERATED_SUITES)  # arithmetic, ifeval, gsm8k, judge: 3 items each
 NLL_PER_MODEL = len(heldout_items(default_eval_file()))
@@ -86,6 +89,7 @@ def add_dataset(instance: dg.DagsterInstance, folder, key: str) -> None:
                             for p in DATASET_PAIRS[key]))
     register_source(warehouse_path(), key, DatasetSource(str(path)))
     instance.add_dynamic_partitions(DATASETS, [key])
+    instance.add_dynamic_partitions(SEEDS, ["0"])
 
 
 @dataclass
@@ -122,7 +126,7 @@ class Graph:
         """selected_dataset, then arm_datasets + lora_checkpoint per arm, then eval_scores + ablation_report."""
         selection = self.run(["selected_dataset"],
                              run_config={"ops": {"selected_dataset": {"config": {**SELECTION, **setting}}}})
-        arms = {arm: self.run(["arm_datasets", "lora_checkpoint"], arm, TRAINING) for arm in ARMS}
+        arms = {arm: self.run(["arm_datasets", "lora_checkpoint"], arm_key(arm), TRAINING) for arm in ARMS}
         evaluation = self.run(["eval_scores", "ablation_report"], run_config=EVALUATION)
         return Onward(
             runs=[selection, *arms.values(), evaluation],
@@ -238,7 +242,7 @@ def test_new_dataset_and_new_selection_setting_recompute_only_what_changed(dagst
     third = graph.selection_onward(extension_budget_fraction=0.25)
     done = materialized(instance, *third.runs)
     assert done == {("selected_dataset", None), ("eval_scores", None), ("ablation_report", None),
-                    *{(asset, arm) for asset in ("arm_datasets", "lora_checkpoint") for arm in ARMS}}
+                    *{(asset, f"{arm}|0") for asset in ("arm_datasets", "lora_checkpoint") for arm in ARMS}}
     assert not {asset for asset, _ in done} & set(PER_DATASET)  # nothing upstream ran
     assert upstream_history(instance) == upstream_before
     assert (third.selection["teacher_calls_made"], third.selection["tokens_computed"]) == (0, 0)

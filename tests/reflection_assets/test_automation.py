@@ -15,7 +15,9 @@ from reflection_assets.automation import (
     with_automation,
 )
 from reflection_assets.definitions import defs
-from reflection_assets.partitions import ARMS, DATASETS
+from reflection_assets.partitions import ARMS, DATASETS, FIRST_SEED, SEEDS, arm_key
+
+ARM_SEED_0 = {str(arm_key(arm)) for arm in ARMS}  # automation trains each arm once, seed 0
 
 PER_DATASET = [
     "instruction_reflections", "raw_ifd_scores", "instruction_ifd_scores", "response_reflections", "response_scores",
@@ -53,6 +55,7 @@ def score_whole_partition(ticks: Ticks, partition: str) -> None:
 
 
 def test_a_new_partition_flows_stage_by_stage_into_one_selection(dagster_instance):
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["alpaca"])
     ticks = Ticks(dagster_instance)
     assert ticks.tick() == {}  # nothing materialized: nothing to do (and no selection from nothing)
@@ -67,11 +70,12 @@ def test_a_new_partition_flows_stage_by_stage_into_one_selection(dagster_instanc
     # The arms wait for the new selection, not for the per-dataset tables they also read.
     ticks.materialize("selected_dataset")
     # Each arm's rows and its adapter in one request (training follows its own arm's rows).
-    assert ticks.tick() == {"arm_datasets": set(ARMS), "lora_checkpoint": set(ARMS)}
+    assert ticks.tick() == {"arm_datasets": ARM_SEED_0, "lora_checkpoint": ARM_SEED_0}
     assert ticks.tick() == {}
 
 
 def test_two_finished_partitions_make_one_selection_not_two(dagster_instance):
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["first", "second"])
     ticks = Ticks(dagster_instance)
     ticks.tick()
@@ -81,10 +85,11 @@ def test_two_finished_partitions_make_one_selection_not_two(dagster_instance):
     requested = ticks.tick()
     assert requested == {"selected_dataset": {None}}
     ticks.materialize("selected_dataset")
-    assert ticks.tick() == {"arm_datasets": set(ARMS), "lora_checkpoint": set(ARMS)}  # one selection, one round
+    assert ticks.tick() == {"arm_datasets": ARM_SEED_0, "lora_checkpoint": ARM_SEED_0}  # one selection, one round
 
 
 def test_a_second_dataset_waits_for_its_own_chain_before_the_next_selection(dagster_instance):
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["first"])
     ticks = Ticks(dagster_instance)
     ticks.tick()
@@ -92,6 +97,7 @@ def test_a_second_dataset_waits_for_its_own_chain_before_the_next_selection(dags
     score_whole_partition(ticks, "first")
     ticks.materialize("selected_dataset")
     ticks.tick()
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["second"])
     ingest(ticks, "second")
     # The chain of `second` is requested; selecting now would read the tables without it.
@@ -102,6 +108,7 @@ def test_a_second_dataset_waits_for_its_own_chain_before_the_next_selection(dags
 
 def test_no_selection_while_a_partition_run_is_in_flight(dagster_instance):
     """`first` is done and never selected, but `second`'s run is going: wait for it, then select once."""
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["first", "second"])
     ticks = Ticks(dagster_instance)
     ticks.tick()
@@ -121,6 +128,7 @@ def test_no_selection_while_a_partition_run_is_in_flight(dagster_instance):
 
 def test_a_partition_that_never_materialized_does_not_block_the_rest(dagster_instance):
     # `broken` was registered (say its file failed to parse) and never produced a table.
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["good", "broken"])
     ticks = Ticks(dagster_instance)
     ticks.tick()
@@ -136,6 +144,7 @@ def test_plain_eager_would_block_the_fan_in_on_that_partition(dagster_instance):
         if spec.key.to_user_string() == "selected_dataset" else spec,
         list(defs.resolve_asset_graph().assets_defs),
     )
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["good", "broken"])
     ticks = Ticks(dagster_instance, dg.Definitions(assets=eager))
     ticks.tick()

@@ -26,6 +26,8 @@ def test_new_complete_file_becomes_a_partition_and_a_run(tmp_path, monkeypatch, 
     result = inbox_sensor(context)
     assert [r.partition_key for r in result.run_requests] == ["my_data"]
     assert result.dynamic_partitions_requests[0].partition_keys == ["my_data"]
+    assert result.dynamic_partitions_requests[1].partitions_def_name == "seeds"
+    assert result.dynamic_partitions_requests[1].partition_keys == ["0"]  # automation trains every arm once
     config = result.run_requests[0].run_config["ops"]["raw_instructions"]["config"]
     assert config["source"].endswith("My Data.jsonl")
     assert lookup_source(warehouse_path(), "my_data").source.endswith("My Data.jsonl")

@@ -40,7 +40,7 @@ def seed_arm_tables(instance, rows: int) -> None:  # noqa: ANN001 - a DagsterIns
     partition "t", all of them in the selective arm (for tests that start at training)."""
     import pandas as pd
 
-    from reflection_assets.partitions import DATASETS
+    from reflection_assets.partitions import DATASETS, SEEDS
     from reflection_assets.schema import RAW_COLUMNS
 
     pairs = sample_pairs(rows)
@@ -70,10 +70,12 @@ def seed_arm_tables(instance, rows: int) -> None:  # noqa: ANN001 - a DagsterIns
             "input": raw["input"],
             "output": raw["output"],
             "source": "raw",
+            "seed": "0",
         }
     )
     write_tables({"raw_instructions": raw, "arm_datasets": arm})
     instance.add_dynamic_partitions(DATASETS, ["t"])
+    instance.add_dynamic_partitions(SEEDS, ["0"])
 
 
 def write_tables(tables: dict) -> None:
@@ -96,12 +98,13 @@ def materialize_checkpoint(instance, base: str, config: dict):  # noqa: ANN001, 
 
     from reflection_assets.definitions import ASSET_MODULES
     from reflection_assets.deployment import build_resources
+    from reflection_assets.partitions import arm_key
     from resources.student import StudentModel
 
     return dg.materialize(
         dg.load_assets_from_modules(ASSET_MODULES),
         selection=["lora_checkpoint"],
-        partition_key="selective",
+        partition_key=arm_key("selective"),
         instance=instance,
         resources={**build_resources(), "student": StudentModel(model=base)},
         run_config={"ops": {"lora_checkpoint": {"config": config}}},

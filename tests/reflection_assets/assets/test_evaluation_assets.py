@@ -9,18 +9,21 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from reflection_assets.assets.evaluation import METHOD_CHECK, ablation_report, eval_scores
+from reflection_assets.assets.evaluation import CONTROL_CHECK, METHOD_CHECK, ablation_report, eval_scores
 from reflection_assets.demo_data import DEMO_EVAL_PATH
-from reflection_assets.evaluation.report import REPORT_COLUMNS
+from reflection_assets.evaluation.report import COMPARISON_COLUMNS
 from reflection_assets.evaluation.runner import SCORE_COLUMNS
-from reflection_assets.evaluation.suites import heldout_items
-from reflection_assets.partitions import arm_partitions
+from reflection_assets.evaluation.suites import GENERATED_SUITES, heldout_items
+from reflection_assets.partitions import ARM_PARTITION_EXPR, SEEDS, arm_and_seed, arm_key, arm_partitions
+from resources.judge import JudgeModel
 from resources.student import StudentModel
 from resources.teacher_local import TransformersTeacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
+from resources.warehouse_io import WarehouseIOManager
+
+SHORT_ANSWERS = dict.fromkeys(GENERATED_SUITES, 8)  # tokens per generated suite: fast, every answer cut
 
 TRAINED_ARMS = {"selective": 11, "random": 12}
 LEAKED = heldout_items(DEMO_EVAL_PATH)[0]  # the selective arm's data copies this eval item
@@ -47,9 +50,9 @@ def tiny_checkpoints(tmp_path_factory):
 
 
 def stand_in_assets(root):
-    @dg.asset(name="arm_datasets", partitions_def=arm_partitions, metadata={"partition_expr": "arm"})
+    @dg.asset(name="arm_datasets", partitions_def=arm_partitions, metadata={"partition_expr": ARM_PARTITION_EXPR})
     def arm_datasets(context) -> pd.DataFrame:
-        arm = context.partition_key
+        arm, seed = arm_and_seed(context.partition_key)
         rows = [
             {
                 "arm": arm,
@@ -71,19 +74,20 @@ def stand_in_assets(root):
                     "source": "reflected",
                 }
             )
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).assign(seed=str(seed))
 
-    @dg.asset(name="lora_checkpoint", partitions_def=arm_partitions, metadata={"partition_expr": "arm"})
+    @dg.asset(name="lora_checkpoint", partitions_def=arm_partitions, metadata={"partition_expr": ARM_PARTITION_EXPR})
     def lora_checkpoint(context) -> pd.DataFrame:
-        arm = context.partition_key
+        arm, seed = arm_and_seed(context.partition_key)
         trained = arm in TRAINED_ARMS
         return pd.DataFrame(
             [
                 {
                     "arm": arm,
+                    "seed": str(seed),
                     "status": "trained" if trained else "skipped",
                     "skipped_reason": "" if trained else "no rows",
-                    "checkpoint_key": f"key-{arm}",
+                    "checkpoint_key": f"key-{arm}-{seed}",
                     "adapter_path": str(root / arm) if trained else "",
                     "base_model": str(root / "base"),
                     "base_fingerprint": "tiny",
@@ -102,17 +106,18 @@ def stand_in_assets(root):
 
 def resources(root, database):
     return {
-        "io_manager": DuckDBPandasIOManager(database=str(database), schema="main"),
+        "io_manager": WarehouseIOManager(database=str(database), schema="main"),
         "warehouse": Warehouse(database=str(database)),
         "mlflow": MlflowTracking(),
         "student": StudentModel(model=str(root / "base")),
         "teacher": TransformersTeacher(model_ref=str(root / "base")),
+        "judge": JudgeModel(),  # the teacher judges
     }
 
 
 RUN_CONFIG = {
     "ops": {
-        "eval_scores": {"config": {"items_per_suite": 3, "max_new_tokens": 8}},
+        "eval_scores": {"config": {"items_per_suite": 3, "max_new_tokens": SHORT_ANSWERS}},
         "ablation_report": {"config": {"resamples": 200}},
     }
 }
@@ -122,9 +127,13 @@ def test_eval_scores_and_ablation_report(tiny_checkpoints, tmp_path, dagster_ins
     database = tmp_path / "warehouse.duckdb"
     stand_ins = stand_in_assets(tiny_checkpoints)
     assets = [*stand_ins, eval_scores, ablation_report]
-    for arm in ("selective", "random", "ifd_topk"):
+    dagster_instance.add_dynamic_partitions(SEEDS, ["0", "1"])
+    for arm, seed in (("selective", 0), ("selective", 1), ("random", 0), ("ifd_topk", 0)):
         assert dg.materialize(
-            stand_ins, partition_key=arm, instance=dagster_instance, resources=resources(tiny_checkpoints, database)
+            stand_ins,
+            partition_key=arm_key(arm, seed),
+            instance=dagster_instance,
+            resources=resources(tiny_checkpoints, database),
         ).success
 
     def run():
@@ -141,17 +150,21 @@ def test_eval_scores_and_ablation_report(tiny_checkpoints, tmp_path, dagster_ins
     scores = first.output_for_node("eval_scores")
     assert list(scores.columns) == SCORE_COLUMNS
     assert set(scores["model"]) == {"base", "selective", "random"}
+    assert set(scores.loc[scores["model"] == "selective", "seed"]) == {0, 1}  # each seed is its own model
     assert set(scores["suite"]) == {"heldout_nll", "arithmetic", "ifeval", "gsm8k", "judge", "lm_eval_arithmetic"}
-    assert not scores.duplicated(["model", "suite", "item_id", "metric"]).any()
+    assert not scores.duplicated(["model", "seed", "suite", "item_id", "metric"]).any()
     assert set(scores.loc[scores["suite"] == "judge", "model"]) == {"selective", "random"}
-    assert set(scores.loc[scores["suite"] == "judge", "value"]) <= {-1.0, 0.0, 1.0}
-    per_model = scores.groupby("model").size()
-    assert per_model["selective"] == per_model["random"]
+    judged = scores[scores["metric"] == "judge_score"]
+    assert set(judged["value"]) <= {-1.0, 0.0, 1.0}
+    assert set(scores.loc[scores["metric"] == "position_flip", "value"]) <= {0.0, 1.0}
+    assert judged["judge"].str.endswith("(the teacher and the student's base model)").all()
+    per_model = scores.groupby(["model", "seed"]).size()
+    assert per_model[("selective", 0)] == per_model[("selective", 1)] == per_model[("random", 0)]
     # The leaked question is flagged for every model, in both suites that ask it (held-out NLL and
     # GSM8K), and nothing else is.
     leaked = scores[scores["contaminated"]]
     assert all(text.startswith(LEAKED.instruction) for text in leaked["instruction"])
-    assert set(leaked["suite"]) == {"heldout_nll", "gsm8k"} and len(leaked) == 2 * 3
+    assert set(leaked["suite"]) == {"heldout_nll", "gsm8k"} and len(leaked) == 2 * 4  # base, 2 selective, random
 
     materialization = dagster_instance.get_latest_materialization_event(
         dg.AssetKey("eval_scores")
@@ -159,22 +172,32 @@ def test_eval_scores_and_ablation_report(tiny_checkpoints, tmp_path, dagster_ins
     meta = materialization.metadata
     assert meta["arms_skipped"].value == {"ifd_topk": "skipped in training: no rows"}
     assert meta["generated"].value > 0 and meta["generated_cached"].value == 0
+    assert 0.0 <= meta["truncation_rate"].value <= 1.0 and set(meta["truncated_per_suite"].value) >= {"arithmetic"}
+    assert meta["items_dropped_duplicate"].value == 0 and "share instructions" in meta["suite_overlap"].value
 
     report = first.output_for_node("ablation_report")
-    assert list(report.columns) == REPORT_COLUMNS
-    assert set(report["model"]) == {"base", "selective", "random"}
-    nll = report[(report["suite"] == "heldout_nll")].set_index("model")
-    assert nll.loc["base", "n"] == len(heldout_items(DEMO_EVAL_PATH)) - 1  # the contaminated item is left out
-    assert nll.loc["selective", "verdict_vs_base"] in ("better", "worse", "no evidence either way")
-    assert nll.loc["selective", "verdict_vs_random"] != "" and nll.loc["random", "verdict_vs_random"] == ""
-    assert nll.loc["base", "verdict_vs_base"] == ""
+    assert list(report.columns) == COMPARISON_COLUMNS
+    # No reflected_all was trained: the primary falls back to the base, and comes first.
+    primary = report.iloc[0]
+    assert (primary["role"], primary["model"], primary["reference"], primary["suite"]) == (
+        "primary", "selective", "base", "heldout_nll"
+    )
+    assert primary["n"] == len(heldout_items(DEMO_EVAL_PATH)) - 1  # paired items; the contaminated one left out
+    assert primary["model_seeds"] == 2 and primary["model_rows"] == 2
+    pairs = set(zip(report["model"], report["reference"]))
+    assert pairs == {("selective", "base"), ("random", "base"), ("selective", "random")}
+    secondary = report[report["role"] == "secondary"]
+    assert (secondary["p_adjusted"] >= secondary["p_value"]).all()
     report_meta = dagster_instance.get_latest_materialization_event(
         dg.AssetKey("ablation_report")
     ).asset_materialization.metadata
-    assert "| selective | heldout_nll | nll |" in report_meta["table"].value
+    assert report_meta["headline"].value.startswith("Primary: ")
+    assert "| primary | selective | base | heldout_nll/nll |" in report_meta["table"].value
     assert report_meta["intervals"].value.startswith("![")
-    check = first.get_asset_check_evaluations()[0]
-    assert check.check_name == METHOD_CHECK and check.severity == dg.AssetCheckSeverity.WARN
+    checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
+    assert set(checks) == {METHOD_CHECK, CONTROL_CHECK}
+    assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks.values())
+    assert not checks[CONTROL_CHECK].passed  # no `full` arm: the control did not run, and the check says so
 
     # A re-run costs nothing: every output comes from the cache, and the numbers are the same.
     second = run()

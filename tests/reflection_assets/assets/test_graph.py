@@ -8,7 +8,7 @@ import pytest
 
 from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
-from reflection_assets.partitions import DATASETS
+from reflection_assets.partitions import DATASETS, SEEDS, arm_key
 from reflection_assets.paths import warehouse_path
 from reflection_assets.selection.lineage import LINEAGE_SQL
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
@@ -58,6 +58,7 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
 
     register_source(warehouse_path(), "tiny", DatasetSource(str(tiny_source)))
     dagster_instance.add_dynamic_partitions(DATASETS, ["tiny"])
+    dagster_instance.add_dynamic_partitions(SEEDS, ["0"])
 
     first = run(dagster_instance, PER_DATASET, "tiny", RUN_CONFIG)
     assert first.success
@@ -87,7 +88,7 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
     meta = metadata(selection, "selected_dataset")
     assert meta["rows_scored"].value == 3
     for arm in ("full", "random"):
-        result = run(dagster_instance, ["arm_datasets"], arm)
+        result = run(dagster_instance, ["arm_datasets"], arm_key(arm))
         assert result.success
         assert metadata(result, "arm_datasets")["rows"].value == (3 if arm == "full" else meta["rows_selected"].value)
 

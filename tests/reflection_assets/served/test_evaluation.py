@@ -24,12 +24,14 @@ from reflection_assets.evaluation.runner import EvalSettings, Evaluator, build_i
 from reflection_assets.evaluation.suites import GENERATED_SUITES, HELDOUT_NLL
 from reflection_assets.http_retries import RetryPolicy
 from reflection_assets.model_store import local_dir
+from reflection_assets.partitions import SEEDS, arm_key
 from reflection_assets.served.adapters import served_adapters
 from reflection_assets.served.client import ServedModelError, ServedStudent
 from reflection_assets.served.evaluation import SERVED_MARKER, ServedEvalBackend
 from support.fake_vllm import FakeVllm, base_model
 from support.lora_adapter import make_adapter
 from tests.reflection_assets.assets.test_evaluation_assets import (  # the tiny base, its adapters, the stand-ins
+    SHORT_ANSWERS,
     TRAINED_ARMS,
     resources,
     stand_in_assets,
@@ -185,11 +187,13 @@ def test_eval_scores_runs_on_the_served_student(tiny_checkpoints, tmp_path, dags
     root = tiny_checkpoints
     database = tmp_path / "warehouse.duckdb"
     stand_ins = stand_in_assets(root)
+    dagster_instance.add_dynamic_partitions(SEEDS, ["0"])
     for arm in ("selective", "random", "ifd_topk"):
         assert dg.materialize(
-            stand_ins, partition_key=arm, instance=dagster_instance, resources=resources(root, database)
+            stand_ins, partition_key=arm_key(arm), instance=dagster_instance, resources=resources(root, database)
         ).success
-    config = {"ops": {"eval_scores": {"config": {"items_per_suite": 2, "max_new_tokens": 6, "judge": False}}}}
+    config = {"ops": {"eval_scores": {"config": {"items_per_suite": 2, "max_new_tokens": SHORT_ANSWERS,
+                                                 "judge": False}}}}
     with FakeVllm(served_name="tiny", model_ref=str(root / "base"), api_key="k3y-never-stored") as fake:
         student = StudentModel(model=str(root / "base"), base_url=fake.url, served_model="tiny",
                                api_key="k3y-never-stored", max_attempts=2)
