@@ -33,10 +33,12 @@ demo: install concurrency
 
 # The same graph on real data (REFLECTION_DATA: any file `validate` reads; EXPERIMENT_ROWS first pairs of it),
 # with a report under data/reports/ and in MLflow. The teacher comes from REFLECTION_TEACHER_* when set.
+# EXPERIMENT_SEEDS training seeds per arm; held-out eval pairs are the next rows of the same source.
 EXPERIMENT_ROWS ?= 200
+EXPERIMENT_SEEDS ?= 3
 experiment: install concurrency
 	@test -n "$$REFLECTION_DATA" || { echo "set REFLECTION_DATA to a dataset file, e.g. ../shared/data/alpaca_cherry_5pct.json"; exit 2; }
-	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning experiment --rows $(EXPERIMENT_ROWS)
+	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning experiment --rows $(EXPERIMENT_ROWS) --seeds $(EXPERIMENT_SEEDS)
 
 # One OpenMP thread per process: tests run servers (webserver, transformers serve) beside the test
 # process, and two-thread torch processes fighting over 2 cores spin instead of working.

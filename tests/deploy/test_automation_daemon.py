@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from reflection_assets.selection.columns import ARMS
 from support.dagster_dev import start_dagster_dev, stop_session
 from support.fault_server import FaultServer
 
@@ -116,7 +117,8 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
     assert launched_by == {"inbox_sensor", "automation_sensor"}, summary  # nobody launched a job by hand
     assert selections == 1 and evaluations == 1, summary  # one selection for the new partition, not one per step
     assert teacher.request_count >= 2 * ROWS  # both teacher stages ran, over HTTP
-    # Five arm runs may run at once (max_concurrent_runs 4), but the `gpu` pool's one slot lets one
-    # training step run at a time.
-    assert len(training) == 5 and all(end <= start for (_, end), (start, _) in zip(training, training[1:])), training
+    # Six arm runs (every arm, seed 0: the inbox sensor registers it) may run at once (max_concurrent_runs
+    # 4), but the `gpu` pool's one slot lets one training step run at a time.
+    assert len(training) == len(ARMS), training
+    assert all(end <= start for (_, end), (start, _) in zip(training, training[1:])), training
     print(f"{len(runs)} runs: {summary}")

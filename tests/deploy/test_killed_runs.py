@@ -138,14 +138,14 @@ def test_training_killed_mid_run_resumes_from_its_checkpoint(home):
 
     instance = dg.DagsterInstance.get()
     seed_arm_tables(instance, TRAINING_ROWS)
-    kill_when(materialize_args("lora_checkpoint", "selective", TRAINING), saved_trainer_checkpoint)
+    kill_when(materialize_args("lora_checkpoint", "selective|0", TRAINING), saved_trainer_checkpoint)
     (folder,) = (checkpoints_dir() / "selective").glob("*/")
     layout = CheckpointLayout(folder)
     saved_step = int(Path(layout.last_trainer_checkpoint()).name.split("-")[1])
     assert 2 <= saved_step < TRAINING_ROWS and not layout.is_finished()
     killed = recover(instance)
 
-    meta = rerun(instance, "lora_checkpoint", "selective", TRAINING)
+    meta = rerun(instance, "lora_checkpoint", "selective|0", TRAINING)
     assert meta["status"] == "trained" and meta["rows_trained"] == TRAINING_ROWS
     assert meta["resumed_from_step"] >= saved_step and meta["steps"] == TRAINING_ROWS
     assert layout.is_finished() and not layout.trainer_dir.exists()  # the intermediate saves are gone
@@ -210,6 +210,7 @@ def saved_generations() -> int:
 
 def test_evaluation_killed_mid_pass_reuses_the_saved_generations(home, tiny_student, tmp_path):
     instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions("seeds", ["0"])  # the arm x seed tables below are seed 0
     seed_checkpoint_tables(tiny_student, tmp_path / "adapters")
     kill_when(materialize_args("eval_scores", None, EVALUATION), lambda: saved_generations() >= 4)
     saved = saved_generations()

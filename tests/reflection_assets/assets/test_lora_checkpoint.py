@@ -73,12 +73,12 @@ def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
     assert [r[0] for r in trained] == [p.row_id for p in sample_pairs(8)]
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         trained_on = conn.execute(TRAINED_ON_SQL, ["r03"]).fetchall()
-    assert trained_on == [("selective", row["checkpoint_key"], "trained", row["adapter_path"], tiny_base,
+    assert trained_on == [("selective", "0", row["checkpoint_key"], "trained", row["adapter_path"], tiny_base,
                            row["mlflow_run_id"])]
 
     mlflow.set_tracking_uri(build_resources()["mlflow"].resolved_uri())
     run = mlflow.get_run(row["mlflow_run_id"])
-    assert run.data.tags["dagster.partition_key"] == "selective" and run.data.tags["dagster.run_id"] == first.run_id
+    assert run.data.tags["dagster.partition_key"] == "selective|0" and run.data.tags["dagster.run_id"] == first.run_id
     losses = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in losses] == list(range(1, row["steps"] + 1))  # one point per step, none twice
 

@@ -7,7 +7,7 @@ import pytest
 
 from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
-from reflection_assets.partitions import DATASETS
+from reflection_assets.partitions import DATASETS, SEEDS, arm_key
 from reflection_assets.paths import warehouse_path
 from reflection_assets.reflection70b import validate_reflection_format
 from resources.teacher_scripted import CannedReply, ScriptedTeacher
@@ -144,8 +144,9 @@ def test_empty_selection_is_a_reasoned_result_and_the_arms_skip_with_it(dagster_
     assert meta["empty_reason"].value == "0 of 4 rows were selected (answer_lost 4)"
     assert meta["q_reflected__a_lost__rows"].value == 2 and meta["q_original__a_lost__rows"].value == 2
 
+    dagster_instance.add_dynamic_partitions(SEEDS, ["0"])
     for arm in ("selective", "random"):  # the arms sized to the selection
-        arm_run = _materialize(dagster_instance, ["arm_datasets"], partition=arm)
+        arm_run = _materialize(dagster_instance, ["arm_datasets"], partition=arm_key(arm))
         assert arm_run.success
         arm_meta = arm_run.asset_materializations_for_node("arm_datasets")[0].metadata
         assert arm_meta["rows"].value == 0
