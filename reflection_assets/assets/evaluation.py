@@ -137,7 +137,7 @@ def eval_scores(
         if adapter_names:
             context.log.info(f"served adapters: {adapter_names}")
         context.log.info(
-            f"evaluating {[m.name for m in models]} on {', '.join(f'{s} ({len(v)})' for s, v in items.items())}"
+            f"evaluating {[m.label for m in models]} on {', '.join(f'{s} ({len(v)})' for s, v in items.items())}"
         )
         for reason in dropped:
             context.log.warning(reason)
@@ -185,7 +185,7 @@ def eval_scores(
         metrics={k: float(v) for k, v in numbers.items()},
         params={
             **settings.record(),
-            "models": [m.name for m in models],
+            "models": [m.label for m in models],
             "skipped": skipped,
             "student_backend": evaluator.backend.describe(),  # never the key: describe() leaves it out
             "served_adapters": adapter_names,
@@ -195,7 +195,7 @@ def eval_scores(
         value=scores,
         metadata={
             **numeric_metadata(numbers),
-            "models_evaluated": dg.MetadataValue.json([m.name for m in models]),
+            "models_evaluated": dg.MetadataValue.json([m.label for m in models]),
             "arms_skipped": dg.MetadataValue.json(skipped),
             "truncated_per_suite": dg.MetadataValue.json(
                 {str(k): round(float(v), 3) for k, v in generated.groupby("suite")["truncated"].mean().items()}

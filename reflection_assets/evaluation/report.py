@@ -340,13 +340,13 @@ def _int(value) -> str:
 def markdown_table(table: pd.DataFrame, method_only: bool = False) -> str:
     """Rows as a reader reads them: role, who vs whom, values, delta [95% CI], p (adjusted), verdict, detectable."""
     lines = [
-        "| role | model | vs | suite/metric | n | value (sd over seeds) | ref value | delta [95% CI] "
+        "| role | model | vs | suite/metric | n | value ± sd over seeds (per seed) | ref value | delta [95% CI] "
         "| p (adj.) | verdict | detectable | rows | seeds |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     shown = table[table["model"] == METHOD_ARM] if method_only else table
     for r in shown.itertuples():
-        sd = f" ({_fmt(r.model_sd_over_seeds)})" if not _missing(r.model_sd_over_seeds) else ""
+        sd = "" if _missing(r.model_sd_over_seeds) else f" ± {_fmt(r.model_sd_over_seeds)} ({r.model_seed_values})"
         p = _fmt(r.p_value) if r.role != SECONDARY else f"{_fmt(r.p_value)} ({_fmt(r.p_adjusted)})"
         lines.append(
             f"| {r.role} | {r.model} | {r.reference} | {r.suite}/{r.metric} | {r.n} | {_fmt(r.model_value)}{sd} "
