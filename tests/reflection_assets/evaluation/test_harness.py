@@ -14,6 +14,12 @@ def test_lm_eval_runs_the_shipped_task_for_the_base_and_an_adapter(tiny_peft, tm
     results = run_harness(model, tokenizer, [None, "first"], [ARITHMETIC_TASK], folder)
 
     assert set(results) == {None, "first"}
+    import yaml
+
+    from reflection_assets.evaluation.harness import TASK_DIR
+
+    task = yaml.safe_load((TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text())
+    length = task["generation_kwargs"]["max_gen_toks"]
     engine = GenerationEngine(model, tokenizer)
     for adapter, samples in results.items():
         assert [s.doc_index for s in samples] == [0, 1, 2]
@@ -23,7 +29,7 @@ def test_lm_eval_runs_the_shipped_task_for_the_base_and_an_adapter(tiny_peft, tm
             assert sample.score == float(sample.output == item.reference)
         # lm-eval used the adapter it was asked for: its greedy text is our engine's for that adapter.
         ours = engine.generate(
-            [GenerationRequest(tuple(prompt_ids(tokenizer, "chat", i.instruction)), 64, adapter) for i in items]
+            [GenerationRequest(tuple(prompt_ids(tokenizer, "chat", i.instruction)), length, adapter) for i in items]
         )
         assert [s.response.strip() for s in samples] == [o.text.strip() for o in ours]
     assert [s.response for s in results[None]] != [s.response for s in results["first"]]
