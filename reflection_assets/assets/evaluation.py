@@ -239,16 +239,7 @@ class ReportConfig(dg.Config):
     def settings(self):  # noqa: ANN201 - ReportSettings (imported lazily with pandas)
         from reflection_assets.evaluation.report import ReportSettings
 
-        return ReportSettings(
-            primary_suite=self.primary_suite,
-            primary_metric=self.primary_metric,
-            primary_reference=self.primary_reference,
-            alpha=self.alpha,
-            min_paired_n=self.min_paired_n,
-            resamples=self.resamples,
-            seed=self.seed,
-            judge_flip_threshold=self.judge_flip_threshold,
-        )
+        return ReportSettings(**self.model_dump())  # the same names: the config is the report's knobs
 
 
 @dg.asset(

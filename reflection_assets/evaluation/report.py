@@ -109,7 +109,7 @@ def training_facts(checkpoints: pd.DataFrame) -> dict[str, ArmFacts]:
 
 
 def per_item(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean per (model, suite, metric, item) over seeds, with the per-seed model means beside it."""
+    """Mean per (model, suite, metric, item) over seeds (the unit the paired test compares)."""
     frame = scores if "seed" in scores else scores.assign(seed=0)
     return frame.groupby(["model", "suite", "metric", "item_id"], sort=True, as_index=False)["value"].mean()
 
