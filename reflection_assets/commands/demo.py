@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from reflection_assets.selection.columns import ARMS
 
@@ -41,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="reflect only the first N rows (trial runs)")
     parser.add_argument(
         "--verbose", action="store_true", help="Dagster's events and the libraries' warnings on the terminal"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the run, where the time went: each step's model loads and work, start-up, run overhead",
     )
 
 
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     steps = graph_steps(key, args.arms, args.train_arms, teacher_stage, seeds=args.seeds)
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     print(closing(result.seconds, key))
+    if args.profile:
+        print_profile(result)
     return 0 if result.ok else 1
 
 
@@ -143,3 +151,13 @@ def table_lines(report: dict) -> list[str]:
         ]
     lines += ["", "Ablation:", *ablation_lines(report.get("ablation"))]
     return lines
+
+
+def print_profile(result: Any) -> None:
+    import dagster as dg
+
+    from reflection_assets.commands.profile import process_started, profile_lines, run_profile
+    from reflection_assets.model_store import LOADS
+
+    profile = run_profile(dg.DagsterInstance.get(), list(zip(result.labels, result.run_ids)), LOADS, process_started())
+    print("\n".join(profile_lines(profile)), flush=True)

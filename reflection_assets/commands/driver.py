@@ -36,6 +36,7 @@ class GraphRun:
     seconds: float
     stages: list[StageLine] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # each run's step label, beside run_ids
     failed: str = ""
 
 
@@ -189,6 +190,7 @@ def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], No
                 run_id=run_id,
             )
         run.run_ids.append(result.run_id)
+        run.labels.append(step.label)
         run.stages += watcher.printed
         if not result.success:
             run.ok, run.failed = False, f"{step.label}: {failure_message(result)}"

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from reflection_assets.evaluation.runner import BASE, ModelUnderTest
+from reflection_assets.model_store import timed_load
 from reflection_assets.training.statuses import CHECKPOINT_KEY_COLUMNS, REUSED, SKIPPED, TRAINED
 
 REQUIRED_COLUMNS = tuple(c for c in CHECKPOINT_KEY_COLUMNS if c != "seed")  # a table from before seeds: seed 0
@@ -77,7 +78,8 @@ def attach_adapters(base: Any, usable: pd.DataFrame) -> Any:
     from peft import PeftModel
 
     rows = list(usable.itertuples())
-    model = PeftModel.from_pretrained(base, str(rows[0].adapter_path), adapter_name=label_of(rows[0]))
-    for row in rows[1:]:
-        model.load_adapter(str(row.adapter_path), adapter_name=label_of(row))
+    with timed_load(f"{len(rows)} adapters"):
+        model = PeftModel.from_pretrained(base, str(rows[0].adapter_path), adapter_name=label_of(rows[0]))
+        for row in rows[1:]:
+            model.load_adapter(str(row.adapter_path), adapter_name=label_of(row))
     return model.eval()

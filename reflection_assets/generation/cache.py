@@ -67,6 +67,41 @@ class GrowingLayer(DynamicLayer):
         raise NotImplementedError("GrowingLayer does not support beam expansion")
 
 
+def _filled(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _rebuilt(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = GrowingLayer
+    for index, (keys, values) in enumerate(layers):
+        cache.update(keys, values, index)
+    return cache
+
+
+def merge_caches(first: DynamicCache, second: DynamicCache, pad_first: int, pad_second: int) -> DynamicCache:
+    """One growing cache holding `first`'s rows then `second`'s, each left-padded by its number of columns
+    (zeros the attention mask hides), so both end on the same column."""
+
+    def padded(tensor: torch.Tensor, columns: int) -> torch.Tensor:
+        return torch.nn.functional.pad(tensor, (0, 0, columns, 0)) if columns else tensor
+
+    return _rebuilt(
+        [
+            (
+                torch.cat([padded(k1, pad_first), padded(k2, pad_second)]),
+                torch.cat([padded(v1, pad_first), padded(v2, pad_second)]),
+            )
+            for (k1, v1), (k2, v2) in zip(_filled(first), _filled(second))
+        ]
+    )
+
+
+def keep_columns(cache: DynamicCache, columns: torch.Tensor) -> DynamicCache:
+    """A growing cache with only these columns (those some row still attends to), in order."""
+    return _rebuilt([(keys[:, :, columns], values[:, :, columns]) for keys, values in _filled(cache)])
+
+
 def supports_growing_cache(model: Any) -> bool:
     """Only plain full-attention decoders: sliding windows and recurrent states keep their own caches."""
     config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reflection_assets.model_store import timed_load
 from reflection_assets.schema import Pair
 from reflection_assets.training.checkpoints import CheckpointLayout, checkpoint_key, library_versions, model_card
 from reflection_assets.training.dataset import TrainingExample, resolve_template, training_examples
@@ -192,7 +193,8 @@ def load_base(base_model: str, settings: LoraSettings, args: Any) -> Any:
         kwargs["device_map"] = {"": str(device)}  # this rank's GPU, not GPU 0
     elif not sharded_training(args):
         kwargs["device_map"] = {"": str(device)}
-    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    with timed_load(f"{location} (training)"):
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     if settings.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 

@@ -44,6 +44,32 @@ def test_default_dtype_per_device(gpu: SimpleNamespace) -> None:
     assert gpu.emulation and not any(gpu.emulation)
 
 
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "want"),
+    [(True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")],
+)
+def test_generation_dtype_on_a_cpu_follows_its_native_bf16(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, want: str
+) -> None:
+    """Generation takes bf16 only where the CPU computes it natively; scoring keeps fp32 either way."""
+    from reflection_assets.model_store import pick_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert devices.generation_dtype("cpu") == want
+    assert ("without" in devices.generation_dtype_reason("cpu")) == (want == "float32")
+    assert devices.default_dtype("cpu") == "float32"
+    assert pick_dtype(None, "cpu", generation=True) == getattr(torch, want)
+    assert pick_dtype("auto", "cpu", generation=True) == getattr(torch, want)
+    assert pick_dtype(None, "cpu") == torch.float32  # scoring, training
+    assert pick_dtype("float32", "cpu", generation=True) == torch.float32  # REFLECTION_TEACHER_DTYPE wins
+
+
+def test_generation_dtype_on_a_gpu_is_the_gpu_default(gpu: SimpleNamespace) -> None:
+    assert devices.generation_dtype("cuda") == devices.default_dtype("cuda") == "bfloat16"
+    assert devices.generation_dtype_reason("cuda") == "GPU default"
+
+
 def test_no_cuda_means_no_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not devices.cuda_bf16_supported()

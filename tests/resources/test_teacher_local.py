@@ -120,6 +120,40 @@ def requests_plain(n: int) -> list[ChatRequest]:
     return requests(n, Sampling(max_new_tokens=5))
 
 
+def test_a_running_batch_gives_the_texts_and_counts_of_batches_one_after_another(tiny: TransformersTeacher) -> None:
+    """Continuous batching (rows join as others finish; a small budget makes them) changes no greedy text, no
+    count, and asks the budget in the same order, so a cap admits the same calls."""
+    from reflection_assets.teacher.budget import Budget
+
+    model, tokenizer = tiny.load()
+    work = guided_requests(9) + requests_plain(7)
+    paths = {
+        continuous: TransformersTeacher.from_loaded(
+            model, tokenizer, name="tiny-llama", num_threads=1, batch_tokens=200, continuous=continuous
+        )
+        for continuous in (False, True)
+    }
+    got = {}
+    for continuous, teacher in paths.items():
+        budget, reported = Budget(max_calls=12), []
+        results = teacher.complete(work, admit=budget.admit, on_result=lambda i, r, seen=reported: seen.append(i))
+        got[continuous] = ([outcome(r) for r in results], sorted(reported))
+    assert got[True] == got[False]
+    assert sum(o[0] == "ok" for o in got[True][0]) == 12 and got[True][1] == list(range(len(work)))
+    assert paths[True].engine().stats.joins > 2 and paths[False].engine().stats.joins == 0
+
+
+def test_the_dtype_and_why_are_said(tiny: TransformersTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert tiny.dtype_choice() == "float32 (default: CPU without native bf16)"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert tiny.dtype_choice() == "float32 (as the model was loaded)"  # handed in, not chosen here
+    assert TransformersTeacher(dtype="bfloat16").dtype_choice().startswith("bfloat16 (set:")
+
+
 def test_sampled_calls_take_the_generate_path(tiny: TransformersTeacher) -> None:
     model, tokenizer = tiny.load()
     teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)

@@ -101,7 +101,7 @@ def test_token_budget_batches_sorted_by_length(tiny: tuple[Any, Any]) -> None:
 def test_each_batch_is_handed_over_as_it_finishes(tiny: tuple[Any, Any]) -> None:
     """`on_batch` sees every request once, a batch at a time, before the next batch starts."""
     model, tokenizer = tiny
-    engine = GenerationEngine(model, tokenizer, batch_tokens=40, num_threads=torch.get_num_threads())
+    engine = GenerationEngine(model, tokenizer, batch_tokens=40, num_threads=torch.get_num_threads(), continuous=False)
     requests = [GenerationRequest(prompt_ids(tokenizer, p), 6) for p in PROMPTS]
     seen: list[tuple[list[int], list]] = []
     outputs = engine.generate(requests, on_batch=lambda indices, done: seen.append((list(indices), list(done))))
@@ -204,7 +204,7 @@ def test_an_out_of_memory_batch_is_halved_after_the_except_block(tiny: tuple[Any
     requests = oom_requests(tokenizer)
     threads = torch.get_num_threads()
     want = GenerationEngine(model, tokenizer, num_threads=threads).generate(requests)
-    engine = GenerationEngine(model, tokenizer, num_threads=threads)
+    engine = GenerationEngine(model, tokenizer, num_threads=threads, continuous=False)
     budget, seen = engine.batch_tokens, []
     with simulated_oom(decoder(model), max_rows=2) as oom:
         got = engine.generate(requests, on_batch=lambda indices, done: seen.append((list(indices), list(done))))
@@ -215,6 +215,23 @@ def test_an_out_of_memory_batch_is_halved_after_the_except_block(tiny: tuple[Any
     assert engine.stats.out_of_memory_splits == oom.failures and engine.batch_tokens < budget
     assert len(oom.failed_rows) == 2  # the second half of the 8 was re-planned under the lower budget: no failure
     assert [len(indices) for indices, _ in seen] == [2, 2, 2, 2]
+
+
+def test_a_running_batch_out_of_memory_starts_again_under_half_the_budget(tiny: tuple[Any, Any]) -> None:
+    """Continuous batching: the rows in flight go back to the queue, the budget halves until they fit,
+    rows already handed over are not run again, and the outputs are those without the failures."""
+    model, tokenizer = tiny
+    requests = oom_requests(tokenizer)
+    threads = torch.get_num_threads()
+    want = GenerationEngine(model, tokenizer, num_threads=threads, continuous=False).generate(requests)
+    engine = GenerationEngine(model, tokenizer, num_threads=threads)
+    budget, seen = engine.batch_tokens, []
+    with simulated_oom(decoder(model), max_rows=2) as oom:
+        got = engine.generate(requests, on_batch=lambda indices, done: seen.append((list(indices), list(done))))
+    assert got == want
+    assert sorted(i for indices, _ in seen for i in indices) == list(range(len(requests)))  # each once
+    assert oom.failed_rows[:2] == [8, 4] and oom.retries > 0
+    assert engine.stats.out_of_memory_splits == oom.failures == 2 and engine.batch_tokens < budget
 
 
 def test_a_request_out_of_memory_alone_raises_a_clear_error(tiny: tuple[Any, Any]) -> None:
@@ -246,3 +263,90 @@ def test_the_default_budget_comes_from_the_device(tiny: tuple[Any, Any], monkeyp
     assert GenerationEngine(model, tokenizer, num_threads=1).batch_tokens == 4321
     assert asked == [(model, torch.device("cpu"))]
     assert GenerationEngine(model, tokenizer, batch_tokens=99, num_threads=1).batch_tokens == 99 and len(asked) == 1
+
+
+def staggered_requests(tokenizer: Any) -> list[GenerationRequest]:
+    """Twelve prompts whose rows end at different steps (lengths 3..14), so rows leave a running batch
+    one by one and waiting ones join it."""
+    texts = [p + suffix for p in PROMPTS for suffix in ("", " Why?", " Say it twice.")]
+    return [GenerationRequest(prompt_ids(tokenizer, t), 3 + k, min_new_tokens=3 + k) for k, t in enumerate(texts)]
+
+
+def test_continuous_batching_gives_the_outputs_of_batches_run_one_after_another(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Greedy outputs are identical (token for token) to today's batch-at-a-time path and to one prompt
+    alone through model.generate; rows joined the running batch several times and dead cache columns
+    were dropped on the way."""
+    import reflection_assets.generation.engine as engine_module
+
+    model, tokenizer = tiny
+    monkeypatch.setattr(engine_module, "DEAD_COLUMNS", 4)  # the tiny prompts leave few dead columns
+    requests = staggered_requests(tokenizer)
+    budget = 4 * max(r.planned_length() for r in requests)  # four rows at a time
+    threads = torch.get_num_threads()
+    batches = GenerationEngine(model, tokenizer, batch_tokens=budget, num_threads=threads, continuous=False)
+    running = GenerationEngine(model, tokenizer, batch_tokens=budget, num_threads=threads)
+    seen: list[int] = []
+    got = running.generate(requests, on_batch=lambda indices, done: seen.extend(indices))
+    assert got == batches.generate(requests)
+    assert sorted(seen) == list(range(len(requests)))  # each handed over once
+    for request, output in list(zip(requests, got))[::4]:
+        assert list(output.token_ids) == reference(
+            model, tokenizer, request.prompt_ids, request.max_new_tokens, min_new_tokens=request.min_new_tokens
+        )
+    assert running.stats.joins > 2 and running.stats.compactions >= 1
+    # Fewer forwards than batches that wait for their longest row: rows that finish make room at once.
+    assert running.stats.forward_calls < batches.stats.forward_calls
+
+
+def test_continuations_in_a_running_batch_equal_the_batch_path(tiny: tuple[Any, Any]) -> None:
+    """Guided-style requests (a second step after a marker) give the same tokens when rows join and leave."""
+    model, tokenizer = tiny
+    marker = tuple(tokenizer("\n[End]\n", add_special_tokens=False)["input_ids"])
+
+    class MarkerThenStop:
+        """A second step after a marker (the last generated token dropped, as a re-tokenization might), then done."""
+
+        def __init__(self, ids: tuple[int, ...]) -> None:
+            self.ids, self.steps = ids, 0
+
+        def __call__(self, result: StepResult) -> NextStep | None:
+            self.steps += 1
+            return NextStep(self.ids + result.token_ids[:-1] + marker, 4) if self.steps == 1 else None
+
+    def requests() -> list[GenerationRequest]:
+        made = staggered_requests(tokenizer)
+        return [
+            GenerationRequest(r.prompt_ids, r.max_new_tokens, continuation=MarkerThenStop(r.prompt_ids)) for r in made
+        ]
+
+    budget = 3 * max(r.planned_length() for r in requests())
+    threads = torch.get_num_threads()
+    batches = GenerationEngine(model, tokenizer, batch_tokens=budget, num_threads=threads, continuous=False)
+    running = GenerationEngine(model, tokenizer, batch_tokens=budget, num_threads=threads)
+    got = running.generate(requests())
+    assert got == batches.generate(requests()) and all(o.steps == 2 for o in got)
+    assert running.stats.joins > 2
+
+
+def test_admit_is_asked_as_each_request_starts(tiny: tuple[Any, Any]) -> None:
+    """A refused request has no output and is not handed over; the others run as without it."""
+    model, tokenizer = tiny
+    requests = staggered_requests(tokenizer)[:6]
+    threads = torch.get_num_threads()
+    budget = 2 * max(r.planned_length() for r in requests)
+    asked: list[int] = []
+    seen: list[int] = []
+
+    def admit(index: int) -> bool:
+        asked.append(index)
+        return index % 2 == 0
+
+    for continuous in (True, False):
+        asked.clear(), seen.clear()
+        engine = GenerationEngine(model, tokenizer, batch_tokens=budget, num_threads=threads, continuous=continuous)
+        got = engine.generate(requests, on_batch=lambda indices, done: seen.extend(indices), admit=admit)
+        assert sorted(asked) == list(range(6)) and sorted(seen) == [0, 2, 4]
+        assert [o is None for o in got] == [False, True] * 3
+        assert got[::2] == GenerationEngine(model, tokenizer, num_threads=threads).generate(requests[::2])
