@@ -107,7 +107,9 @@ def bench_full(model, tokenizer, fingerprint: str, items: int, new_tokens: int) 
         for run in ("cold", "warm"):
             evaluator = Evaluator(model, tokenizer, fingerprint, settings(items, new_tokens), cache, log=lambda _: None)
             start = time.perf_counter()
-            scores = evaluate(evaluator, models, chosen, choose=teacher.choose, judge_identity=teacher.cache_identity())
+            scores = evaluate(
+                evaluator, models, chosen, choose=teacher.choose_many, judge_identity=teacher.cache_identity()
+            )
             out[f"{run}_s"] = round(time.perf_counter() - start, 1)
             out[f"{run}_stats"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in evaluator.stats.items()}
         out["rows"] = len(scores)

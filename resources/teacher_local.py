@@ -461,6 +461,63 @@ class TransformersTeacher(Teacher):
             result.text = state.close(plan)
         return results
 
+    def choose_many(self, asks: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[list[float]]:
+        """`choose` for every question, in left-padded batches within the engine's token budget.
+
+        Where every option of a question is one token (the judge's "1"/"2"), one row (its prompt) gives
+        all of them from its next-token distribution; otherwise each option is a row of its own (prompt
+        + option). Positions follow the attention mask, so each row computes as if it were alone.
+        """
+        import torch
+
+        from reflection_assets.scoring.engine import plan_batches
+
+        model, tokenizer = self.load()
+        # (question, token ids, options): a prompt row scores single tokens after its end (`appended`);
+        # an option row scores its own last len(option) tokens.
+        rows: list[tuple[int, list[int], list[tuple[int, list[int]]], bool]] = []
+        for q, (messages, options) in enumerate(asks):
+            prompt = tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+            encoded = [(i, tokenizer(o, add_special_tokens=False)["input_ids"]) for i, o in enumerate(options)]
+            encoded = [(i, ids) for i, ids in encoded if ids]
+            if all(len(ids) == 1 for _, ids in encoded):
+                rows.append((q, prompt, encoded, True))
+            else:
+                rows += [(q, prompt + ids, [(i, ids)], False) for i, ids in encoded]
+        scores: list[dict[int, float]] = [{} for _ in asks]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        for batch in plan_batches([len(row[1]) for row in rows], self.engine().batch_tokens):
+            width = max(len(rows[r][1]) for r in batch)
+            keep = 1 + max((len(rows[r][2][0][1]) for r in batch if not rows[r][3]), default=0)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for b, r in enumerate(batch):
+                sequence = rows[r][1]
+                ids[b, width - len(sequence) :] = torch.tensor(sequence)
+                mask[b, width - len(sequence) :] = 1
+            with torch.inference_mode():
+                logits = model(
+                    input_ids=ids.to(model.device),
+                    attention_mask=mask.to(model.device),
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(model.device),
+                    logits_to_keep=keep,
+                ).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+            for b, r in enumerate(batch):
+                question, _, options, appended = rows[r]
+                for i, option_ids in options:
+                    if appended:  # the next token after the prompt: the last kept position
+                        scores[question][i] = float(logprobs[b, keep - 1, option_ids[0]])
+                    else:  # token j of the option sits at column width-k+j, predicted one column before
+                        k = len(option_ids)
+                        picked = [logprobs[b, keep - k - 1 + j, t] for j, t in enumerate(option_ids)]
+                        scores[question][i] = float(sum(picked))
+        results = []
+        for q, (_, options) in enumerate(asks):
+            self.judge_stats.record("logprobs" if scores[q] else "none")
+            results.append(normalise(scores[q], len(options)))
+        return results
+
     def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
         """Softmax over options of the summed log-probability of each option's tokens."""
         import torch

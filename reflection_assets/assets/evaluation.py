@@ -150,7 +150,7 @@ def eval_scores(
             evaluator,
             models,
             items,
-            choose=judging.choose if config.judge else None,
+            choose=judging.choose_many if config.judge else None,
             judge_identity=judging.cache_identity() if config.judge else None,
         )
     except ServedModelError as error:

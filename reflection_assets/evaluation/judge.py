@@ -14,7 +14,14 @@ OPTIONS = ("1", "2")
 JUDGE_PROMPT_VERSION = "1"
 JUDGE_SYSTEM = "You are a careful judge of answers to instructions. Reply with 1 or 2 only."
 
-Choose = Callable[[Sequence[dict], Sequence[str]], list[float]]
+Choose = Callable[[Sequence[dict], Sequence[str]], list[float]]  # option probabilities of one question
+# Option probabilities of many questions ((messages, options) each) in one call: a local judge batches them.
+ChooseMany = Callable[[Sequence[tuple[Sequence[dict], Sequence[str]]]], list[list[float]]]
+
+
+def one_by_one(choose: Choose) -> ChooseMany:
+    """A ChooseMany that asks `choose` once per question."""
+    return lambda asks: [list(choose(messages, options)) for messages, options in asks]
 
 
 def judge_messages(instruction: str, first: str, second: str) -> list[dict]:
@@ -57,9 +64,21 @@ def judge_pair(
     choose: Choose, instruction: str, candidate: str, reference: str
 ) -> tuple[int, list[float], list[float]]:
     """Ask in both orders; return the verdict for the candidate and both probability pairs."""
-    forward = list(choose(judge_messages(instruction, candidate, reference), OPTIONS))
-    backward = list(choose(judge_messages(instruction, reference, candidate), OPTIONS))
-    return verdict(forward, backward), forward, backward
+    return judge_pairs(one_by_one(choose), [(instruction, candidate, reference)])[0]
+
+
+def judge_pairs(
+    choose_many: ChooseMany, pairs: Sequence[tuple[str, str, str]]
+) -> list[tuple[int, list[float], list[float]]]:
+    """judge_pair for many (instruction, candidate, reference) at once: both orders of every pair go to
+    `choose_many` together (a local judge runs them as batches, not one forward per question)."""
+    asks: list[tuple[Sequence[dict], Sequence[str]]] = []
+    for instruction, candidate, reference in pairs:
+        asks.append((judge_messages(instruction, candidate, reference), OPTIONS))
+        asks.append((judge_messages(instruction, reference, candidate), OPTIONS))
+    probabilities = choose_many(asks)
+    forwards, backwards = probabilities[0::2], probabilities[1::2]
+    return [(verdict(f, b), list(f), list(b)) for f, b in zip(forwards, backwards)]
 
 
 def judge_summary(verdicts: Sequence[int]) -> dict[str, float | int]:

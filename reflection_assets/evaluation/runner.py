@@ -21,7 +21,7 @@ from reflection_assets.evaluation.backend import EvalBackend, InProcessBackend
 from reflection_assets.evaluation.cache import EvalOutputCache, output_key
 from reflection_assets.evaluation.checkers import run_check
 from reflection_assets.evaluation.extraction import extract_number, output_part
-from reflection_assets.evaluation.judge import JUDGE_PROMPT_VERSION, Choose, judge_pair, position_flipped
+from reflection_assets.evaluation.judge import JUDGE_PROMPT_VERSION, ChooseMany, judge_pairs, position_flipped
 from reflection_assets.evaluation.likelihood import NllRequest
 from reflection_assets.evaluation.suites import (
     ARITHMETIC,
@@ -275,7 +275,7 @@ class Evaluator:
         self,
         models: Sequence[ModelUnderTest],
         items: dict[str, list[EvalItem]],
-        choose: Choose | None,
+        choose: ChooseMany | None,
         judge_identity: Any,
     ) -> list[dict]:
         generated_items = [i for suite in GENERATED_SUITES for i in items.get(suite, [])]
@@ -303,7 +303,7 @@ class Evaluator:
             rows += self.judge(models, base, items.get(JUDGE, []), outputs, choose, judge_identity)
         return rows
 
-    def judge(self, models, base, items, outputs, choose: Choose, judge_identity: Any) -> list[dict]:
+    def judge(self, models, base, items, outputs, choose: ChooseMany, judge_identity: Any) -> list[dict]:
         """Each arm's answer against the base's on the same instruction, asked in both orders.
 
         Beside each verdict a FLIP_METRIC row says whether the judge preferred the same position in
@@ -322,14 +322,21 @@ class Evaluator:
             for m, i in pairs
         }
         cached = self.cache.get(list(keys.values()))
-        fresh = {}
+        # One question per key (two arms that wrote the same answer share it), all asked in one call.
+        missing = list({keys[(m.label, i.item_id)]: (m, i) for m, i in pairs}.items())
+        missing = [(key, pair) for key, pair in missing if key not in cached]
+        asked = [
+            (f"{i.instruction}\n\n{i.input}" if i.input else i.instruction, answer(m, i), answer(base, i))
+            for _, (m, i) in missing
+        ]
+        fresh = {
+            key: {"verdict": verdict, "forward": forward, "backward": backward}
+            for (key, _), (verdict, forward, backward) in zip(missing, judge_pairs(choose, asked) if asked else [])
+        }
+        cached.update(fresh)
         rows = []
         for model, item in pairs:
             key = keys[(model.label, item.item_id)]
-            if key not in cached:
-                instruction = f"{item.instruction}\n\n{item.input}" if item.input else item.instruction
-                verdict, forward, backward = judge_pair(choose, instruction, answer(model, item), answer(base, item))
-                fresh[key] = cached[key] = {"verdict": verdict, "forward": forward, "backward": backward}
             entry, output = cached[key], answer(model, item)
             cut = outputs[(model.label, item.item_id)].get("finish_reason") == "length"
             flipped = float(position_flipped(entry["forward"], entry["backward"]))
@@ -406,7 +413,7 @@ def evaluate(
     evaluator: Evaluator,
     models: Sequence[ModelUnderTest],
     items: dict[str, list[EvalItem]],
-    choose: Choose | None = None,
+    choose: ChooseMany | None = None,
     judge_identity: Any = None,
 ) -> pd.DataFrame:
     """Every suite for every model: the eval_scores rows."""

@@ -53,6 +53,10 @@ class TeacherBackend(ABC):
     def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
         """Probability of each option as the assistant's reply (sums to 1), for a pairwise judge."""
 
+    def choose_many(self, asks: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[list[float]]:
+        """`choose` for many (messages, options) questions; backends that can batch them override this."""
+        return [list(self.choose(messages, options)) for messages, options in asks]
+
     def estimate_prompt_tokens(self, request: ChatRequest) -> int:
         """Prompt tokens of a request, estimated without a tokenizer unless a backend has one."""
         return estimate_prompt_tokens(request)

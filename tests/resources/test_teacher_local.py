@@ -197,6 +197,23 @@ def test_choose_returns_probabilities() -> None:
     assert (teacher.judge_stats.logprobs, teacher.judge_stats.text) == (1, 0)
 
 
+def test_choose_many_equals_choose_per_question(tiny: TransformersTeacher) -> None:
+    """Batched judge questions (left-padded, several lengths; one-token options read from one row,
+    longer options a row each) give each question's probabilities as `choose` alone does."""
+    from reflection_assets.evaluation.judge import OPTIONS, judge_messages
+
+    model, tokenizer = tiny.load()
+    teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1, batch_tokens=300)
+    asks = [(judge_messages("Say hi. " * (1 + k % 3), "hi " * k, "hello"), OPTIONS) for k in range(5)]
+    asks += [([{"role": "user", "content": "Which plant? " * (1 + k)}], ["Plants use light", "Sun"]) for k in range(3)]
+    assert len({len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in asks[-1][1]}) > 1
+    many = teacher.choose_many(asks)
+    alone = [teacher.choose(messages, options) for messages, options in asks]
+    for got, want in zip(many, alone):
+        assert got == pytest.approx(want, abs=1e-5)
+    assert teacher.judge_stats.logprobs == 2 * len(asks)
+
+
 def test_cache_identity_of_a_loaded_model(tiny: TransformersTeacher) -> None:
     assert tiny.cache_identity() == {
         "backend": "transformers",

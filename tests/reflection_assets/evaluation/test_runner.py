@@ -3,6 +3,7 @@ re-run free and a new arm cost only itself."""
 
 from reflection_assets.demo_data import DEMO_EVAL_PATH
 from reflection_assets.evaluation.cache import EvalOutputCache
+from reflection_assets.evaluation.judge import one_by_one
 from reflection_assets.evaluation.runner import BASE, EvalSettings, Evaluator, ModelUnderTest, build_items, evaluate
 
 SETTINGS = EvalSettings(
@@ -46,29 +47,34 @@ def test_reflection_style_prompts_with_the_training_system_prompt(tiny_peft, tmp
 
 
 def test_a_pass_that_dies_mid_way_keeps_its_finished_batches(tiny_peft, tmp_path, monkeypatch):
-    """Generations are saved batch by batch: the re-run after a crash makes only the unsaved ones."""
+    """Generations are saved as rows finish: the re-run after a crash makes only the unsaved ones."""
     model, tokenizer = tiny_peft
-    settings = EvalSettings(**{**SETTINGS.record(), "batch_tokens": 160})  # several small batches
+    settings = EvalSettings(**{**SETTINGS.record(), "batch_tokens": 160})  # a small running batch
     items = build_items(settings)
     generated_items = sum(len(items[s]) for s in ("arithmetic", "ifeval", "gsm8k", "judge"))
     cache = EvalOutputCache(tmp_path / "w.duckdb")
     crashing = Evaluator(model, tokenizer, "tiny", settings, cache, log=lambda _: None)
-    real_run_batch, calls = crashing.engine.run_batch, []
+    real_step, handed = crashing.engine._step, []
+    real_save = cache.put
 
-    def dies_on_the_third_batch(requests):
-        calls.append(len(requests))
-        if len(calls) == 3:
+    def dies_once_rows_were_saved(*args, **kwargs):
+        if len(handed) >= 3:
             raise KeyboardInterrupt("killed")
-        return real_run_batch(requests)
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(crashing.engine, "run_batch", dies_on_the_third_batch)
+    def counting_put(kind, fresh):
+        handed.append(len(fresh)) if kind == "generation" else None
+        return real_save(kind, fresh)
+
+    monkeypatch.setattr(crashing.engine, "_step", dies_once_rows_were_saved)
+    monkeypatch.setattr(cache, "put", counting_put)
     try:
         evaluate(crashing, [BASE_MODEL, FIRST], items)
     except KeyboardInterrupt:
         pass
-    assert len(calls) == 3  # died in the generation pass, not after it
-    saved = sum(calls[:2])
-    assert cache.count("generation") == saved > 0
+    saved = sum(handed)
+    assert cache.count("generation") == saved > 0 and saved < 2 * generated_items  # died in the pass
+    monkeypatch.setattr(cache, "put", real_save)
 
     evaluator = Evaluator(model, tokenizer, "tiny", settings, cache, log=lambda _: None)
     resumed = evaluate(evaluator, [BASE_MODEL, FIRST], items)
@@ -108,7 +114,7 @@ def test_seeds_of_an_arm_are_scored_apart_truncation_is_flagged_and_the_judge_fl
     evaluator = Evaluator(model, tokenizer, "tiny", SETTINGS, EvalOutputCache(tmp_path / "w.duckdb"), log=print)
     evaluator.judge_name = "a position-biased judge"
     reseeded = ModelUnderTest("first", "first", "key-1b", seed=1)  # same adapter here: a different key
-    first_position = lambda messages, options: [0.9, 0.1]  # noqa: E731 - "1" whatever the order
+    first_position = one_by_one(lambda messages, options: [0.9, 0.1])  # "1" whatever the order
 
     scores = evaluate(evaluator, [BASE_MODEL, FIRST, reseeded], items, choose=first_position, judge_identity="j")
     firsts = scores[scores["model"] == "first"]
