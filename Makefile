@@ -42,8 +42,12 @@ experiment: install concurrency
 
 # One OpenMP thread per process: tests run servers (webserver, transformers serve) beside the test
 # process, and two-thread torch processes fighting over 2 cores spin instead of working.
+# PYTEST_WORKERS test processes (pytest-xdist) share the cores: one-thread torch left the second core
+# idle, and the tests that mostly wait (daemon ticks, a browser, servers starting) wait side by side.
+# Every test has its own data folder, Dagster home and free ports; PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 2
 test: install concurrency
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # ruff: lint and import order, configured in pyproject.toml ([tool.ruff]).
 lint: install

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from reflection_assets.evaluation.harness import HarnessSample
+from reflection_assets.evaluation.harness import Generate, HarnessSample
 from reflection_assets.evaluation.likelihood import NllRequest, answer_nll
 from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
 
@@ -41,9 +41,15 @@ class EvalBackend(Protocol):
         """Mean NLL (nats a token) of each request's answer given its prompt; NaN for an empty answer."""
 
     def harness(
-        self, adapters: Sequence[str | None], tasks: Sequence[str], include_path: Path, system: str | None
+        self,
+        adapters: Sequence[str | None],
+        tasks: Sequence[str],
+        include_path: Path,
+        system: str | None,
+        generate: Generate | None = None,
     ) -> dict[str | None, list[HarnessSample]]:
-        """lm-eval's samples of every task, per adapter (None = base)."""
+        """lm-eval's samples of every task, per adapter (None = base); greedy answers from `generate`
+        where the backend runs lm-eval in process."""
 
 
 def dtype_name(model: Any) -> str:
@@ -71,8 +77,15 @@ class InProcessBackend:
         return answer_nll(self.model, requests, int(pad))
 
     def harness(
-        self, adapters: Sequence[str | None], tasks: Sequence[str], include_path: Path, system: str | None
+        self,
+        adapters: Sequence[str | None],
+        tasks: Sequence[str],
+        include_path: Path,
+        system: str | None,
+        generate: Generate | None = None,
     ) -> dict[str | None, list[HarnessSample]]:
         from reflection_assets.evaluation.harness import run_harness
 
-        return run_harness(self.model, self.tokenizer, adapters, tasks, include_path, system_instruction=system)
+        return run_harness(
+            self.model, self.tokenizer, adapters, tasks, include_path, system_instruction=system, generate=generate
+        )

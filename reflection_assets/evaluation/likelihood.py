@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reflection_assets.generation.engine import BASE_ADAPTER
+from reflection_assets.generation.peft_hooks import cleaned_on_failure
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ def answer_nll(model: Any, requests: Sequence[NllRequest], pad_id: int, batch_si
         if hasattr(model, "peft_config"):  # a PeftModel serves several adapters in one batch
             kwargs["adapter_names"] = [requests[i].adapter or BASE_ADAPTER for i in batch]
         with torch.inference_mode():
-            logprobs = torch.log_softmax(model(**kwargs).logits.float(), dim=-1)
+            with cleaned_on_failure(model):
+                logprobs = torch.log_softmax(model(**kwargs).logits.float(), dim=-1)
         for row, i in enumerate(batch):
             start_at, answer = len(requests[i].prompt_ids), requests[i].answer_ids
             positions = torch.arange(start_at - 1, start_at - 1 + len(answer), device=model.device)

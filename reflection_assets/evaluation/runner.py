@@ -212,6 +212,8 @@ class Evaluator:
             "judged_cached": 0,
             "lm_eval_runs": 0,  # models run through lm-eval (one harness run each)
             "lm_eval_cached": 0,
+            "lm_eval_generated": 0,  # lm-eval's answers generated here, and those its suite twin had made
+            "lm_eval_generated_cached": 0,
             "truncated": 0,  # generations that stopped at their suite's token limit
         }
         self.judge_name = ""  # who judges, as the report names it (set by the caller)
@@ -233,43 +235,58 @@ class Evaluator:
 
     def generate(self, models: Sequence[ModelUnderTest], items: Sequence[EvalItem]) -> dict[tuple[str, str], dict]:
         """(model label, item id) -> {"text", "finish_reason"}, from the cache or one mixed-adapter pass."""
+        wanted = {
+            (m.label, i.item_id): (m, self.prompt(i), self.settings.tokens_for(i.suite)) for m in models for i in items
+        }
+        return self.generate_prompts(wanted)
+
+    def generate_prompts(self, wanted: dict[Any, tuple[ModelUnderTest, tuple[int, ...], int]], what: str = "") -> dict:
+        """key -> {"text", "new_tokens", "finish_reason"} for (model, prompt ids, max new tokens) each:
+        from the cache, the rest in one mixed-adapter pass saved as rows finish. `what` prefixes the
+        counters ("lm_eval_": lm-eval's answers are counted apart from the suites')."""
         import time
 
-        wanted = {(m.label, i.item_id): (m, i, self.prompt(i)) for m in models for i in items}
         keys = {
-            pair: output_key(
-                "generation",
-                [*self.identity, m.key, list(p), self.settings.tokens_for(i.suite), self.settings.decoding],
-            )
-            for pair, (m, i, p) in wanted.items()
+            pair: output_key("generation", [*self.identity, m.key, list(p), tokens, self.settings.decoding])
+            for pair, (m, p, tokens) in wanted.items()
         }
-        cached = self.cache.get(list(keys.values()))
-        missing = [pair for pair in wanted if keys[pair] not in cached]
-        self.stats["generated_cached"] += len(wanted) - len(missing)
+        cached = self.cache.get(list(set(keys.values())))
+        missing = list(dict.fromkeys(keys[pair] for pair in wanted if keys[pair] not in cached))  # each key once
+        self.stats[f"{what}generated_cached"] += sum(keys[pair] in cached for pair in wanted)
         if missing:
-            requests = [
-                GenerationRequest(wanted[p][2], self.settings.tokens_for(wanted[p][1].suite), wanted[p][0].adapter)
-                for p in missing
-            ]
+            first = {key: pair for pair, key in reversed(keys.items())}  # a (model, prompt, length) of each key
+            asked = [wanted[first[key]] for key in missing]
+            requests = [GenerationRequest(prompt, tokens, model.adapter) for model, prompt, tokens in asked]
             self.log(
-                f"generating {len(requests)} answers ({len(wanted) - len(missing)} cached) in mixed-adapter batches"
+                f"generating {len(requests)} answers ({len(wanted) - len(requests)} cached) in one mixed-adapter pass"
             )
             started = time.perf_counter()
 
             def save(indices: list[int], outputs: list) -> None:
-                # Saved batch by batch: a run killed mid-pass keeps every finished batch for the re-run.
+                # Saved as rows finish: a run killed mid-pass keeps every finished answer for the re-run.
                 fresh = {
-                    keys[missing[i]]: {"text": o.text, "new_tokens": o.new_tokens, "finish_reason": o.finish_reason}
+                    missing[i]: {"text": o.text, "new_tokens": o.new_tokens, "finish_reason": o.finish_reason}
                     for i, o in zip(indices, outputs)
                 }
                 self.cache.put("generation", fresh)
                 cached.update(fresh)
-                self.stats["generated"] += len(outputs)
+                self.stats[f"{what}generated"] += len(outputs)
                 self.stats["new_tokens"] += sum(o.new_tokens for o in outputs)
 
             self.backend.generate(requests, on_batch=save)
             self.stats["generation_seconds"] += time.perf_counter() - started
         return {pair: cached[keys[pair]] for pair in wanted}
+
+    def harness_generate(self, models: Sequence[ModelUnderTest]) -> Any:
+        """lm-eval's greedy answers (harness.Generate) through `generate_prompts`, for these models' adapters."""
+        by_adapter = {m.adapter: m for m in models}
+
+        def generate(adapter: str | None, prompts: list[tuple[int, ...]], max_new: int) -> list[str]:
+            wanted = {k: (by_adapter[adapter], prompt, max_new) for k, prompt in enumerate(prompts)}
+            done = self.generate_prompts(wanted, what="lm_eval_")
+            return [done[k]["text"] for k in range(len(prompts))]
+
+        return generate
 
     def score_generated(
         self,
@@ -393,7 +410,11 @@ class Evaluator:
             with tempfile.TemporaryDirectory() as folder:
                 write_arithmetic_task(items, Path(folder))
                 results = self.backend.harness(
-                    [m.adapter for m in missing], [ARITHMETIC_TASK], Path(folder), self.settings.system or None
+                    [m.adapter for m in missing],
+                    [ARITHMETIC_TASK],
+                    Path(folder),
+                    self.settings.system or None,
+                    generate=self.harness_generate(missing),
                 )
             fresh = {keys[m.label]: {"samples": [asdict(s) for s in results[m.adapter]]} for m in missing}
             self.cache.put("lm_eval", fresh)

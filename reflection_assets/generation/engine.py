@@ -31,6 +31,7 @@ import torch
 
 from reflection_assets.devices import free_cuda_memory, generation_token_budget, is_out_of_memory
 from reflection_assets.generation.cache import keep_columns, merge_caches, new_cache, supports_growing_cache
+from reflection_assets.generation.peft_hooks import cleaned_on_failure
 from reflection_assets.generation.stops import StopStrings, stop_token_ids
 from reflection_assets.scoring.engine import plan_batches
 
@@ -449,7 +450,8 @@ class GenerationEngine:
         cache = new_cache(self.model)
         inputs = torch.tensor([ids], dtype=torch.long, device=self.device)
         extra = {"adapter_names": [adapter]} if self.is_peft else {}
-        self.model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1, **extra)
+        with cleaned_on_failure(self.model):
+            self.model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1, **extra)
         self.stats.forward_calls += 1
         self.stats.prefix_tokens += len(ids)
         return [(layer.keys, layer.values) for layer in cache.layers]
@@ -483,15 +485,16 @@ class GenerationEngine:
             self.stats.padding_tokens += start
         mask = torch.cat([mask, new_mask.to(self.device)], dim=1)
         extra = {"adapter_names": [row.adapter for row in active]} if self.is_peft else {}
-        logits = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask,
-            position_ids=positions.to(self.device),
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **extra,
-        ).logits[:, -1, :]
+        with cleaned_on_failure(self.model):
+            logits = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask,
+                position_ids=positions.to(self.device),
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **extra,
+            ).logits[:, -1, :]
         self.stats.forward_calls += 1
         ready = [b for b, row in enumerate(active) if not row.pending]
         if ready:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from reflection_assets.evaluation.backend import BatchSaved
-from reflection_assets.evaluation.harness import HarnessSample, evaluate_lm, task_manager
+from reflection_assets.evaluation.harness import Generate, HarnessSample, evaluate_lm, task_manager
 from reflection_assets.evaluation.likelihood import NllRequest
 from reflection_assets.generation.engine import GenerationRequest
 from reflection_assets.served.client import CallFailed, Generated, ServedStudent, mean_nll
@@ -83,12 +83,18 @@ class ServedEvalBackend:
     # -- lm-evaluation-harness ------------------------------------------------------------------------
 
     def harness(
-        self, adapters: Sequence[str | None], tasks: Sequence[str], include_path: Path, system: str | None
+        self,
+        adapters: Sequence[str | None],
+        tasks: Sequence[str],
+        include_path: Path,
+        system: str | None,
+        generate: Generate | None = None,
     ) -> dict[str | None, list[HarnessSample]]:
+        """lm-eval's local-completions model on the server (`generate` is for in-process backends)."""
         import aiohttp
         import requests
 
-        manager = task_manager(include_path)
+        manager = task_manager(include_path, tasks)
         chat = bool(getattr(self.tokenizer, "chat_template", None))
         out: dict[str | None, list[HarnessSample]] = {}
         for adapter in adapters:

@@ -54,3 +54,35 @@ def test_the_tasks_number_filter_never_takes_punctuation_for_the_answer():
     assert extracted("#### 17\nHope this helps.") == "17"
     assert extracted("It costs $1,234.50 in total.") == "$1,234.50"
     assert extracted("x = -7.") == "-7"
+
+
+def test_lm_eval_through_the_engine_gives_hflms_samples(tiny_peft, tmp_path, monkeypatch):
+    """EngineLM (answers from the project's engine, stop sequences cut from the text) gives lm-eval's own
+    samples, prompts, outputs and scores for the base and an adapter; only the local task index is built."""
+    from reflection_assets.evaluation import harness
+
+    model, tokenizer = tiny_peft
+    items = arithmetic_items(4, seed=7)
+    folder = write_arithmetic_task(items, tmp_path / "task")
+    monkeypatch.chdir(tmp_path)
+    engine = GenerationEngine(model, tokenizer)
+    asked: list[tuple] = []
+
+    def generate(adapter, prompts, max_new):
+        asked.append((adapter, len(prompts), max_new))
+        outputs = engine.generate([GenerationRequest(p, max_new, adapter) for p in prompts])
+        return [o.text for o in outputs]
+
+    managers: list[bool] = []
+    real_manager = harness.task_manager
+
+    def recording_manager(include_path, tasks=()):
+        manager = real_manager(include_path, tasks)
+        managers.append(ARITHMETIC_TASK in manager.all_tasks and "gsm8k" not in manager.all_tasks)
+        return manager
+
+    monkeypatch.setattr(harness, "task_manager", recording_manager)
+    through_engine = run_harness(model, tokenizer, [None, "first"], [ARITHMETIC_TASK], folder, generate=generate)
+    through_hflm = run_harness(model, tokenizer, [None, "first"], [ARITHMETIC_TASK], folder)
+    assert through_engine == through_hflm
+    assert asked == [(None, 4, 160), ("first", 4, 160)] and managers == [True, True]

@@ -141,3 +141,29 @@ def test_duplicate_eval_items_are_dropped_with_a_reason(tmp_path):
         "heldout_nll: duplicate item dropped: 'Name a colour.'",
         "judge: duplicate item dropped: 'Name a colour.'",
     ]
+
+
+def test_lm_evals_answers_are_the_arithmetic_suites_own(tiny_peft, tmp_path, monkeypatch):
+    """lm-eval asks the engine through the evaluator: its prompts are the suite's (same template, same
+    length), so every answer is read from the generation cache, and the rows equal lm-eval's own path."""
+    import reflection_assets.evaluation.backend as backend
+
+    model, tokenizer = tiny_peft
+    monkeypatch.chdir(tmp_path)
+    settings = EvalSettings(**{**SETTINGS.record(), "lm_eval": True, "max_new_tokens": {"arithmetic": 160}})
+    items = build_items(settings)
+    cache = EvalOutputCache(tmp_path / "w.duckdb")
+    evaluator = Evaluator(model, tokenizer, "tiny", settings, cache, log=lambda _: None)
+    scores = evaluate(evaluator, [BASE_MODEL, FIRST], items)
+    asked = 2 * len(items["arithmetic"])
+    assert (evaluator.stats["lm_eval_generated_cached"], evaluator.stats["lm_eval_generated"]) == (asked, 0)
+    through_engine = scores[scores["suite"] == "lm_eval_arithmetic"].reset_index(drop=True)
+
+    real_harness = backend.InProcessBackend.harness
+    monkeypatch.setattr(  # lm-eval's own HFLM generation, as before the engine route
+        backend.InProcessBackend, "harness", lambda self, *args, generate=None: real_harness(self, *args)
+    )
+    plain = Evaluator(model, tokenizer, "tiny", settings, EvalOutputCache(tmp_path / "x.duckdb"), log=lambda _: None)
+    again = evaluate(plain, [BASE_MODEL, FIRST], items)
+    assert through_engine.equals(again[again["suite"] == "lm_eval_arithmetic"].reset_index(drop=True))
+    assert len(through_engine) == asked

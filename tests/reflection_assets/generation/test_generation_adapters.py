@@ -79,3 +79,34 @@ def test_mixed_adapter_batch_equals_per_adapter_generation(adapted: tuple[Any, A
     # The shared prefix ran once per adapter (three of them), not once per row.
     assert engine.stats.prefix_tokens >= 3 * 8
     assert engine.stats.prefix_tokens_reused == len(plan) * engine.stats.prefix_tokens // 3
+
+
+def test_a_failed_mixed_adapter_forward_leaves_no_adapter_hooks(adapted: tuple[Any, Any]) -> None:
+    """PEFT leaves its per-row adapter hooks on every LoRA layer when a forward with `adapter_names` raises;
+    the engine removes them, so the halved retry and any later plain forward see the right adapters."""
+    from reflection_assets.generation.peft_hooks import PEFT_ROW_HOOKS, drop_adapter_hooks
+    from support.oom import decoder, simulated_oom
+
+    model, tokenizer = adapted
+
+    def leftover() -> int:
+        return sum(
+            getattr(getattr(hook, "func", None), "__name__", "") in PEFT_ROW_HOOKS
+            for module in model.modules()
+            for hook in module._forward_pre_hooks.values()
+        )
+
+    ids = [tuple(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS]
+    requests = [GenerationRequest(i, 4, adapter) for i in ids for adapter in (None, "first", "second")]
+    want = GenerationEngine(model, tokenizer, num_threads=1, continuous=False).generate(requests)
+    with simulated_oom(decoder(model), max_rows=2) as oom:
+        got = GenerationEngine(model, tokenizer, num_threads=1).generate(requests)
+    assert oom.failures > 0 and got == want and leftover() == 0
+    with torch.inference_mode():  # a plain forward of another batch size: PEFT's leftovers would fail it
+        model(input_ids=torch.tensor([ids[0], ids[0]]))
+
+    # What PEFT does without the engine's cleanup, and what drop_adapter_hooks removes.
+    with simulated_oom(decoder(model), max_rows=0), pytest.raises(torch.OutOfMemoryError):
+        model(input_ids=torch.tensor([ids[0]]), adapter_names=["first"])
+    left = leftover()
+    assert left > 0 and drop_adapter_hooks(model) == left and leftover() == 0
