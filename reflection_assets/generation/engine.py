@@ -187,6 +187,7 @@ class GenerationEngine:
         # Joining rows need the growing cache's layout (sliding windows keep their own caches).
         self.continuous = continuous and supports_growing_cache(model)
         self.stats = EngineStats()
+        self._admitted: set[int] = set()  # requests `admit` said yes to in the current generate_continuous
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -252,6 +253,7 @@ class GenerationEngine:
         prompts = [r.prompt_ids for r in requests]
         shared = min(common_prefix(prompts), min(len(p) for p in prompts) - 1) if prompts else 0
         prefixes: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # per adapter, for this call
+        self._admitted = set()
         while waiting:
             in_flight = self._run_continuous(requests, lengths, waiting, outputs, on_batch, admit, shared, prefixes)
             if not in_flight:
@@ -327,7 +329,9 @@ class GenerationEngine:
         if not count or (active and count < len(waiting) and count < JOIN_SHARE * (len(active) + count)):
             return []
         taken = [waiting.popleft() for _ in range(count)]
-        return [i for i in taken if admit is None or admit(i)]
+        joining = [i for i in taken if admit is None or i in self._admitted or admit(i)]
+        self._admitted.update(joining)  # a row run again after an out-of-memory is not asked twice
+        return joining
 
     def _row(self, index: int, request: GenerationRequest) -> _Row:
         return _Row(

@@ -225,11 +225,16 @@ def test_a_running_batch_out_of_memory_starts_again_under_half_the_budget(tiny: 
     threads = torch.get_num_threads()
     want = GenerationEngine(model, tokenizer, num_threads=threads, continuous=False).generate(requests)
     engine = GenerationEngine(model, tokenizer, num_threads=threads)
-    budget, seen = engine.batch_tokens, []
+    budget, seen, asked = engine.batch_tokens, [], []
     with simulated_oom(decoder(model), max_rows=2) as oom:
-        got = engine.generate(requests, on_batch=lambda indices, done: seen.append((list(indices), list(done))))
+        got = engine.generate(
+            requests,
+            on_batch=lambda indices, done: seen.append((list(indices), list(done))),
+            admit=lambda i: asked.append(i) or True,
+        )
     assert got == want
     assert sorted(i for indices, _ in seen for i in indices) == list(range(len(requests)))  # each once
+    assert sorted(asked) == list(range(len(requests)))  # a rerun row is not admitted (paid for) twice
     assert oom.failed_rows[:2] == [8, 4] and oom.retries > 0
     assert engine.stats.out_of_memory_splits == oom.failures == 2 and engine.batch_tokens < budget
 
