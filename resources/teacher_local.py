@@ -254,7 +254,7 @@ class TransformersTeacher(Teacher):
             groups.setdefault((request.sampling, request.guide), []).append(i)
         for (sampling, guide), members in groups.items():
             if self.uses_engine(sampling) and self.engine().continuous and len(members) > 1:
-                self.complete_running(members, requests, prompts, admit, results, on_result)
+                self.complete_running(members, requests, prompts, lengths, admit, results, on_result)
                 continue
             for batch in self.plan_batches(members, lengths, sampling, guide):
                 admitted = [i for i in batch if admit is None or admit(requests[i])]
@@ -278,6 +278,7 @@ class TransformersTeacher(Teacher):
         members: list[int],
         requests: Sequence[ChatRequest],
         prompts: list[str],
+        lengths: list[int],
         admit: Admit | None,
         results: list[ChatResult | None],
         on_result: OnResult | None,
@@ -318,10 +319,10 @@ class TransformersTeacher(Teacher):
         if out_of_memory:  # out of the except block: its traceback no longer holds the batch
             free_cuda_memory()
         rest = [k for k in range(len(members)) if results[members[k]] is None]
-        lengths = {k: len(prompts[members[k]]) for k in rest}
-        for start in range(0, len(rest), self.batch_size):
-            batch = sorted(rest, key=lambda k: lengths[k])[start : start + self.batch_size]
-            batch = [k for k in batch if k in admitted or admit_one(k)]
+        position = {members[k]: k for k in rest}
+        planned = self.plan_batches(list(position), lengths, group[0].sampling, group[0].guide)
+        for planned_batch in planned:  # the batch path's own plan: token budget, longest first
+            batch = [k for k in (position[i] for i in planned_batch) if k in admitted or admit_one(k)]
             if batch:
                 made = self.run_batch([group[k] for k in batch], [prompts[members[k]] for k in batch])
                 for k, result in zip(batch, made):
