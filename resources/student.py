@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Optional
 import dagster as dg
 from pydantic import Field
 
+from reflection_assets.documented import help_text, mirrored
 from reflection_assets.http_retries import DEFAULT_POLICY, POLICY_HELP, RetryPolicy
+from reflection_assets.scoring.settings import ScoringConfig
 from reflection_assets.scoring.templates import AUTO, StartToken, TemplateSetting
 
 if TYPE_CHECKING:
-    from reflection_assets.scoring.scorer import ScoringConfig
     from reflection_assets.scoring.student import Student
     from reflection_assets.served.client import ServedStudent
 
@@ -43,12 +44,15 @@ class StudentModel(dg.ConfigurableResource):
     )
     device: str = "auto"
     dtype: str = "auto"
-    template: TemplateSetting = Field(
-        default=AUTO, description="auto: chat when the student has a chat template, else alpaca"
+    # The scoring knobs are ScoringConfig's (defaults and meaning); `auto` and 0 stand for its unset.
+    template: TemplateSetting = mirrored(
+        ScoringConfig, "template", default=AUTO, description=help_text(ScoringConfig, "template") + "; auto: unset"
     )
-    start_token: StartToken = Field(default="bos", description="context of the unconditioned pass")
-    max_length: int = 512
-    batch_tokens: int = Field(default=0, description="token budget per batch (0: per-device default)")
+    start_token: StartToken = mirrored(ScoringConfig, "start_token")
+    max_length: int = mirrored(ScoringConfig, "max_length")
+    batch_tokens: int = mirrored(
+        ScoringConfig, "batch_tokens", default=0, description=help_text(ScoringConfig, "batch_tokens") + "; 0: unset"
+    )
     trust_remote_code: bool = False
     base_url: str = Field(
         default="", description="a vLLM server's /v1 URL: score and evaluate there ('' = in this process)"
@@ -96,8 +100,6 @@ class StudentModel(dg.ConfigurableResource):
         return _load(self.model, self.device, self.dtype, self.trust_remote_code, key)
 
     def scoring_config(self) -> ScoringConfig:
-        from reflection_assets.scoring.scorer import ScoringConfig
-
         return ScoringConfig(
             template=None if self.template == AUTO else self.template,
             start_token=self.start_token,

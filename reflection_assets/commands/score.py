@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from reflection_assets.scoring.templates import START_TOKENS, TEMPLATES  # light: no torch, no tokenizer
+from reflection_assets.dataclass_args import add_dataclass_arguments, dataclass_from_args
+from reflection_assets.scoring.settings import ScoringConfig  # light: no torch, no tokenizer
 
 
 class InputError(ValueError):
@@ -40,25 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="bundled (default), a .gguf file, a model directory or a hub id",
     )
-    parser.add_argument(
-        "--template",
-        choices=TEMPLATES,
-        default=None,
-        help="default: chat when the student has a chat template, else alpaca",
-    )
-    parser.add_argument(
-        "--start-token", choices=START_TOKENS, default="bos", help="context of the unconditioned pass (default: bos)"
-    )
-    parser.add_argument(
-        "--max-length", type=int, default=512, metavar="N", help="prompt + scored tokens per pass (default: 512)"
-    )
-    parser.add_argument(
-        "--batch-tokens",
-        type=int,
-        default=None,
-        metavar="N",
-        help="padded tokens per forward pass (default: 1024 on CPU, 32768 on CUDA)",
-    )
+    scoring = parser.add_argument_group("scoring (defaults as in the student resource)")
+    add_dataclass_arguments(scoring, ScoringConfig)  # every field a flag, typed and explained by the field
     parser.add_argument(
         "--cache", type=Path, default=None, metavar="DB", help="DuckDB file whose student_scores table caches losses"
     )
@@ -166,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.progress import Progress
     from reflection_assets.scoring.cache import StudentScoreCache
-    from reflection_assets.scoring.scorer import ScoringConfig, score_pairs, settings_for
+    from reflection_assets.scoring.scorer import score_pairs, settings_for
     from reflection_assets.scoring.student import load_student
     from reflection_assets.served.client import ServedModelError, ServedStudent
 
@@ -174,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         served = ServedStudent.from_env(os.environ)  # REFLECTION_STUDENT_BASE_URL: score on a vLLM server
         student = load_student(args.student, device=args.device, dtype=args.dtype, served=served)
-        config = ScoringConfig(args.template, args.start_token, args.max_length, args.batch_tokens)
+        config = dataclass_from_args(ScoringConfig, args)
         settings = settings_for(student, config)  # validates template / start token early
     except (ModelReferenceError, ServedModelError, ValueError, OSError) as exc:
         _err(f"error: {exc}")

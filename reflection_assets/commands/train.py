@@ -12,13 +12,10 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import get_args
 
-from reflection_assets.training.settings import HELP, LoraSettings, Precision
-
-DEFAULTS = LoraSettings()
+from reflection_assets.dataclass_args import add_dataclass_arguments, dataclass_from_args
+from reflection_assets.training.settings import LoraSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,39 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also merge the adapter into the base and save a plain model here",
     )
     knobs = parser.add_argument_group("training (defaults as in the lora_checkpoint asset)")
-    for option in settings_options():
-        knobs.add_argument(option.flag, **option.kwargs)
-
-
-@dataclass(frozen=True)
-class SettingsOption:
-    field: str
-    flag: str
-    kwargs: dict
-
-
-def settings_options() -> list[SettingsOption]:
-    """One flag per LoraSettings field, typed and explained from the field itself (one owner)."""
-    options = []
-    for spec in fields(LoraSettings):
-        default = getattr(DEFAULTS, spec.name)
-        kwargs: dict = {"default": default, "help": HELP.get(spec.name, "")}
-        if isinstance(default, bool) or spec.name == "activation_checkpointing":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif isinstance(default, tuple):
-            kwargs["default"] = ",".join(default)
-        elif spec.name == "precision":
-            kwargs["choices"] = get_args(Precision)
-        else:
-            kwargs["type"] = type(default)
-        options.append(SettingsOption(spec.name, "--" + spec.name.replace("_", "-"), kwargs))
-    return options
+    add_dataclass_arguments(knobs, LoraSettings)  # every field a flag, typed and explained by the field
 
 
 def settings_from(args: argparse.Namespace) -> LoraSettings:
-    values = {spec.name: getattr(args, spec.name) for spec in fields(LoraSettings)}
-    values["target_modules"] = tuple(m.strip() for m in values["target_modules"].split(",") if m.strip())
-    return LoraSettings(**values)
+    return dataclass_from_args(LoraSettings, args)
 
 
 def arm_pairs(arm: str, database: Path) -> list:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from reflection_assets.documented import documented
 from reflection_assets.evaluation.backend import EvalBackend, InProcessBackend
 from reflection_assets.evaluation.cache import EvalOutputCache, output_key
 from reflection_assets.evaluation.checkers import run_check
@@ -95,18 +96,25 @@ class ModelUnderTest:
 class EvalSettings:
     """Everything that decides the numbers besides the weights; recorded with the scores."""
 
-    eval_file: str
-    gsm8k_file: str
-    items_per_suite: int = 15
-    seed: int = 0
-    # Per generated suite ({suite: tokens}); one number sets every suite.
-    max_new_tokens: dict | int = field(default_factory=lambda: dict(SUITE_MAX_NEW_TOKENS))
-    template: str = "chat"
-    response_style: str = "plain"  # plain | reflection (only the <output> part is scored)
-    batch_tokens: int | None = None
-    lm_eval: bool = True
-    suite_version: str = SUITE_VERSION
-    decoding: dict = field(default_factory=lambda: {"strategy": "greedy", "temperature": 0.0})
+    eval_file: str = documented(what="held-out pairs (jsonl): the heldout_nll and judge suites")
+    gsm8k_file: str = documented(what="GSM8K-format rows (question, answer ending in '#### N'): the gsm8k suite")
+    items_per_suite: int = documented(15, "items drawn for each synthetic suite (arithmetic, ifeval)")
+    seed: int = documented(0, "seed of the synthetic suites' items")
+    max_new_tokens: dict | int = documented(
+        what="tokens per generated suite ({suite: tokens}); one number sets every suite",
+        default_factory=lambda: dict(SUITE_MAX_NEW_TOKENS),
+    )
+    template: str = documented("chat", "prompt template of the models under test")
+    response_style: str = documented(
+        "plain", "plain, or reflection: the Reflection-70B system prompt, and only the <output> part is scored"
+    )
+    batch_tokens: int | None = documented(None, "tokens per generation batch (unset: the engine's default)")
+    lm_eval: bool = documented(True, "also run the arithmetic suite through lm-eval's harness")
+    suite_version: str = documented(SUITE_VERSION, "version of the suites' generators (same version, same items)")
+    decoding: dict = documented(
+        what="how answers are generated (greedy)",
+        default_factory=lambda: {"strategy": "greedy", "temperature": 0.0},
+    )
 
     @property
     def system(self) -> str:

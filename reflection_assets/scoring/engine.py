@@ -23,9 +23,9 @@ from reflection_assets.devices import free_cuda_memory, is_out_of_memory
 from reflection_assets.scoring import statuses
 from reflection_assets.scoring.prefixes import prefix_groups
 from reflection_assets.scoring.sequences import Seq
+from reflection_assets.scoring.settings import DEFAULT_BATCH_TOKENS
 
 ProgressFn = Callable[[int, int], None]  # (done, total) in non-padding tokens
-DEFAULT_BATCH_TOKENS = {"cpu": 1024, "cuda": 32768}  # CPU: small batches stay in cache (measured)
 HEAD_CHUNK_ROWS = 1024  # rows of the vocab projection at a time: bounds the logits' memory
 BATCH_ERRORS = (RuntimeError, ValueError, IndexError)  # torch.OutOfMemoryError is a RuntimeError
 

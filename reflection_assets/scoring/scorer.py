@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reflection_assets.schema import Pair
@@ -16,6 +15,7 @@ from reflection_assets.scoring import statuses
 from reflection_assets.scoring.engine import ProgressFn, SeqLoss
 from reflection_assets.scoring.metrics import SCORE_COLUMNS, PairScore, combine
 from reflection_assets.scoring.sequences import Plan, PromptSettings, Seq, plan_ifd, plan_rifd, resolve_settings
+from reflection_assets.scoring.settings import ScoringConfig  # owned there (light: the CLI reads it)
 from reflection_assets.scoring.student import Student
 from reflection_assets.scoring.templates import template_hash
 
@@ -28,16 +28,7 @@ if TYPE_CHECKING:
 
 CACHE_FLUSH_SECONDS = 30.0  # a crash loses at most this much scoring work
 CACHE_FLUSH_ROWS = 2048
-
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    """Scoring settings; `template=None` picks chat when the student has a chat template, else alpaca."""
-
-    template: str | None = None
-    start_token: str = "bos"  # bos | eos | header
-    max_length: int = 512
-    batch_tokens: int | None = None  # None: a per-device default
+DEFAULT_CONFIG = ScoringConfig()
 
 
 def settings_for(student: Student, config: ScoringConfig) -> PromptSettings:
@@ -141,7 +132,7 @@ def row_id(pair: Pair) -> str:
 def score_pairs(
     pairs: Sequence[Pair],
     student: Student,
-    config: ScoringConfig = ScoringConfig(),
+    config: ScoringConfig = DEFAULT_CONFIG,
     *,
     ifd: bool = True,
     rifd: bool = True,
@@ -161,7 +152,7 @@ def score_pairs(
 def scores_frame(
     pairs: Sequence[Pair],
     student: Student,
-    config: ScoringConfig = ScoringConfig(),
+    config: ScoringConfig = DEFAULT_CONFIG,
     *,
     ifd: bool = True,
     rifd: bool = True,

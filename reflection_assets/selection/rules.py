@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from reflection_assets.documented import documented
 from reflection_assets.scoring.statuses import OK
 from reflection_assets.selection.columns import ORIGINAL, RESPONSE_DECISION_COLUMNS
 from reflection_assets.selection.frames import MISSING, require
@@ -29,21 +30,26 @@ NOT_SELECTED_BUDGET = "extension_budget_exceeded"
 class SelectionSettings:
     """Run parameters of selection; the defaults are the published method.
 
-    max_ifd / max_rifd: the filter keeps final IFD < max_ifd and r-IFD < max_rifd (strict).
-    extension_keep_lost_answers: also keep rows whose answer reflection lost, when they pass the
-        same filter (the branches commented out in the authors' code).
-    extension_budget_fraction / extension_budget_count: keep only a budget of the eligible rows
-        that pass the filter, ranked by the final pair's IFD, highest first (Cherry-style: the
-        hardest pairs for the student), ties broken by row_id ascending so reruns agree. The
-        fraction is of all rows given to selection (the dataset size, as the authors' 2% / 5%
-        subsets), rounded down. At most one of the two may be set.
+    A budget keeps the eligible rows that pass the filter ranked by the final pair's IFD, highest
+    first (Cherry-style: the hardest pairs for the student), ties broken by row_id ascending so
+    reruns agree. At most one of the two budgets may be set.
     """
 
-    max_ifd: float = 1.0
-    max_rifd: float = 1.0
-    extension_keep_lost_answers: bool = False
-    extension_budget_fraction: float | None = None
-    extension_budget_count: int | None = None
+    max_ifd: float = documented(1.0, "keep rows whose final IFD is below this (strict; the published filter: 1)")
+    max_rifd: float = documented(1.0, "keep rows whose final r-IFD is below this (strict; the published filter: 1)")
+    extension_keep_lost_answers: bool = documented(
+        False,
+        "extension: also keep rows whose answer reflection lost, when they pass the same filter (the branches "
+        "commented out in the authors' code)",
+    )
+    extension_budget_fraction: float | None = documented(
+        None,
+        "extension: keep at most this fraction (0, 1] of all rows given to selection, rounded down, the highest "
+        "IFD first (as the authors' 2% / 5% subsets); unset: no budget",
+    )
+    extension_budget_count: int | None = documented(
+        None, "extension: keep at most this many rows, the highest IFD first; unset: no budget"
+    )
 
     def __post_init__(self) -> None:
         if self.extension_budget_fraction is not None and self.extension_budget_count is not None:

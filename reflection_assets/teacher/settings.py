@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reflection_assets.documented import documented
 from reflection_assets.teacher.prompts import PROMPT_VERSION
 
 
@@ -15,16 +16,21 @@ class ReflectionSettings:
     change how much is done, not what an answer is).
     """
 
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    guided: bool = False
-    critique_tokens: int = 128  # bound on the critique before the first marker when guided
-    max_calls: int | None = None  # teacher calls this run may make (cached rows are free)
-    max_tokens: int | None = None  # prompt + completion tokens this run may spend
-    limit: int | None = None  # reflect only the first N rows (trial runs); the rest are skipped
-    prompt_version: str = PROMPT_VERSION
+    max_new_tokens: int = documented(512, "tokens the teacher may write per reflection")
+    temperature: float = documented(0.0, "sampling temperature (0: greedy)")
+    top_p: float = documented(1.0, "nucleus sampling mass (with a temperature above 0)")
+    seed: int | None = documented(None, "sampling seed (unset: none)")
+    guided: bool = documented(
+        False, "guided generation: each marker of the layout is opened for the teacher, which writes only the "
+        "sections (for a small teacher that does not write the layout by itself)"
+    )
+    critique_tokens: int = documented(128, "bound on the critique before the first marker when guided")
+    max_calls: int | None = documented(None, "teacher calls this run may make (cached rows are free; unset: no cap)")
+    max_tokens: int | None = documented(None, "prompt + completion tokens this run may spend (unset: no cap)")
+    limit: int | None = documented(
+        None, "reflect only the first N rows (trial runs); the rest are skipped (unset: every row)"
+    )
+    prompt_version: str = documented(PROMPT_VERSION, "version of the reflection prompts (part of the cache key)")
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "critique_tokens"):

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reflection_assets.dataclass_args import dataclass_argv
 from reflection_assets.schema import Pair
 from reflection_assets.training.distributed import rank
 from reflection_assets.training.settings import LoraSettings
@@ -64,21 +65,7 @@ class Launch:
 
 def settings_arguments(settings: LoraSettings) -> list[str]:
     """`reflection-tuning train` flags that rebuild exactly `settings` (the key depends on every value)."""
-    from dataclasses import fields
-
-    argv: list[str] = []
-    for field in fields(LoraSettings):
-        value = getattr(settings, field.name)
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(value, tuple):
-            argv += [flag, ",".join(value)]
-        elif value is None:
-            continue  # the default: decided by the device
-        elif isinstance(value, bool):
-            argv += [flag if value else "--no-" + field.name.replace("_", "-")]
-        else:
-            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
-    return argv
+    return dataclass_argv(settings)  # the same field-to-flag rules the command parses with
 
 
 def pair_record(pair: Pair) -> dict:

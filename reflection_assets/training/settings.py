@@ -5,36 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from reflection_assets.documented import documented, help_texts
+
 Precision = Literal["auto", "fp32", "bf16"]
 
 # Knobs that change neither the adapter nor the loss curve: left out of the checkpoint key
 # (the device enters the key as its kind, cpu | cuda).
 NOT_IN_KEY = ("save_steps", "min_rows", "device", "collective_timeout")
-
-# What each knob means: one owner for the CLI's --help and the asset config's descriptions.
-HELP = {
-    "rank": "LoRA rank r",
-    "alpha": "LoRA alpha (the update is scaled by alpha / r)",
-    "dropout": "LoRA dropout (0 for runs compared step by step)",
-    "target_modules": "module names, comma-separated, or all-linear (every linear projection but lm_head)",
-    "epochs": "passes over the rows",
-    "learning_rate": "peak learning rate",
-    "warmup": "below 1: a fraction of the steps; from 1 up: a step count",
-    "lr_scheduler": "transformers scheduler name: linear, cosine, constant, ...",
-    "batch_size": "rows per device per step (the global batch is this x processes x gradient_accumulation)",
-    "gradient_accumulation": "steps whose gradients are summed before each optimizer step",
-    "max_length": "tokens per row (prompt + answer); rows whose prompt alone fills it are dropped",
-    "packing": "padding-free packing of rows into sequences (exact with SDPA)",
-    "seed": "seed of the initialisation and the row order",
-    "precision": "auto: fp32 on CPU, bf16 on a GPU that supports it (else fp32); bf16 on a CPU is autocast",
-    "load_in_4bit": "QLoRA: the base in nf4 with double quantization (CUDA only)",
-    "activation_checkpointing": "recompute activations in the backward pass (default: on for CUDA, off on CPU)",
-    "device": "auto, cpu or cuda (one process trains on the first visible GPU; more GPUs: num_processes)",
-    "max_steps": "> 0 caps the run at this many optimizer steps; -1 trains `epochs`",
-    "save_steps": "a resumable Trainer checkpoint every N optimizer steps",
-    "min_rows": "fewer rows than this after the trainer's filtering: a reasoned skip",
-    "collective_timeout": "seconds a process waits for the others in a collective before the run fails",
-}
 
 
 @dataclass(frozen=True)
@@ -46,27 +23,45 @@ class LoraSettings:
     CUDA; `bf16` on a CPU is autocast (faster where the CPU has AMX, numerically different).
     """
 
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("all-linear",)  # every linear projection (not lm_head)
-    epochs: float = 2.0
-    learning_rate: float = 2e-4
-    warmup: float = 0.1
-    lr_scheduler: str = "linear"
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    max_length: int = 512
-    packing: bool = False
-    seed: int = 0
-    precision: Precision = "auto"
-    load_in_4bit: bool = False  # QLoRA (nf4, double quantization); CUDA only
-    activation_checkpointing: bool | None = None  # None: on for CUDA, off on CPU (slower there, no gain)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    max_steps: int = -1  # > 0 caps the run (benchmarks, smoke tests); -1 trains `epochs`
-    save_steps: int = 5  # Trainer checkpoint every N optimizer steps: what an interrupted run resumes from
-    min_rows: int = 4  # fewer rows than this after the trainer's own filtering: a reasoned skip
-    collective_timeout: int = 1800  # seconds a rank waits in a collective for the others before failing
+    rank: int = documented(8, "LoRA rank r")
+    alpha: int = documented(16, "LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = documented(0.05, "LoRA dropout (0 for runs compared step by step)")
+    target_modules: tuple[str, ...] = documented(
+        ("all-linear",), "module names, comma-separated, or all-linear (every linear projection but lm_head)"
+    )
+    epochs: float = documented(2.0, "passes over the rows")
+    learning_rate: float = documented(2e-4, "peak learning rate")
+    warmup: float = documented(0.1, "below 1: a fraction of the steps; from 1 up: a step count")
+    lr_scheduler: str = documented("linear", "transformers scheduler name: linear, cosine, constant, ...")
+    batch_size: int = documented(
+        8, "rows per device per step (the global batch is this x processes x gradient_accumulation)"
+    )
+    gradient_accumulation: int = documented(1, "steps whose gradients are summed before each optimizer step")
+    max_length: int = documented(
+        512, "tokens per row (prompt + answer); rows whose prompt alone fills it are dropped"
+    )
+    packing: bool = documented(False, "padding-free packing of rows into sequences (exact with SDPA)")
+    seed: int = documented(0, "seed of the initialisation and the row order")
+    precision: Precision = documented(
+        "auto", "auto: fp32 on CPU, bf16 on a GPU that supports it (else fp32); bf16 on a CPU is autocast"
+    )
+    load_in_4bit: bool = documented(False, "QLoRA: the base in nf4 with double quantization (CUDA only)")
+    activation_checkpointing: bool | None = documented(
+        None, "recompute activations in the backward pass, time for memory (unset: on for CUDA, off on CPU, "
+        "where it is slower for no gain)"
+    )
+    device: str = documented(
+        "auto", "auto, cpu, cuda or cuda:N (one process trains on one GPU, the first visible for cuda; more GPUs: "
+        "num_processes)"
+    )
+    max_steps: int = documented(-1, "> 0 caps the run at this many optimizer steps; -1 trains `epochs`")
+    save_steps: int = documented(
+        5, "a resumable Trainer checkpoint every N optimizer steps (what an interrupted run resumes from)"
+    )
+    min_rows: int = documented(4, "fewer rows than this after the trainer's filtering: a reasoned skip")
+    collective_timeout: int = documented(
+        1800, "seconds a process waits for the others in a collective before the run fails"
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -108,3 +103,7 @@ class LoraSettings:
     def as_params(self) -> dict:
         """Flat values for MLflow params and the model card."""
         return {k: (",".join(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+# What each knob means, read from the fields: the asset config's descriptions and the CLI's --help.
+HELP = help_texts(LoraSettings)
