@@ -1,4 +1,4 @@
-"""Evaluation cost, measured side by side in one run (DESIGN 8): the demo's generated suites
+"""Evaluation cost, measured side by side in one run (same machine, same load): the demo's generated suites
 (arithmetic, IFEval-style, GSM8K, judge instructions; ~15 items each, 64 new tokens) for the
 base and two LoRA adapters on the bundled model.
 

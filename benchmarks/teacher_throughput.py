@@ -1,4 +1,4 @@
-"""Teacher throughput, measured side by side in one run (DESIGN 8).
+"""Teacher throughput, measured side by side in one run (same machine, same load).
 
 1. In-process: the same reflection prompts generated in left-padded batches vs one at a time,
    every prompt forced to the same number of new tokens (min_new_tokens = max_new_tokens), and

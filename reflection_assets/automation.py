@@ -4,7 +4,7 @@ This module owns every `AutomationCondition` of the graph; `definitions.py` appl
 name (`with_automation`), so asset modules stay free of scheduling policy. A new dataset partition (added by the
 inbox sensor, which runs `raw_instructions`) flows through reflection and scoring partition by
 partition, then into ONE selection per tick that has no partition in flight, then the arms,
-training, evaluation and the report. The choices follow dagster 1.13's behaviour (DESIGN 6):
+training, evaluation and the report. The choices follow dagster 1.13's behaviour:
 
 - `eager()` requires every dependency partition to exist (`~any_deps_missing()`): a registered
   dataset partition that never materialized would block the fan-in for good. The fan-in assets
@@ -60,8 +60,7 @@ def after_selection() -> Condition:
     )
 
 
-# Asset name -> condition. Names of assets not in this build (training and evaluation land
-# separately) are simply not applied.
+# Asset name -> condition; every name is an asset of the graph (a test checks it).
 CONDITIONS: dict[str, Condition] = {
     "instruction_reflections": per_partition(),
     "raw_ifd_scores": per_partition(),
@@ -97,25 +96,17 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 
-def asset_names(assets: Iterable[dg.AssetsDefinition]) -> set[str]:
-    return {key.to_user_string() for definition in assets for key in definition.keys}
-
-
-def evaluation_schedules(assets: Iterable[dg.AssetsDefinition]) -> list[dg.ScheduleDefinition]:
-    """A schedule re-running evaluation and the report, when this build has those assets.
+def evaluation_schedule() -> dg.ScheduleDefinition:
+    """A schedule re-running evaluation and the report.
 
     Off by default: it runs only when `REFLECTION_EVAL_CRON` gives its cron (it can also be
     switched on in the UI, on the default cron).
     """
-    if not set(EVALUATION_ASSETS) <= asset_names(assets):
-        return []
     cron = os.environ.get(EVAL_CRON_ENV, "").strip()
-    return [
-        dg.ScheduleDefinition(
-            name="evaluation_schedule",
-            cron_schedule=cron or DEFAULT_EVAL_CRON,
-            target=dg.AssetSelection.assets(*EVALUATION_ASSETS),
-            default_status=dg.DefaultScheduleStatus.RUNNING if cron else dg.DefaultScheduleStatus.STOPPED,
-            description=f"Re-evaluates every arm and rebuilds the report (cron from ${EVAL_CRON_ENV}).",
-        )
-    ]
+    return dg.ScheduleDefinition(
+        name="evaluation_schedule",
+        cron_schedule=cron or DEFAULT_EVAL_CRON,
+        target=dg.AssetSelection.assets(*EVALUATION_ASSETS),
+        default_status=dg.DefaultScheduleStatus.RUNNING if cron else dg.DefaultScheduleStatus.STOPPED,
+        description=f"Re-evaluates every arm and rebuilds the report (cron from ${EVAL_CRON_ENV}).",
+    )

@@ -352,8 +352,3 @@ def read_choice(reply: Reply, options: Sequence[str]) -> tuple[list[float], str]
     said = reply.text.strip().lower()
     hits = [i for i, o in enumerate(wanted) if said and (o.startswith(said) or said.startswith(o))]
     return (normalise({hits[0]: 0.0}, len(options)), "text") if len(hits) == 1 else (uniform, "none")
-
-
-def option_probabilities(reply: Reply, options: Sequence[str]) -> list[float]:
-    """Option probabilities of a judge's reply (see `read_choice`)."""
-    return read_choice(reply, options)[0]

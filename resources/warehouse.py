@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from reflection_assets.database import connect, table_exists
+from reflection_assets.database import connect
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -26,9 +26,3 @@ class Warehouse(dg.ConfigurableResource):
             return pd.DataFrame()
         with self.connection() as conn:
             return conn.execute(sql, params or []).df()
-
-    def has_table(self, table: str) -> bool:
-        if not Path(self.database).exists():
-            return False
-        with self.connection() as conn:
-            return table_exists(conn, table)

@@ -48,8 +48,8 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
     "eval_scores": (
         ("rows", "scores"),
         ("models", "models"),
-        ("generations_made", "generated"),
-        ("generations_cached", "cached"),
+        ("generated", "generated"),
+        ("generated_cached", "cached"),
     ),
     "ablation_report": (("rows", "rows"),),
 }

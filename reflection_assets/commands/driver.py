@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,23 +163,32 @@ class StageWatcher:
                 self.printed.append(line)
 
 
+class UnknownJobError(ValueError):
+    """A step names a job the definitions do not declare (a typo in the driver's steps)."""
+
+
+def require_known_jobs(steps: list[Step], jobs: Iterable[str]) -> None:
+    """Raise before anything runs when a step names a job not among `jobs`, listing the known ones."""
+    known = sorted(jobs)
+    unknown = sorted({step.job for step in steps} - set(known))
+    if unknown:
+        raise UnknownJobError(f"no job named {', '.join(unknown)} in the definitions; known jobs: {', '.join(known)}")
+
+
 def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], None] = print) -> GraphRun:
     """Execute each job in order, a line per stage as it finishes; stop at the first failure and say
-    where to read its logs."""
+    where to read its logs. A step naming an unknown job raises `UnknownJobError` before any runs."""
     import dagster as dg
     from dagster._core.utils import make_new_run_id
 
     from reflection_assets.definitions import defs
 
+    require_known_jobs(steps, (job.name for job in defs.jobs))
     instance = dg.DagsterInstance.get()
     started = time.monotonic()
     run = GraphRun(ok=True, seconds=0.0)
     for step in steps:
-        try:
-            job = defs.resolve_job_def(step.job)
-        except Exception:  # noqa: BLE001 - a job this build does not define is skipped, and said so
-            echo(f"  {step.label}: not defined in this build, skipped")
-            continue
+        job = defs.resolve_job_def(step.job)
         run_id = make_new_run_id()
         with StageWatcher(instance, run_id, echo) as watcher:
             result = job.execute_in_process(

@@ -79,15 +79,3 @@ def judge_pairs(
     probabilities = choose_many(asks)
     forwards, backwards = probabilities[0::2], probabilities[1::2]
     return [(verdict(f, b), list(f), list(b)) for f, b in zip(forwards, backwards)]
-
-
-def judge_summary(verdicts: Sequence[int]) -> dict[str, float | int]:
-    n = len(verdicts)
-    wins, losses = sum(v == WIN for v in verdicts), sum(v == LOSS for v in verdicts)
-    return {
-        "wins": wins,
-        "ties": n - wins - losses,
-        "losses": losses,
-        "n": n,
-        "score": (wins - losses) / n if n else float("nan"),
-    }

@@ -1,4 +1,4 @@
-"""Student scoring: IFD and r-IFD of instruction pairs (DESIGN.md section 1).
+"""Student scoring: IFD and r-IFD of instruction pairs (IFD = PPL(A | Q) / PPL(A), r-IFD = PPL(Q | A) / PPL(Q)).
 
 Modules, one concern each (import what you need; this package imports nothing heavy itself):
 - templates: prompt templates, prompt ids, start token, template hash

@@ -11,8 +11,7 @@ from reflection_assets.automation import (
     CONDITIONS,
     EVAL_CRON_ENV,
     automation_sensor,
-    evaluation_schedules,
-    with_automation,
+    evaluation_schedule,
 )
 from reflection_assets.definitions import defs
 from reflection_assets.partitions import ARMS, DATASETS, FIRST_SEED, SEEDS, arm_key
@@ -157,41 +156,21 @@ def test_the_automation_sensor_is_declared_running():
     assert defs.resolve_sensor_def(automation_sensor.name).default_status == dg.DefaultSensorStatus.RUNNING
 
 
-def _evaluation_assets():
-    """Two small assets named like evaluation's, so the schedule has something to target."""
-
-    @dg.asset
-    def eval_scores() -> int:
-        return 1
-
-    @dg.asset(deps=[eval_scores])
-    def ablation_report() -> None:
-        return None
-
-    return with_automation([eval_scores, ablation_report])
-
-
 def test_evaluation_schedule_is_off_unless_a_cron_is_given(monkeypatch):
-    from reflection_assets.assets import ingest
-
-    assert evaluation_schedules(dg.load_assets_from_modules([ingest])) == []  # no evaluation assets: no schedule
     monkeypatch.delenv(EVAL_CRON_ENV, raising=False)
-    (shipped,) = evaluation_schedules(defs.resolve_asset_graph().assets_defs)  # this build has them
-    assert shipped.default_status == dg.DefaultScheduleStatus.STOPPED
-    (stopped,) = evaluation_schedules(_evaluation_assets())
+    stopped = evaluation_schedule()
     assert stopped.default_status == dg.DefaultScheduleStatus.STOPPED
 
     monkeypatch.setenv(EVAL_CRON_ENV, "15 4 * * 1")
-    assets = _evaluation_assets()
-    (running,) = evaluation_schedules(assets)
+    running = evaluation_schedule()
     assert running.default_status == dg.DefaultScheduleStatus.RUNNING
     assert running.cron_schedule == "15 4 * * 1"
-    job = dg.Definitions(assets=assets, schedules=[running]).resolve_job_def(running.job_name)
-    targeted = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
-    assert targeted >= {"eval_scores", "ablation_report"}
+    job = dg.Definitions(assets=defs.resolve_asset_graph().assets_defs, schedules=[running]).resolve_job_def(
+        running.job_name
+    )
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"eval_scores", "ablation_report"}
 
 
 @pytest.mark.parametrize("name", sorted(CONDITIONS))
-def test_every_named_asset_exists_or_is_an_announced_one(name):
-    present = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert name in present or name in {"lora_checkpoint", "eval_scores", "ablation_report"}
+def test_every_named_asset_exists(name):
+    assert name in {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}

@@ -22,7 +22,6 @@ from resources.teacher_http import (
     Reply,
     RetryableError,
     RetryAfterWait,
-    option_probabilities,
     parse_retry_after,
     read_choice,
 )
@@ -139,7 +138,6 @@ def test_choose_falls_back_to_the_text_and_says_so(caplog: pytest.LogCaptureFixt
 def test_choose_without_logprobs_reads_the_text() -> None:
     reply = Reply("B", 0, 0, "stop", {"choices": [{"message": {"content": "B"}}]})
     assert read_choice(reply, ["A", "B"]) == ([0.0, 1.0], "text")
-    assert option_probabilities(reply, ["A", "B"]) == [0.0, 1.0]
     vague = Reply("Hmm", 0, 0, "stop", {"choices": [{"message": {"content": "Hmm"}}]})
     assert read_choice(vague, ["A", "B"]) == ([0.5, 0.5], "none")
     offered = {"choices": [{"message": {"content": "B"}, "logprobs": {"content": [

@@ -13,6 +13,7 @@ from reflection_assets.paths import warehouse_path
 from reflection_assets.selection.lineage import LINEAGE_SQL
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
 from resources.teacher_scripted import CannedReply, ScriptedTeacher
+from tests.support.console_keys import assert_console_reads_written_keys
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +92,7 @@ def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance
         result = run(dagster_instance, ["arm_datasets"], arm_key(arm))
         assert result.success
         assert metadata(result, "arm_datasets")["rows"].value == (3 if arm == "full" else meta["rows_selected"].value)
+        assert_console_reads_written_keys("arm_datasets", metadata(result, "arm_datasets"), absent={"skipped_reason"})
 
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         raw_id = conn.execute("SELECT row_id FROM raw_instructions LIMIT 1").fetchone()[0]

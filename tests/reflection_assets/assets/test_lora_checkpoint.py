@@ -13,6 +13,7 @@ from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.paths import warehouse_path
 from reflection_assets.training.lineage import TRAINED_ON_SQL
+from tests.support.console_keys import assert_console_reads_written_keys
 from tests.support.training import materialize_checkpoint, sample_pairs, seed_arm_tables
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
@@ -68,6 +69,7 @@ def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
     assert (Path(row["adapter_path"]) / "adapter_model.safetensors").is_file()
     assert math.isfinite(row["first_loss"]) and math.isfinite(row["final_loss"])
     assert meta["mlflow_run_id"].value == row["mlflow_run_id"] and "loss_curve" in meta
+    assert_console_reads_written_keys("lora_checkpoint", meta, absent={"skipped_reason"})
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         trained = conn.execute("SELECT row_id FROM trained_rows WHERE arm = 'selective' ORDER BY row_id").fetchall()
     assert [r[0] for r in trained] == [p.row_id for p in sample_pairs(8)]
@@ -107,6 +109,7 @@ def test_tiny_arm_and_disabled_arm_are_reasoned_skips(dagster_instance, tiny_bas
     assert row["adapter_path"] == "" and math.isnan(row["final_loss"])
     meta = result.asset_materializations_for_node("lora_checkpoint")[0].metadata
     assert "min_rows=4" in meta["skipped_reason"].value
+    assert_console_reads_written_keys("lora_checkpoint", meta, absent={"first_loss", "final_loss"})
 
     disabled = materialize(dagster_instance, tiny_base, enabled=False)
     assert disabled.success and "disabled" in stored_row()["skipped_reason"]
@@ -157,8 +160,13 @@ def test_interrupted_training_resumes_when_materialized_again(dagster_instance, 
     assert [m.step for m in history] == [1, 2, 3, 4]  # the curve continues from the checkpoint, no step twice
 
 
-def test_the_asset_config_defaults_are_the_settings_defaults():
+def test_the_asset_config_has_every_setting_with_its_default():
+    from dataclasses import fields
+
     from reflection_assets.assets.training import LoraCheckpointConfig
     from reflection_assets.training.settings import LoraSettings
 
+    # A setting the config lacks would silently take the dataclass default: the field sets must match.
+    launch_only = {"enabled", "num_processes", "accelerate_config"}  # read by the asset, not by the trainer
+    assert set(LoraCheckpointConfig.model_fields) - launch_only == {f.name for f in fields(LoraSettings)}
     assert LoraCheckpointConfig().settings() == LoraSettings()

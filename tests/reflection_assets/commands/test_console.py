@@ -3,8 +3,18 @@
 import math
 
 import dagster as dg
+import pandas as pd
 
-from reflection_assets.commands.console import StageLine, console_run_config, markdown_table, stage_lines
+from reflection_assets.commands.console import (
+    HEADLINES,
+    NOTES,
+    SILENT_ASSETS,
+    StageLine,
+    console_run_config,
+    markdown_table,
+    stage_lines,
+)
+from tests.support.console_keys import assert_console_reads_written_keys
 
 
 def test_stage_lines_from_a_real_run(dagster_instance):
@@ -28,6 +38,35 @@ def test_stage_lines_from_a_real_run(dagster_instance):
     assert line.partition == DEMO_PARTITION and line.seconds > 0
     assert dict(line.numbers) == {"accepted": 68, "rejected": 0}
     assert line.render().startswith("  raw_instructions[demo]")
+    written = result.asset_materializations_for_node("raw_instructions")[0].metadata
+    assert_console_reads_written_keys("raw_instructions", written)
+
+
+def test_every_stage_the_console_knows_is_an_asset_of_the_graph():
+    from reflection_assets.definitions import defs
+
+    assets = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert set(HEADLINES) | set(NOTES) | SILENT_ASSETS <= assets
+
+
+def test_the_teacher_and_scoring_lines_read_keys_their_counts_have():
+    """These stages' counts come from pure functions; fed every outcome and choice there is (a real run
+    writes only those its rows took), they give every key the asset can write. `stage_result` adds rows."""
+    from reflection_assets.assets.common import score_summary
+    from reflection_assets.assets.scoring import choice_counts
+    from reflection_assets.scoring.statuses import OK
+    from reflection_assets.selection.columns import ORIGINAL
+    from reflection_assets.teacher.outcomes import OUTCOMES, REFLECTED
+    from reflection_assets.teacher.stats import RunStats
+
+    stats = RunStats("instruction", "http", "teacher", "v1", outcomes={outcome: 1 for outcome in OUTCOMES})
+    for asset in ("instruction_reflections", "response_reflections"):
+        assert_console_reads_written_keys(asset, {"rows": 1, **stats.metadata()})
+    scores = pd.DataFrame({"ifd_ppl": [0.5], "ifd_status": [OK], "rifd_ppl": [0.7], "rifd_status": [OK]})
+    assert_console_reads_written_keys("raw_ifd_scores", {"rows": 1, **score_summary(scores)})
+    for asset, stage in (("instruction_ifd_scores", "instruction"), ("response_scores", "response")):
+        choices = pd.DataFrame({f"{stage}_choice": [REFLECTED, ORIGINAL], f"{stage}_reason": ["a", "b"]})
+        assert_console_reads_written_keys(asset, {"rows": 2, **choice_counts(choices, stage)})
 
 
 def test_render_hides_nan_and_chains_losses():

@@ -92,10 +92,6 @@ def test_command_imports_stay_light():
     assert run_process("-c", code).stdout.strip() == "[]"
 
 
-@pytest.mark.skipif(
-    not (ROOT / "reflection_assets" / "cli.py").exists(),
-    reason="reflection_assets/cli.py (the dispatcher) is not written yet",
-)
 def test_through_the_project_cli(tmp_path):
     ok = run_process("-m", "reflection_assets.cli", "validate", str(FIXTURES / "bad_alpaca.jsonl"))
     assert ok.returncode == 0, ok.stderr

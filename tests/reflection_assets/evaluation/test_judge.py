@@ -1,4 +1,4 @@
-from reflection_assets.evaluation.judge import LOSS, TIE, WIN, judge_pair, judge_summary
+from reflection_assets.evaluation.judge import LOSS, TIE, WIN, judge_pair
 
 
 def position_biased(messages, options):
@@ -18,15 +18,12 @@ def prefers(word):
 def test_a_position_biased_judge_yields_ties():
     verdicts = [judge_pair(position_biased, "Say hi.", cand, ref)[0] for cand, ref in [("hi", "hello"), ("x", "y")]]
     assert verdicts == [TIE, TIE]
-    assert judge_summary(verdicts) == {"wins": 0, "ties": 2, "losses": 0, "n": 2, "score": 0.0}
 
 
 def test_a_consistent_judge_gives_wins_and_losses():
     choose = prefers("good")
     assert judge_pair(choose, "Q", "a good answer", "a poor answer")[0] == WIN
     assert judge_pair(choose, "Q", "a poor answer", "a good answer")[0] == LOSS
-    summary = judge_summary([WIN, WIN, LOSS, TIE])
-    assert summary["score"] == 0.25 and summary["ties"] == 1
 
 
 def test_an_undecided_judge_is_a_tie():
