@@ -3,19 +3,20 @@
 import dagster as dg
 
 from reflection_assets.assets import evaluation, ingest, reflection, scoring, selection, training
-from reflection_assets.automation import automation_sensor, evaluation_schedules, with_automation
+from reflection_assets.automation import automation_sensor, evaluation_schedule, with_automation
+from reflection_assets.code_versions import with_code_versions
 from reflection_assets.deployment import build_resources
 from reflection_assets.jobs import arms_job, dataset_job, evaluation_job, selection_job
 from sensors.inbox import inbox_sensor
 
 ASSET_MODULES = [ingest, reflection, scoring, selection, training, evaluation]
-ASSETS = with_automation(dg.load_assets_from_modules(ASSET_MODULES))
+ASSETS = with_code_versions(with_automation(dg.load_assets_from_modules(ASSET_MODULES)))
 
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
     jobs=[dataset_job, selection_job, arms_job, evaluation_job],
     sensors=[inbox_sensor, automation_sensor],
-    schedules=evaluation_schedules(ASSETS),
+    schedules=[evaluation_schedule()],
     resources=build_resources(),
 )

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from reflection_assets.database import connect, table_exists
 from reflection_assets.demo_data import DEMO_PARTITION, DEMO_TRAIN_PATH
+from reflection_assets.documented import documented
+from reflection_assets.ingest.readers import ReadResult, read_dataset
 
 REGISTRY_TABLE = "dataset_sources"
 
@@ -25,9 +27,15 @@ class UnknownDatasetError(LookupError):
 
 @dataclass(frozen=True)
 class DatasetSource:
-    source: str
-    format: str = "auto"
-    column_map: dict[str, str] = field(default_factory=dict)
+    source: str = documented(what="a file, a folder or a hub dataset name")
+    format: str = documented(
+        "auto", "record shape (alpaca, sharegpt, messages) or container (csv, parquet, hf); auto: detected"
+    )
+    column_map: dict[str, str] = documented(
+        what="our field (instruction, input, output, system) -> the file's column name; unnamed fields keep "
+        "their own name",
+        default_factory=dict,
+    )
 
 
 def partition_key_for(source: str) -> str:
@@ -79,3 +87,11 @@ def resolve_source(database: str | Path, key: str, override: DatasetSource | Non
         f"dataset partition {key!r} has no registered source: drop the file into the inbox folder, "
         "or give `source` in the run config"
     )
+
+
+def read_partition(
+    database: str | Path, key: str, override: DatasetSource | None = None
+) -> tuple[DatasetSource, ReadResult]:
+    """Read dataset partition `key` from its source (`resolve_source`) with the format readers."""
+    source = resolve_source(database, key, override)
+    return source, read_dataset(source.source, format=source.format, column_map=source.column_map or None)

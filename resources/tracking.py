@@ -18,6 +18,10 @@ import dagster as dg
 from reflection_assets.paths import data_dir
 
 SECRET_PATTERN = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
+# MLflow 3's UI opens an experiment without this tag on its GenAI overview ("Traces 0"); this kind
+# ("Machine learning" in its selector) opens the runs, where this project's work is.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
 
 
 def default_tracking_uri() -> str:
@@ -71,10 +75,18 @@ class MlflowTracking(dg.ConfigurableResource):
         with sqlite_store_lock(uri):  # the first access creates (migrates) the store
             experiment = mlflow.get_experiment_by_name(self.experiment_name)
             if experiment is not None:
+                if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the kind was set, or by hand
+                    mlflow.MlflowClient().set_experiment_tag(
+                        experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+                    )
                 return experiment.experiment_id
             artifacts = Path(data_dir() / "mlartifacts").resolve()
             try:
-                return mlflow.create_experiment(self.experiment_name, artifact_location=artifacts.as_uri())
+                return mlflow.create_experiment(
+                    self.experiment_name,
+                    artifact_location=artifacts.as_uri(),
+                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
+                )
             except Exception:  # noqa: BLE001 - another process created it first
                 return mlflow.get_experiment_by_name(self.experiment_name).experiment_id
 
@@ -95,6 +107,17 @@ class MlflowTracking(dg.ConfigurableResource):
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             yield run
 
+    def runs_url(self) -> str | None:
+        """The experiment's runs view in the MLflow UI; None before anything was logged to the store."""
+        import mlflow
+
+        uri = self.resolved_uri()
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+            return None  # looking would create an empty store
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        return None if experiment is None else f"{self.ui_url}/#/experiments/{experiment.experiment_id}/runs"
+
     def run_url(self, run: Any) -> str:
         return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
@@ -103,6 +126,57 @@ class MlflowTracking(dg.ConfigurableResource):
             "mlflow_run_id": dg.MetadataValue.text(run.info.run_id),
             "mlflow_run": dg.MetadataValue.url(self.run_url(run)),
         }
+
+    def find_run(self, run_id: str) -> Any | None:
+        """The run with this id, or None when the store no longer has it (a deleted or moved store)."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.resolved_uri())
+        try:
+            return mlflow.get_run(run_id)
+        except Exception:  # noqa: BLE001 - MlflowException for an unknown id, OSError for a vanished file store
+            return None
+
+    def log_run(
+        self,
+        context: Any,
+        name: str,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        artifacts: dict[str, bytes | str | Path] | None = None,
+        datasets: dict[str, Any] | None = None,
+        step_metrics: list[tuple[int, dict[str, float]]] | None = None,
+        artifact_folders: dict[str, str | Path] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Any:
+        """Log one run and return it.
+
+        `params` are scrubbed of credentials and cut to 500 characters (MLflow's limit); `datasets`:
+        name -> pandas DataFrame, logged as the run's training input; `step_metrics`: (step, values)
+        curves; `artifact_folders`: artifact path -> local folder (e.g. an adapter).
+        """
+        import mlflow
+
+        with self.start_run(context, name, **(tags or {})) as run:
+            for dataset_name, frame in (datasets or {}).items():
+                mlflow.log_input(mlflow.data.from_pandas(frame, name=dataset_name), context="training")
+            if params:
+                mlflow.log_params({k: str(v)[:500] for k, v in scrub_params(params).items()})
+            if metrics:
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+            for step, values in step_metrics or []:
+                if values:
+                    mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=int(step))
+            for file_name, content in (artifacts or {}).items():
+                if isinstance(content, Path):
+                    mlflow.log_artifact(str(content))
+                elif isinstance(content, bytes):
+                    _log_bytes(mlflow, file_name, content)
+                else:
+                    mlflow.log_text(content, file_name)
+            for artifact_path, folder in (artifact_folders or {}).items():
+                mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+        return run
 
     def log(
         self,
@@ -113,27 +187,8 @@ class MlflowTracking(dg.ConfigurableResource):
         artifacts: dict[str, bytes | str | Path] | None = None,
         datasets: dict[str, Any] | None = None,
     ) -> dict[str, dg.MetadataValue]:
-        """Log one run with metrics, params, artifacts and datasets; return metadata linking to it.
-
-        `datasets`: name -> pandas DataFrame, logged as the run's training input.
-        """
-        import mlflow
-
-        with self.start_run(context, name) as run:
-            for dataset_name, frame in (datasets or {}).items():
-                mlflow.log_input(mlflow.data.from_pandas(frame, name=dataset_name), context="training")
-            if params:
-                mlflow.log_params({k: str(v)[:500] for k, v in scrub_params(params).items()})
-            if metrics:
-                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-            for file_name, content in (artifacts or {}).items():
-                if isinstance(content, Path):
-                    mlflow.log_artifact(str(content))
-                elif isinstance(content, bytes):
-                    _log_bytes(mlflow, file_name, content)
-                else:
-                    mlflow.log_text(content, file_name)
-        return self.link_metadata(run)
+        """Log one run (as `log_run`); return metadata linking to it."""
+        return self.link_metadata(self.log_run(context, name, metrics, params, artifacts, datasets))
 
 
 def _log_bytes(mlflow: Any, file_name: str, content: bytes) -> None:

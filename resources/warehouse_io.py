@@ -8,6 +8,9 @@
   table written by an earlier version (a column added, such as `seed`) would refuse every new
   write. Before writing, a table whose columns differ from the frame's is rebuilt with the frame's
   columns, its rows kept (a new column is NULL in them, so their old partitions read as absent).
+- For an empty frame the handler deletes the partition's old rows but creates no table, so a
+  first output with no rows (an arm skipped for an empty selection) would leave its readers
+  failing on a missing table. The table is created from the frame's columns first: they load zero rows.
 """
 
 from __future__ import annotations
@@ -62,6 +65,23 @@ def migrate_table(database: str, schema: str, table: str, frame: Any) -> list[st
     return old
 
 
+def create_empty_table(database: str, schema: str, table: str, frame: Any) -> bool:
+    """Create `schema.table` with `frame`'s columns and no rows when it does not exist; True when created."""
+    import duckdb
+
+    with duckdb.connect(database) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        found = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+        ).fetchone()[0]
+        if found:
+            return False
+        conn.register("incoming_frame", frame)
+        conn.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM incoming_frame LIMIT 0')
+        conn.unregister("incoming_frame")
+    return True
+
+
 class _InstanceBoundIOManager(dg.IOManager):
     def __init__(self, inner: dg.IOManager, database: str, schema: str) -> None:
         self.inner, self.database, self.schema = inner, database, schema
@@ -71,6 +91,8 @@ class _InstanceBoundIOManager(dg.IOManager):
 
         if isinstance(obj, pd.DataFrame) and len(obj.columns) and context.has_asset_key:
             table = context.asset_key.path[-1]
+            if obj.empty:
+                create_empty_table(self.database, self.schema, table, obj)
             old = migrate_table(self.database, self.schema, table, obj)
             if old is not None:
                 context.log.warning(

@@ -23,6 +23,7 @@ DAGSTER_FACING = (
     "reflection_assets.definitions",
     "reflection_assets.deployment",
     "reflection_assets.automation",
+    "reflection_assets.code_versions",
     "reflection_assets.jobs",
     "reflection_assets.partitions",
 )

@@ -105,27 +105,33 @@ def stage_result(
     metadata: dict[str, Any] | None = None,
     histograms: Sequence[Histogram] = (),
     preview: list[str] | None = None,
+    preview_rows: pd.DataFrame | None = None,
+    artifacts: dict[str, bytes | str] | None = None,
+    datasets: dict[str, pd.DataFrame] | None = None,
     check_results: Sequence[dg.AssetCheckResult] = (),
 ) -> dg.MaterializeResult:
-    """How a stage asset ends: its counts as metadata and MLflow metrics, histograms in both, a preview.
+    """How an asset ends: its counts as metadata and MLflow metrics, histograms in both, a preview.
 
     `numbers` become metadata (numbers and text) and, the numeric ones with `rows`, MLflow metrics;
-    `metadata` is added as given (values MLflow does not need).
+    `metadata` is added as given (values MLflow does not need; it wins over a number of the same name);
+    `artifacts` and `datasets` go to MLflow only. The preview shows `preview` columns of `preview_rows`
+    (default: the frame).
     """
     plots = [(h, *histogram_metadata(h.values, h.title, h.xlabel)) for h in histograms]
     metrics = {k: v for k, v in numbers.items() if isinstance(v, (int, float))}
     link = mlflow.log(
         context, name, metrics={"rows": len(frame), **metrics}, params=params,
-        artifacts={h.artifact: png for h, _, png in plots},
+        artifacts={**(artifacts or {}), **{h.artifact: png for h, _, png in plots}}, datasets=datasets,
     )
+    shown = frame if preview_rows is None else preview_rows
     return dg.MaterializeResult(
         value=frame,
         metadata={
             "rows": dg.MetadataValue.int(len(frame)),
-            **(metadata or {}),
             **numeric_metadata(numbers),
+            **(metadata or {}),  # given as is: over a number of the same name (e.g. a count and its list)
             **{h.key: plot for h, plot, _ in plots},
-            **({"preview": markdown_preview(frame, preview)} if preview else {}),
+            **({"preview": markdown_preview(shown, preview)} if preview else {}),
             **link,
         },
         check_results=list(check_results) or None,

@@ -4,11 +4,12 @@
 import dagster as dg
 
 from reflection_assets.assets.common import ACCOUNTED, PARTITION_META, markdown_preview
+from reflection_assets.documented import help_text, mirrored
 from reflection_assets.ingest.detect import DatasetFormat
 from reflection_assets.ingest.errors import DatasetReadError
-from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.partitions import dataset_partitions
-from reflection_assets.sources import DatasetSource, UnknownDatasetError, resolve_source
+from reflection_assets.paths import shown_path
+from reflection_assets.sources import DatasetSource, UnknownDatasetError, read_partition
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
@@ -16,9 +17,13 @@ from resources.warehouse import Warehouse
 class IngestConfig(dg.Config):
     """Where to read a dataset partition from; empty `source` means the registered one."""
 
-    source: str = ""
-    format: DatasetFormat = "auto"
-    column_map: dict[str, str] = {}
+    # Defaults and meaning: DatasetSource's, the run's own source over the registered one.
+    source: str = mirrored(
+        DatasetSource, "source", default="",
+        description=help_text(DatasetSource, "source") + " ('': the partition's registered source)",
+    )
+    format: DatasetFormat = mirrored(DatasetSource, "format")
+    column_map: dict[str, str] = mirrored(DatasetSource, "column_map")
 
 
 @dg.multi_asset(
@@ -52,15 +57,11 @@ def raw_instructions(
     key = context.partition_key
     override = DatasetSource(config.source, config.format, dict(config.column_map)) if config.source else None
     try:
-        source = resolve_source(warehouse.database, key, override)
-        result = read_dataset(source.source, format=source.format, column_map=source.column_map or None)
+        source, result = read_partition(warehouse.database, key, override)
     except (DatasetReadError, UnknownDatasetError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-
-    accepted = result.accepted_frame(key)
-    rejected = result.rejected_frame(key)
-    reasons = rejected["reason"].value_counts().to_dict() if len(rejected) else {}
-    counts = {"rows_read": result.rows_read, "accepted": len(accepted), "rejected": len(rejected)}
+    accepted, rejected = result.accepted_frame(key), result.rejected_frame(key)
+    counts, reasons = result.counts(), result.reason_counts()
     context.log.info(f"{key}: {counts} reasons={reasons} format={result.format}")
 
     link = mlflow.log(
@@ -75,7 +76,7 @@ def raw_instructions(
         metadata={
             **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
             "format": result.format,
-            "source": source.source,
+            "source": shown_path(source.source),
             "preview": markdown_preview(accepted, ["row_id", "instruction", "input", "output"]),
             **link,
         },

@@ -18,8 +18,10 @@ from reflection_assets.assets.common import (
     stage_result,
     with_partition,
 )
+from reflection_assets.documented import help_text, mirrored
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.schema import Pair
+from reflection_assets.selection.pairs import current_pairs
 from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.estimate import estimate_cost
 from reflection_assets.teacher.runner import reflect_rows
@@ -35,13 +37,22 @@ COMMON = dict(partitions_def=dataset_partitions, group_name="reflection", pool="
 class ReflectionConfig(dg.Config):
     """Sampling, guidance and spending caps of one reflection stage (None: the teacher resource's setting)."""
 
-    max_new_tokens: int = 512
-    temperature: Optional[float] = None  # None: the teacher's (REFLECTION_TEACHER_TEMPERATURE, default 0)
-    guided: Optional[bool] = None  # None: the teacher's default (in-process: guided; HTTP: REFLECTION_TEACHER_GUIDED)
-    critique_tokens: int = 128
-    max_calls: Optional[int] = None
-    max_tokens: Optional[int] = None
-    limit: Optional[int] = None
+    # Defaults and meaning: ReflectionSettings'; temperature and guided unset defer to the teacher.
+    max_new_tokens: int = mirrored(ReflectionSettings, "max_new_tokens")
+    temperature: Optional[float] = mirrored(
+        ReflectionSettings, "temperature", default=None,
+        description=help_text(ReflectionSettings, "temperature")
+        + "; unset: the teacher's (REFLECTION_TEACHER_TEMPERATURE, default 0)",
+    )
+    guided: Optional[bool] = mirrored(
+        ReflectionSettings, "guided", default=None,
+        description=help_text(ReflectionSettings, "guided")
+        + "; unset: the teacher's default (in-process: guided; HTTP: REFLECTION_TEACHER_GUIDED)",
+    )
+    critique_tokens: int = mirrored(ReflectionSettings, "critique_tokens")
+    max_calls: Optional[int] = mirrored(ReflectionSettings, "max_calls")
+    max_tokens: Optional[int] = mirrored(ReflectionSettings, "max_tokens")
+    limit: Optional[int] = mirrored(ReflectionSettings, "limit")
 
     def settings(self, teacher: Teacher) -> ReflectionSettings:
         guided = teacher.guided_by_default if self.guided is None else self.guided
@@ -131,9 +142,5 @@ def response_reflections(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    current = instruction_ifd_scores.set_index("row_id")
-    frame = raw_instructions.set_index("row_id").loc[current.index].reset_index()
-    frame["instruction"] = current["current_instruction"].values
-    frame["input"] = current["current_input"].values
-    frame["output"] = current["current_output"].values
-    return run_stage(context, RESPONSE, pairs_from_frame(frame), config, teacher, warehouse, mlflow, raw_instructions)
+    pairs = current_pairs(raw_instructions, instruction_ifd_scores)
+    return run_stage(context, RESPONSE, pairs, config, teacher, warehouse, mlflow, raw_instructions)

@@ -19,6 +19,7 @@ from reflection_assets.assets.common import (
     stage_result,
     with_partition,
 )
+from reflection_assets.http_retries import CallFailed
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.progress import Progress
 from reflection_assets.schema import Pair
@@ -26,6 +27,8 @@ from reflection_assets.scoring.cache import StudentScoreCache
 from reflection_assets.scoring.scorer import scores_frame
 from reflection_assets.selection import decide_instruction, decide_response
 from reflection_assets.selection.columns import ORIGINAL
+from reflection_assets.selection.pairs import current_pairs, reflected_answer_pairs, reflected_instruction_pairs
+from reflection_assets.served.client import ServedModelError
 from reflection_assets.teacher.outcomes import REFLECTED
 from resources.student import StudentModel
 from resources.tracking import MlflowTracking
@@ -59,9 +62,6 @@ def score(
 
     Returns the scores and the number of tokens that needed a forward pass.
     """
-    from reflection_assets.http_retries import CallFailed
-    from reflection_assets.served.client import ServedModelError
-
     tracker = ForwardTokens(context.log.info, label)
     try:
         loaded = student.load()
@@ -80,13 +80,6 @@ def score(
     except CallFailed as error:  # the server stayed down past the retries: what was scored is cached
         raise dg.Failure(f"the student server failed: {error}") from None
     return frame, tracker.total
-
-
-def replace_pairs(raw: pd.DataFrame, instruction: pd.Series, input_: pd.Series, output: pd.Series) -> list[Pair]:
-    """Raw rows (keeping system prompt, earlier turns and row id) with new instruction/input/output."""
-    frame = raw.copy()
-    frame["instruction"], frame["input"], frame["output"] = instruction.values, input_.values, output.values
-    return pairs_from_frame(frame)
 
 
 @dg.asset(
@@ -135,11 +128,7 @@ def instruction_ifd_scores(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    reflected = instruction_reflections[instruction_reflections["outcome"] == REFLECTED]
-    raw_by_id = raw_instructions.set_index("row_id").loc[reflected["row_id"]].reset_index()
-    reflected_pairs = replace_pairs(
-        raw_by_id, reflected["new_instruction"], reflected["new_input"], reflected["new_output"]
-    )
+    reflected_pairs = reflected_instruction_pairs(raw_instructions, instruction_reflections)
     reflected_scores, computed = score(
         context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False
     )
@@ -189,22 +178,10 @@ def response_scores(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    current = instruction_ifd_scores.set_index("row_id")
-    raw = raw_instructions.set_index("row_id").loc[current.index].reset_index()
-    current_pairs = replace_pairs(
-        raw, current["current_instruction"], current["current_input"], current["current_output"]
-    )
-    current_scores, computed_current = score(context, student, warehouse, current_pairs, "response_scores (current)")
-
-    won = response_reflections[response_reflections["outcome"] == REFLECTED].set_index("row_id")
-    won_raw = raw.set_index("row_id").loc[won.index].reset_index()
-    won_current = current.loc[won.index]
-    reflected_pairs = replace_pairs(
-        won_raw, won_current["current_instruction"], won_current["current_input"], won["new_output"]
-    )
-    reflected_scores, computed_reflected = score(
-        context, student, warehouse, reflected_pairs, "response_scores (reflected)"
-    )
+    current = current_pairs(raw_instructions, instruction_ifd_scores)
+    current_scores, computed_current = score(context, student, warehouse, current, "response_scores (current)")
+    reflected = reflected_answer_pairs(raw_instructions, instruction_ifd_scores, response_reflections)
+    reflected_scores, computed_reflected = score(context, student, warehouse, reflected, "response_scores (reflected)")
 
     decisions = decide_response(instruction_ifd_scores, response_reflections, current_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)

@@ -11,8 +11,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from reflection_assets.assets.common import ALL, histogram_metadata, markdown_preview, numeric_metadata, ok_values
+from reflection_assets.assets.common import ALL, Histogram, markdown_preview, numeric_metadata, ok_values, stage_result
 from reflection_assets.assets.scoring import score
+from reflection_assets.documented import mirrored
 from reflection_assets.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.paths import exports_dir
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
@@ -28,6 +29,7 @@ from reflection_assets.selection import (
 from reflection_assets.selection.export import export_arm
 from reflection_assets.selection.outcome import empty_selection_reason, selected_count, selection_problems
 from reflection_assets.selection.reflection_format import rewrite_in_reflection_format
+from reflection_assets.selection.scope import selected_pairs, selection_scope
 from reflection_assets.teacher.cache import CallCache
 from resources.student import StudentModel
 from resources.teacher import Teacher
@@ -44,15 +46,20 @@ class SelectionConfig(dg.Config):
         default=[], description="dataset partitions to select over ([]: every partition, as automation does)"
     )
 
-    max_ifd: float = 1.0
-    max_rifd: float = 1.0
-    extension_keep_lost_answers: bool = False
-    extension_budget_fraction: Optional[float] = None
-    extension_budget_count: Optional[int] = None
-    response_style: Literal["plain", "reflection"] = (
-        "plain"  # reflection: Reflection-70B (<thinking>, <reflection>, <output>)
+    # The filter's knobs: SelectionSettings' defaults and meaning.
+    max_ifd: float = mirrored(SelectionSettings, "max_ifd")
+    max_rifd: float = mirrored(SelectionSettings, "max_rifd")
+    extension_keep_lost_answers: bool = mirrored(SelectionSettings, "extension_keep_lost_answers")
+    extension_budget_fraction: Optional[float] = mirrored(SelectionSettings, "extension_budget_fraction")
+    extension_budget_count: Optional[int] = mirrored(SelectionSettings, "extension_budget_count")
+    response_style: Literal["plain", "reflection"] = Field(
+        default="plain",
+        description="reflection: the teacher rewrites each selected answer in the Reflection-70B format "
+        "(<thinking>, <reflection>, <output>); a rewrite that fails the format check keeps the plain answer",
     )
-    format_max_new_tokens: int = 384
+    format_max_new_tokens: int = Field(
+        default=384, description="tokens the teacher may write per rewrite (response_style reflection)"
+    )
 
     def settings(self) -> SelectionSettings:
         return SelectionSettings(
@@ -62,14 +69,6 @@ class SelectionConfig(dg.Config):
             extension_budget_fraction=self.extension_budget_fraction,
             extension_budget_count=self.extension_budget_count,
         )
-
-
-def selected_pairs(selection: pd.DataFrame) -> pd.DataFrame:
-    """The selected rows as plain pairs (row_id, instruction, input, output) for export."""
-    chosen = selection[selection["selected"].astype(bool)]
-    return chosen.rename(
-        columns={"final_instruction": "instruction", "final_input": "input", "final_output": "output"}
-    )[["row_id", "instruction", "input", "output"]]
 
 
 @dg.asset(
@@ -90,27 +89,11 @@ def selected_dataset(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     try:
         settings = config.settings()
-    except ValueError as error:
+        scope = selection_scope(response_scores, raw_ifd_scores, config.datasets)
+    except ValueError as error:  # a config that contradicts itself or names partitions with no scores
         raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
-    datasets = sorted(response_scores["dataset"].unique()) if len(response_scores) else []
-    if config.datasets:
-        unknown = sorted(set(config.datasets) - set(datasets))
-        if unknown:
-            raise dg.Failure(
-                f"selection config names dataset partitions with no scored rows: {unknown} (scored: {datasets})",
-                allow_retries=False,
-            )
-        response_scores = response_scores[response_scores["dataset"].isin(config.datasets)]
-        if "dataset" in raw_ifd_scores:
-            raw_ifd_scores = raw_ifd_scores[raw_ifd_scores["dataset"].isin(config.datasets)]
-        datasets = sorted(config.datasets)
-    scope = f"the partitions named in its config: {datasets}" if config.datasets else f"every partition: {datasets}"
-    context.log.info(f"selecting over {scope} ({len(response_scores)} rows)")
-    try:
-        selection = select_rows(response_scores, settings)
-    except KeyError as error:
-        raise dg.Failure(f"response_scores cannot be selected from: {error}", allow_retries=False) from None
-    counts = decision_counts_dict(selection)
+    context.log.info(f"selecting over {scope.description()} ({len(scope.response_scores)} rows)")
+    selection = select_rows(scope.response_scores, settings)
     # Selection itself reads scored tables only: no teacher call, no forward pass (the metadata says so).
     style_numbers: dict = {"teacher_calls_made": 0, "tokens_computed": 0}
     if config.response_style == "reflection":
@@ -123,48 +106,47 @@ def selected_dataset(
     if problems:  # stopped here, before it is stored: a check after the fact would not stop other runs
         raise dg.Failure(f"malformed selection: {'; '.join(problems)}", allow_retries=False,
                          metadata={"problems": dg.MetadataValue.json(problems)})
+    counts = decision_counts_dict(selection)
     empty_reason = empty_selection_reason(selection)
     if empty_reason:  # a result, not an error: say why, and let the arms skip with this reason
         context.log.warning(f"{empty_reason}; the arms sized to the selection will be skipped. Decisions: {counts}")
     chosen = selected_pairs(selection)
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
     paths = export_arm(chosen, exports_dir() / "selected", "selected", system=system)
-    selected_mask = selection["selected"].astype(bool)
-    ifd_plot, ifd_png = histogram_metadata(
-        {"raw": ok_values(raw_ifd_scores, "ifd_ppl", "ifd_status"),
-         "selected": [float(v) for v in selection.loc[selected_mask, "final_ifd"].dropna()]},
-        "IFD: raw vs selected", "IFD",
-    )
-    rifd_plot, rifd_png = histogram_metadata(
-        {"raw": ok_values(raw_ifd_scores, "rifd_ppl", "rifd_status"),
-         "selected": [float(v) for v in selection.loc[selected_mask, "final_rifd"].dropna()]},
-        "r-IFD: raw vs selected", "r-IFD",
-    )
-    link = mlflow.log(
-        context, "selected_dataset", metrics=counts, params=config.model_dump(),
-        artifacts={"ifd_raw_vs_selected.png": ifd_png, "rifd_raw_vs_selected.png": rifd_png},
-        datasets={"selected_dataset": chosen},
-    )
-    return dg.MaterializeResult(
-        value=selection,
+    return stage_result(
+        context, mlflow, "selected_dataset", selection,
+        numbers={**counts, **style_numbers},
+        params=config.model_dump(),
         metadata={
-            "datasets_read": dg.MetadataValue.json(datasets),
-            "scope": dg.MetadataValue.text(f"selected over {scope}"),
+            "datasets_read": dg.MetadataValue.json(scope.datasets),
+            "scope": dg.MetadataValue.text(f"selected over {scope.description()}"),
             "rows_scored": dg.MetadataValue.int(len(selection)),
             "rows_selected": dg.MetadataValue.int(len(chosen)),
-            "datasets": dg.MetadataValue.json(datasets),
+            "datasets": dg.MetadataValue.json(scope.datasets),
             "decision_counts": dg.MetadataValue.md(decision_counts(selection).to_markdown(index=False)),
-            **numeric_metadata(counts),
-            **numeric_metadata(style_numbers),
-            "response_style": config.response_style,
+            "response_style": dg.MetadataValue.text(config.response_style),
             "empty_reason": dg.MetadataValue.text(empty_reason),
-            "ifd_histogram": ifd_plot,
-            "rifd_histogram": rifd_plot,
-            "preview": markdown_preview(selection[selected_mask], SELECTED_COLUMNS),
             **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
-            **link,
         },
+        histograms=selection_histograms(scope.raw_scores, selection),
+        preview=SELECTED_COLUMNS,
+        preview_rows=selection[selection["selected"].astype(bool)],
+        datasets={"selected_dataset": chosen},
     )
+
+
+def selection_histograms(raw_scores: pd.DataFrame, selection: pd.DataFrame) -> list[Histogram]:
+    """IFD and r-IFD of the raw pairs beside those of the selected final pairs."""
+    chosen = selection[selection["selected"].astype(bool)]
+    return [
+        Histogram(
+            f"{key}_histogram", f"{key}_raw_vs_selected.png",
+            {"raw": ok_values(raw_scores, f"{key}_ppl", f"{key}_status"),
+             "selected": [float(v) for v in chosen[f"final_{key}"].dropna()]},
+            f"{label}: raw vs selected", label,
+        )
+        for key, label in (("ifd", "IFD"), ("rifd", "r-IFD"))
+    ]
 
 
 class ArmConfig(dg.Config):
@@ -199,7 +181,6 @@ def arm_datasets(
     response_reflections: pd.DataFrame,
     selected_dataset: pd.DataFrame,
     mlflow: MlflowTracking,
-    warehouse: Warehouse,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     arm, replicate = arm_and_seed(context.partition_key)
     seed = config.seed + replicate
@@ -214,7 +195,7 @@ def arm_datasets(
             )
         )
     if arm != "full" and not selected_count(selected_dataset):  # sized to the selection: nothing to build
-        return skipped_arm(context, arm, replicate, empty_selection_reason(selected_dataset), warehouse)
+        return skipped_arm(context, arm, replicate, empty_selection_reason(selected_dataset))
     inputs = ArmInputs(
         raw=raw_instructions,
         raw_scores=raw_ifd_scores,
@@ -250,18 +231,10 @@ def arm_datasets(
 
 
 
-def skipped_arm(
-    context: dg.AssetExecutionContext, arm: str, replicate: int, reason: str, warehouse: Warehouse
-) -> dg.MaterializeResult[pd.DataFrame]:
-    """An empty table for the arm (so nothing downstream reads a stale one) and the reason it is empty.
-
-    The IO manager deletes the arm's old rows but creates no table from an empty frame, so the
-    table is created here: the arm's readers then load zero rows instead of failing.
-    """
+def skipped_arm(context: dg.AssetExecutionContext, arm: str, replicate: int, reason: str) -> dg.MaterializeResult:
+    """No rows for the arm (the IO manager replaces its old ones, so nothing downstream reads a stale
+    table) and the reason it is empty."""
     context.log.warning(f"arm {arm} (seed {replicate}): skipped, {reason}")
-    with warehouse.connection() as conn:
-        columns = ", ".join(f'"{c}" VARCHAR' for c in [*ARM_COLUMNS, "seed"])
-        conn.execute(f"CREATE TABLE IF NOT EXISTS main.{context.asset_key.path[-1]} ({columns})")
     return dg.MaterializeResult(
         value=pd.DataFrame({c: pd.Series(dtype="string") for c in [*ARM_COLUMNS, "seed"]}),
         metadata={"rows": dg.MetadataValue.int(0), "skipped_reason": dg.MetadataValue.text(reason)},

@@ -18,10 +18,13 @@ from dagster._core.errors import DagsterPipesExecutionError  # not re-exported b
 from pydantic import Field
 
 from reflection_assets.assets.common import ALL, markdown_preview, numeric_metadata
+from reflection_assets.model_store import ModelReferenceError
 from reflection_assets.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
+from reflection_assets.training import train_lora, training_pairs
 from reflection_assets.training.checkpoints import CheckpointLayout
+from reflection_assets.training.dataset import TrainingDataError
 from reflection_assets.training.launch import REPORT_DIR_ENV, Launch, launch_failure, settings_arguments, write_pairs
 from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
 from reflection_assets.training.settings import HELP, LoraSettings
@@ -104,10 +107,6 @@ def lora_checkpoint(
     warehouse: Warehouse,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult[pd.DataFrame]:
-    from reflection_assets.model_store import ModelReferenceError
-    from reflection_assets.training import train_lora, training_pairs
-    from reflection_assets.training.dataset import TrainingDataError
-
     arm, replicate = arm_and_seed(context.partition_key)
     name = run_name(arm, replicate)
     try:
@@ -282,58 +281,43 @@ def track(
     layout = CheckpointLayout(folder=Path(outcome.adapter_path).parent)
     known = layout.read_tracking().get("mlflow_run_id", "")
     if outcome.status != TRAINED and known:
-        run = mlflow_run(mlflow, known)
+        run = mlflow.find_run(known)
         if run is not None:
             return mlflow.link_metadata(run), known
-    run = log_checkpoint_run(context, mlflow, outcome, settings)
+    run = mlflow.log_run(context, "lora_checkpoint", **checkpoint_run(outcome, settings))
     layout.write_tracking({"mlflow_run_id": run.info.run_id})
     return mlflow.link_metadata(run), run.info.run_id
 
 
-def mlflow_run(mlflow: MlflowTracking, run_id: str):
-    import mlflow as mlflow_lib
-
-    mlflow_lib.set_tracking_uri(mlflow.resolved_uri())
-    try:
-        return mlflow_lib.get_run(run_id)
-    except Exception:  # noqa: BLE001 - a store that lost the run: log a new one
-        return None
-
-
-def log_checkpoint_run(context, mlflow: MlflowTracking, outcome: TrainingOutcome, settings: LoraSettings):
-    """Params, the per-step curve from the trainer's history, the summary, the plot and the adapter."""
-    import mlflow as mlflow_lib
-
-    from resources.tracking import scrub_params
-
-    with mlflow.start_run(context, "lora_checkpoint", checkpoint_key=outcome.key) as run:
-        params = {
+def checkpoint_run(outcome: TrainingOutcome, settings: LoraSettings) -> dict:
+    """What a checkpoint's MLflow run holds: params, the per-step curve from the trainer's history (so a
+    resumed run logs no step twice), the summary, the trained row ids, the loss plot and the adapter."""
+    summary = {
+        "first_loss": outcome.first_loss,
+        "final_loss": outcome.final_loss,
+        "steps": outcome.steps,
+        "tokens_seen": outcome.tokens_seen,
+        "train_seconds": outcome.train_seconds,
+    }
+    curve = [
+        (int(entry["step"]), {k: float(entry[k]) for k in STEP_METRICS if entry.get(k) is not None})
+        for entry in outcome.log_history
+    ]
+    png = loss_plot(outcome)
+    return {
+        "params": {
             **settings.as_params(),
             "base_model": outcome.base_model,
             "base_fingerprint": outcome.base_fingerprint,
             "template": outcome.template,
             "rows_trained": outcome.rows_trained,
-        }
-        mlflow_lib.log_params({k: str(v)[:500] for k, v in scrub_params(params).items()})
-        for entry in outcome.log_history:
-            values = {k: float(entry[k]) for k in STEP_METRICS if k in entry and entry[k] is not None}
-            if values:
-                mlflow_lib.log_metrics(values, step=int(entry["step"]))
-        summary = {
-            "first_loss": outcome.first_loss,
-            "final_loss": outcome.final_loss,
-            "steps": outcome.steps,
-            "tokens_seen": outcome.tokens_seen,
-            "train_seconds": outcome.train_seconds,
-        }
-        mlflow_lib.log_metrics({f"summary_{k}": float(v) for k, v in summary.items() if not math.isnan(float(v))})
-        mlflow_lib.log_text("\n".join(outcome.trained_row_ids), "trained_row_ids.txt")
-        png = loss_plot(outcome)
-        if png is not None:
-            import io
-
-            from PIL import Image
-
-            mlflow_lib.log_image(Image.open(io.BytesIO(png)), "loss_curve.png")
-        mlflow_lib.log_artifacts(outcome.adapter_path, artifact_path="adapter")
-    return run
+        },
+        "metrics": {f"summary_{k}": float(v) for k, v in summary.items() if not math.isnan(float(v))},
+        "step_metrics": curve,
+        "artifacts": {
+            "trained_row_ids.txt": "\n".join(outcome.trained_row_ids),
+            **({"loss_curve.png": png} if png is not None else {}),
+        },
+        "artifact_folders": {"adapter": outcome.adapter_path},
+        "tags": {"checkpoint_key": outcome.key},
+    }

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from reflection_assets.documented import documented
 from reflection_assets.evaluation.bootstrap import RESAMPLES as BOOTSTRAP_RESAMPLES
 from reflection_assets.evaluation.bootstrap import paired_interval
 from reflection_assets.evaluation.runner import BASE, LOWER_IS_BETTER
 from reflection_assets.evaluation.significance import (
     ALPHA,
     BETTER,
+    EXACT_MAX,
     MIN_PAIRED_N,
     NO_EVIDENCE,
     RESAMPLES,
@@ -77,16 +79,22 @@ NAN = float("nan")
 class ReportSettings:
     """What the report tests and how; recorded with it."""
 
-    primary_suite: str = HELDOUT_NLL
-    primary_metric: str = "nll"
-    primary_reference: str = "reflected_all"  # the method against this arm (falls back to the base if absent)
-    method: str = METHOD_ARM
-    alpha: float = ALPHA
-    min_paired_n: int = MIN_PAIRED_N
-    resamples: int = RESAMPLES  # sign-flip Monte Carlo draws above the exact size
-    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
-    seed: int = 0
-    judge_flip_threshold: float = 0.5  # above this share of flipped verdicts the judge suite is uninformative
+    primary_suite: str = documented(HELDOUT_NLL, "the primary endpoint's suite (stated first)")
+    primary_metric: str = documented("nll", "the primary endpoint's metric")
+    primary_reference: str = documented(
+        "reflected_all", "the method is tested against this arm on the primary endpoint (the base when it is absent)"
+    )
+    method: str = documented(METHOD_ARM, "the arm that is the method under test")
+    alpha: float = documented(ALPHA, "test level; secondaries are Holm-adjusted at it")
+    min_paired_n: int = documented(MIN_PAIRED_N, "below this many paired items the verdict is 'too few items'")
+    resamples: int = documented(
+        RESAMPLES, f"sign-flip Monte Carlo draws (exact up to {EXACT_MAX} non-zero differences)"
+    )
+    bootstrap_resamples: int = documented(BOOTSTRAP_RESAMPLES, "bootstrap draws behind each interval")
+    seed: int = documented(0, "seed of the Monte Carlo draws and the bootstrap intervals")
+    judge_flip_threshold: float = documented(
+        0.5, "above this share of order-flipped judge verdicts the judge suite is uninformative"
+    )
 
 
 @dataclass(frozen=True)
@@ -378,3 +386,48 @@ def report_lines(table: pd.DataFrame) -> list[str]:
         "detectable: the smallest difference this n and spread shows with 80 % power."
     )
     return lines
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """The report as the asset publishes it: the table, its text, the control's note, the method's warnings."""
+
+    table: pd.DataFrame
+    lines: list[str]
+    control: str
+    warnings: list[str]
+    items_left_out: int  # eval items left out for sharing an n-gram with a training row
+
+    @property
+    def markdown(self) -> str:
+        """The headline's sentences as paragraphs (markdown joins adjacent lines), then the tables."""
+        split = self.lines.index("") if "" in self.lines else len(self.lines)
+        return "\n".join([self.headline_markdown, *self.lines[split:]])
+
+    @property
+    def headline_markdown(self) -> str:
+        return "\n\n".join(self.lines[: self.lines.index("")] if "" in self.lines else self.lines)
+
+    @property
+    def primary_verdict(self) -> str:
+        primary = self.table[self.table["role"] == PRIMARY] if len(self.table) else self.table
+        return str(primary.iloc[0]["verdict"]) if len(primary) else "not tested"
+
+    @property
+    def control_failed(self) -> bool:
+        return control_failed(self.table) or "not run" in self.control
+
+
+def ablation(scores: pd.DataFrame, checkpoints: pd.DataFrame, settings: ReportSettings) -> Ablation:
+    """Compare the arms on the items no training row overlaps; the judge's identity is read from the scores."""
+    contaminated = scores["contaminated"].astype(bool) if len(scores) else pd.Series(dtype=bool)
+    clean = scores[~contaminated] if len(scores) else scores
+    judge = next((j for j in clean.get("judge", pd.Series(dtype=str)).astype(str) if j), "") if len(clean) else ""
+    table = comparison_table(clean, settings, training_facts(checkpoints), judge)
+    return Ablation(
+        table=table,
+        lines=report_lines(table),
+        control=positive_control_note(table),
+        warnings=method_warnings(table),
+        items_left_out=int(scores["item_id"][contaminated].nunique()) if len(scores) else 0,
+    )

@@ -88,6 +88,10 @@ class ReadResult:
                 f"rows_read {self.rows_read} != accepted {len(self.accepted)} + rejected {len(self.rejected)}"
             )
 
+    def counts(self) -> dict[str, int]:
+        """Rows read, accepted and rejected (the first is the sum of the others)."""
+        return {"rows_read": self.rows_read, "accepted": len(self.accepted), "rejected": len(self.rejected)}
+
     def reason_counts(self) -> dict[str, int]:
         """Rejections per reason, in REASONS order, reasons that occurred only."""
         counts = Counter(row.reason for row in self.rejected)

@@ -68,73 +68,17 @@ def reflect_rows(
     say: LogFn = log or (lambda _: None)
     if settings.guided and not teacher.supports_guided:
         raise ValueError(f"{type(teacher).__name__} cannot run guided generation with its current settings")
-    identity = teacher.cache_identity()
-    pairs = list(pairs)
-    planned, limited = plan_calls(pairs, stage, identity, settings)
-    mode = "guided" if settings.guided else "unguided"
-    stats = RunStats(
-        stage, identity.get("backend", ""), identity.get("model", ""), settings.prompt_version, mode, rows_in=len(pairs)
-    )
-    outcomes: list[Outcome | None] = [None] * len(pairs)
-    for i in limited:
-        outcomes[i] = kept(pairs[i], row_id_of(pairs[i]), stage, SKIPPED, f"outside limit={settings.limit}")
-    stats.limited_rows = len(limited)
-
-    hits = cache.lookup(call.key for call in planned)
-    for call in planned:
-        if call.key in hits:
-            outcomes[call.index] = outcome_of(
-                call.pair, row_id_of(call.pair), stage, call.key, result_from_cache(hits[call.key]), cached=True
-            )
-    stats.calls_cached = sum(call.key in hits for call in planned)
-    groups = group_by_key([call for call in planned if call.key not in hits])
-    stats.calls_deduplicated = sum(len(g) - 1 for g in groups)
+    run = _Run(list(pairs), stage, teacher, cache, settings)
+    run.skip_past_limit()
+    groups = run.answer_from_cache()
+    identity = run.identity
     say(
-        f"reflect {stage}: {len(pairs)} rows, {stats.calls_cached} cached, {len(groups)} calls to make, "
-        f"{len(limited)} past the limit ({identity.get('backend')} {identity.get('model')}, "
-        f"{settings.prompt_version}, {mode})"
+        f"reflect {stage}: {len(run.pairs)} rows, {run.stats.calls_cached} cached, {len(groups)} calls to make, "
+        f"{run.stats.limited_rows} past the limit ({identity.get('backend')} {identity.get('model')}, "
+        f"{settings.prompt_version}, {run.stats.mode})"
     )
-
-    report = progress or Progress(say, f"reflect {stage}", unit="rows")
-    done, total = stats.calls_cached, len(planned)
-    report(done, total)
-    budget = Budget(
-        settings.max_calls,
-        settings.max_tokens,
-        estimate_tokens=lambda r: worst_case_tokens(r, teacher.estimate_prompt_tokens(r)),
-    )
-    writer = CallWriter(cache)
-    requests = [group[0].request for group in groups]
-    state = threading.Lock()  # teachers may report from several threads at once
-
-    def on_result(j: int, result: ChatResult) -> None:
-        nonlocal done
-        group = groups[j]
-        if result.status == CALL_SKIPPED:
-            result.error = f"{budget.stopped_by or 'cap'} reached before this row"
-        else:
-            budget.settle(requests[j], result)
-            writer.save(record_for(group[0], stage, identity, settings.prompt_version, result))  # on disk first
-        with state:
-            if result.status != CALL_SKIPPED:
-                count_call(stats, result)
-            for call in group:
-                row_id = row_id_of(call.pair)
-                outcomes[call.index] = outcome_of(call.pair, row_id, stage, call.key, result, cached=False)
-            done += len(group)
-            report(done, total)
-
-    if requests:
-        teacher.complete(requests, admit=budget.admit, on_result=on_result)
-
-    missing = [i for i, o in enumerate(outcomes) if o is None]
-    if missing:
-        raise RuntimeError(f"teacher returned no result for rows {missing[:10]}")
-    stats.stopped_by = budget.stopped_by
-    stats.cache_lock_waits = cache.lock_waits
-    frame = outcomes_frame([o for o in outcomes if o is not None])
-    stats.outcomes = {k: int(v) for k, v in frame["outcome"].value_counts().items()}
-    stats.elapsed_s = round(time.monotonic() - started, 3)
+    run.call_teacher(groups, progress or Progress(say, f"reflect {stage}", unit="rows"))
+    frame, stats = run.finish(started)
     if stats.stopped_by:
         say(f"reflect {stage}: {stats.stopped_by} cap reached; remaining rows skipped")
     say(
@@ -142,6 +86,88 @@ def reflect_rows(
         f"{stats.retries} retries"
     )
     return frame, stats
+
+
+class _Run:
+    """One reflection run's phases over shared state: plan, answer from the cache, call, finish."""
+
+    def __init__(
+        self, pairs: list[Pair], stage: Stage, teacher: TeacherBackend, cache: CallCache, settings: ReflectionSettings
+    ) -> None:
+        self.pairs, self.stage, self.teacher, self.cache, self.settings = pairs, stage, teacher, cache, settings
+        self.identity = teacher.cache_identity()
+        self.planned, self.limited = plan_calls(pairs, stage, self.identity, settings)
+        self.stats = RunStats(
+            stage, self.identity.get("backend", ""), self.identity.get("model", ""), settings.prompt_version,
+            "guided" if settings.guided else "unguided", rows_in=len(pairs),
+        )
+        self.outcomes: list[Outcome | None] = [None] * len(pairs)
+        self.budget = Budget(
+            settings.max_calls,
+            settings.max_tokens,
+            estimate_tokens=lambda r: worst_case_tokens(r, teacher.estimate_prompt_tokens(r)),
+        )
+
+    def skip_past_limit(self) -> None:
+        """Rows past `limit` are kept as they are, marked skipped."""
+        for i in self.limited:
+            pair = self.pairs[i]
+            self.outcomes[i] = kept(pair, row_id_of(pair), self.stage, SKIPPED, f"outside limit={self.settings.limit}")
+        self.stats.limited_rows = len(self.limited)
+
+    def answer_from_cache(self) -> list[list[PlannedCall]]:
+        """Fill the rows the cache answers; return the calls still to make, identical requests grouped."""
+        hits = self.cache.lookup(call.key for call in self.planned)
+        for call in self.planned:
+            if call.key in hits:
+                result = result_from_cache(hits[call.key])
+                self.outcomes[call.index] = outcome_of(
+                    call.pair, row_id_of(call.pair), self.stage, call.key, result, cached=True
+                )
+        self.stats.calls_cached = sum(call.key in hits for call in self.planned)
+        groups = group_by_key([call for call in self.planned if call.key not in hits])
+        self.stats.calls_deduplicated = sum(len(g) - 1 for g in groups)
+        return groups
+
+    def call_teacher(self, groups: list[list[PlannedCall]], report: ProgressFn) -> None:
+        """Send one request per group under the budget; each result is on disk before its rows are filled."""
+        done, total = self.stats.calls_cached, len(self.planned)
+        report(done, total)
+        writer = CallWriter(self.cache)
+        requests = [group[0].request for group in groups]
+        state = threading.Lock()  # teachers may report from several threads at once
+
+        def on_result(j: int, result: ChatResult) -> None:
+            nonlocal done
+            group = groups[j]
+            if result.status == CALL_SKIPPED:
+                result.error = f"{self.budget.stopped_by or 'cap'} reached before this row"
+            else:
+                self.budget.settle(requests[j], result)
+                writer.save(record_for(group[0], self.stage, self.identity, self.settings.prompt_version, result))
+            with state:
+                if result.status != CALL_SKIPPED:
+                    count_call(self.stats, result)
+                for call in group:
+                    outcome = outcome_of(call.pair, row_id_of(call.pair), self.stage, call.key, result, cached=False)
+                    self.outcomes[call.index] = outcome
+                done += len(group)
+                report(done, total)
+
+        if requests:
+            self.teacher.complete(requests, admit=self.budget.admit, on_result=on_result)
+
+    def finish(self, started: float) -> tuple[pd.DataFrame, RunStats]:
+        """Every row's outcome, in input order, and the run's stats."""
+        missing = [i for i, o in enumerate(self.outcomes) if o is None]
+        if missing:
+            raise RuntimeError(f"teacher returned no result for rows {missing[:10]}")
+        self.stats.stopped_by = self.budget.stopped_by
+        self.stats.cache_lock_waits = self.cache.lock_waits
+        frame = outcomes_frame([o for o in self.outcomes if o is not None])
+        self.stats.outcomes = {k: int(v) for k, v in frame["outcome"].value_counts().items()}
+        self.stats.elapsed_s = round(time.monotonic() - started, 3)
+        return frame, self.stats
 
 
 def record_for(call: PlannedCall, stage: str, identity: dict, prompt_version: str, result: ChatResult) -> CallRecord:

@@ -41,7 +41,7 @@ def training_pairs(arm_rows: pd.DataFrame, raw: pd.DataFrame | None = None) -> l
     """The arm's pairs, in row_id order, with each raw row's system prompt and earlier turns (joined by row_id).
 
     Every derived row keeps its raw row's id, and the scoring stages kept the raw system prompt and
-    history for rewritten pairs too (`replace_pairs`), so the join applies to every arm row. Rows
+    history for rewritten pairs too (`selection.pairs.rebuilt_pairs`), so the join applies to every arm row. Rows
     whose id is not among `raw` (a data file without them) train without context.
     """
     missing = [c for c in ARM_TEXT_COLUMNS if c not in arm_rows.columns]

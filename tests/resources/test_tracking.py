@@ -39,6 +39,28 @@ def test_log_records_a_dataset_as_the_runs_training_input(isolated_data_dir):
     mlflow.set_tracking_uri(tracking.resolved_uri())
     inputs = mlflow.get_run(run_id).inputs.dataset_inputs
     assert [(i.dataset.name, i.tags[0].value) for i in inputs] == [("selected_dataset", "training")]
+
+def test_log_run_records_curves_folders_and_tags_and_find_run_reads_it_back(isolated_data_dir, tmp_path):
+    tracking = MlflowTracking()
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    run = tracking.log_run(
+        None, "lora_checkpoint", metrics={"summary_final_loss": 1.5}, params={"rank": 8, "token": "secret"},
+        step_metrics=[(1, {"loss": 2.0}), (2, {"loss": 1.5}), (3, {})], artifact_folders={"adapter": adapter},
+        tags={"checkpoint_key": "abc"},
+    )
+    found = tracking.find_run(run.info.run_id)
+    assert found is not None and found.data.tags["checkpoint_key"] == "abc"
+    assert found.data.params == {"rank": "8"}
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.5)]
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "adapter")] == [
+        "adapter/adapter_config.json"
+    ]
+    assert tracking.find_run("0" * 32) is None
+
+
 def test_parallel_processes_create_one_fresh_store_without_failing(tmp_path):
     """Parallel runs' first steps start together; each must find or create the store, none fail."""
     import subprocess
@@ -54,3 +76,28 @@ def test_parallel_processes_create_one_fresh_store_without_failing(tmp_path):
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in results]
     assert len({out.strip().splitlines()[-1] for out, _ in results}) == 1  # one experiment, shared
+
+
+def test_the_experiment_is_a_model_training_one_so_mlflow_opens_on_its_runs(isolated_data_dir):
+    """MLflow 3's UI opens an experiment without a kind on its GenAI overview ("Traces 0")."""
+    from resources.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+
+    tracking = MlflowTracking()
+    assert tracking.runs_url() is None  # nothing logged: no store is created by looking
+    assert not (isolated_data_dir / "mlflow.db").exists()
+    tracking.log(None, "some_asset", metrics={"rows": 1})
+    mlflow.set_tracking_uri(tracking.resolved_uri())
+    experiment = mlflow.get_experiment_by_name(tracking.experiment_name)
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    assert tracking.runs_url() == f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+
+
+def test_an_experiment_made_without_a_kind_gets_it_on_first_use(isolated_data_dir):
+    from resources.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+
+    tracking = MlflowTracking()
+    mlflow.set_tracking_uri(tracking.resolved_uri())
+    experiment_id = mlflow.create_experiment(tracking.experiment_name)  # as an earlier version made it
+    assert EXPERIMENT_KIND_TAG not in mlflow.get_experiment(experiment_id).tags
+    tracking.log(None, "some_asset", metrics={"rows": 1})
+    assert mlflow.get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND

@@ -22,6 +22,7 @@ from resources.teacher_local import TransformersTeacher
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 from resources.warehouse_io import WarehouseIOManager
+from tests.support.console_keys import assert_console_reads_written_keys
 
 SHORT_ANSWERS = dict.fromkeys(GENERATED_SUITES, 8)  # tokens per generated suite: fast, every answer cut
 
@@ -174,6 +175,7 @@ def test_eval_scores_and_ablation_report(tiny_checkpoints, tmp_path, dagster_ins
     assert meta["generated"].value > 0 and meta["generated_cached"].value == 0
     assert 0.0 <= meta["truncation_rate"].value <= 1.0 and set(meta["truncated_per_suite"].value) >= {"arithmetic"}
     assert meta["items_dropped_duplicate"].value == 0 and "share instructions" in meta["suite_overlap"].value
+    assert_console_reads_written_keys("eval_scores", meta)
 
     report = first.output_for_node("ablation_report")
     assert list(report.columns) == COMPARISON_COLUMNS
@@ -194,6 +196,7 @@ def test_eval_scores_and_ablation_report(tiny_checkpoints, tmp_path, dagster_ins
     assert report_meta["headline"].value.startswith("Primary: ")
     assert "| primary | selective | base | heldout_nll/nll |" in report_meta["table"].value
     assert report_meta["intervals"].value.startswith("![")
+    assert_console_reads_written_keys("ablation_report", report_meta)
     checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
     assert set(checks) == {METHOD_CHECK, CONTROL_CHECK}
     assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks.values())

@@ -11,6 +11,7 @@ from reflection_assets.partitions import DATASETS, SEEDS, arm_key
 from reflection_assets.paths import warehouse_path
 from reflection_assets.reflection70b import validate_reflection_format
 from resources.teacher_scripted import CannedReply, ScriptedTeacher
+from tests.support.console_keys import assert_console_reads_written_keys
 
 ASSETS = dg.load_assets_from_modules(ASSET_MODULES)
 CHECKS = dg.load_asset_checks_from_modules(ASSET_MODULES)
@@ -143,6 +144,7 @@ def test_empty_selection_is_a_reasoned_result_and_the_arms_skip_with_it(dagster_
     assert meta["rows_selected"].value == 0
     assert meta["empty_reason"].value == "0 of 4 rows were selected (answer_lost 4)"
     assert meta["q_reflected__a_lost__rows"].value == 2 and meta["q_original__a_lost__rows"].value == 2
+    assert_console_reads_written_keys("selected_dataset", meta)
 
     dagster_instance.add_dynamic_partitions(SEEDS, ["0"])
     for arm in ("selective", "random"):  # the arms sized to the selection
@@ -151,6 +153,7 @@ def test_empty_selection_is_a_reasoned_result_and_the_arms_skip_with_it(dagster_
         arm_meta = arm_run.asset_materializations_for_node("arm_datasets")[0].metadata
         assert arm_meta["rows"].value == 0
         assert arm_meta["skipped_reason"].value == "0 of 4 rows were selected (answer_lost 4)"
+        assert_console_reads_written_keys("arm_datasets", arm_meta, absent={"shortfall"})
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM arm_datasets").fetchone() == (0,)
         assert "arm" in [c for (c, *_) in conn.execute("DESCRIBE arm_datasets").fetchall()]
@@ -161,7 +164,12 @@ def test_empty_selection_is_a_reasoned_result_and_the_arms_skip_with_it(dagster_
     [
         (lambda frame: pd.concat([frame, frame.iloc[:1]]), "malformed selection: 1 duplicated row_id(s)"),
         (lambda frame: frame.assign(final_output=["4", "", "6", "8"]), "1 selected row(s) with an empty final_output"),
-        (lambda frame: frame.drop(columns=["final_rifd_status"]), "response_scores cannot be selected from"),
+        # A table without a column the rules read is a code or version fault, not the user's: a KeyError that a
+        # retry policy may retry and that keeps its traceback, not a no-retry Failure.
+        (
+            lambda frame: frame.drop(columns=["final_rifd_status"]),
+            "KeyError: \"decisions lacks columns ['final_rifd_status']",
+        ),
     ],
 )
 def test_malformed_selection_fails_in_the_asset_and_is_not_stored(dagster_instance, damage, message):
@@ -169,7 +177,9 @@ def test_malformed_selection_fails_in_the_asset_and_is_not_stored(dagster_instan
     result = _materialize(dagster_instance, ["selected_dataset"])
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert message in failure.event_specific_data.error.message
+    assert message in failure.event_specific_data.error.to_string()
+    # A user's data or config problem is a dg.Failure (not retried); a code fault keeps its exception.
+    assert (failure.event_specific_data.user_failure_data is None) == message.startswith("KeyError")
     assert result.asset_materializations_for_node("selected_dataset") == []
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         tables = conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
