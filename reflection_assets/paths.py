@@ -11,6 +11,16 @@ def data_dir() -> Path:
     return Path(os.environ.get("REFLECTION_DATA_DIR", "data")).resolve()
 
 
+def shown_path(path: str | Path) -> str:
+    """`path` as metadata shows it: relative to the working directory when under it (no machine's
+    checkout path in the UI), else as given."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def models_dir() -> Path:
     """De-quantized model cache (`REFLECTION_MODELS_DIR`, default `data/models`)."""
     return Path(os.environ.get("REFLECTION_MODELS_DIR", str(data_dir() / "models"))).resolve()

@@ -116,7 +116,8 @@ def closing(seconds: float, key: str) -> str:
         "",
         "Where to look:",
         "  web UI (assets, lineage, run logs, plots):  make dev     -> http://127.0.0.1:3000",
-        f"  MLflow (runs, loss curves, reports):        make mlflow-ui -> {tracking.resolved_uri()}",
+        f"  MLflow (runs, loss curves, reports):        make mlflow-ui -> {tracking.runs_url() or tracking.ui_url}",
+        f"    (store: {tracking.resolved_uri()})",
         f"  warehouse (one table per asset):            {warehouse_path()}",
         f"  exports (selected rows, arms):              {exports_dir()}",
     ]
