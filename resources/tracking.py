@@ -178,17 +178,9 @@ class MlflowTracking(dg.ConfigurableResource):
                 mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
         return run
 
-    def log(
-        self,
-        context: Any,
-        name: str,
-        metrics: dict[str, float] | None = None,
-        params: dict[str, Any] | None = None,
-        artifacts: dict[str, bytes | str | Path] | None = None,
-        datasets: dict[str, Any] | None = None,
-    ) -> dict[str, dg.MetadataValue]:
-        """Log one run (as `log_run`); return metadata linking to it."""
-        return self.link_metadata(self.log_run(context, name, metrics, params, artifacts, datasets))
+    def log(self, context: Any, name: str, **what: Any) -> dict[str, dg.MetadataValue]:
+        """Log one run (`what`: the keywords of `log_run`); return metadata linking to it."""
+        return self.link_metadata(self.log_run(context, name, **what))
 
 
 def _log_bytes(mlflow: Any, file_name: str, content: bytes) -> None:
