@@ -16,6 +16,7 @@ from pathlib import Path
 from reflection_assets.database import connect, table_exists
 from reflection_assets.demo_data import DEMO_PARTITION, DEMO_TRAIN_PATH
 from reflection_assets.documented import documented
+from reflection_assets.ingest.near_duplicates import NearDuplicateIndex
 from reflection_assets.ingest.readers import ReadResult, read_dataset
 
 REGISTRY_TABLE = "dataset_sources"
@@ -90,8 +91,15 @@ def resolve_source(database: str | Path, key: str, override: DatasetSource | Non
 
 
 def read_partition(
-    database: str | Path, key: str, override: DatasetSource | None = None
+    database: str | Path,
+    key: str,
+    override: DatasetSource | None = None,
+    near_duplicates: NearDuplicateIndex | None = None,
 ) -> tuple[DatasetSource, ReadResult]:
-    """Read dataset partition `key` from its source (`resolve_source`) with the format readers."""
+    """Read dataset partition `key` from its source (`resolve_source`) with the format readers,
+    rejecting the rows `near_duplicates` (when given) matches to a kept row."""
     source = resolve_source(database, key, override)
-    return source, read_dataset(source.source, format=source.format, column_map=source.column_map or None)
+    result = read_dataset(
+        source.source, format=source.format, column_map=source.column_map or None, near_duplicates=near_duplicates
+    )
+    return source, result

@@ -7,9 +7,13 @@ from reflection_assets.assets.common import ACCOUNTED, PARTITION_META, markdown_
 from reflection_assets.documented import help_text, mirrored
 from reflection_assets.ingest.detect import DatasetFormat
 from reflection_assets.ingest.errors import DatasetReadError
+from reflection_assets.ingest.near_duplicate_store import load_other_partitions, store_signatures
+from reflection_assets.ingest.near_duplicates import NearDuplicateIndex, NearDuplicateSettings
+from reflection_assets.ingest.reasons import NEAR_DUPLICATE
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.paths import shown_path
 from reflection_assets.sources import DatasetSource, UnknownDatasetError, read_partition
+from reflection_assets.teacher.estimate import calls_saved
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
@@ -24,6 +28,20 @@ class IngestConfig(dg.Config):
     )
     format: DatasetFormat = mirrored(DatasetSource, "format")
     column_map: dict[str, str] = mirrored(DatasetSource, "column_map")
+    near_duplicates: bool = mirrored(NearDuplicateSettings, "enabled")
+    near_duplicate_threshold: float = mirrored(NearDuplicateSettings, "threshold")
+    near_duplicate_shingle_size: int = mirrored(NearDuplicateSettings, "shingle_size")
+    near_duplicate_num_perm: int = mirrored(NearDuplicateSettings, "num_perm")
+    near_duplicates_across_partitions: bool = mirrored(NearDuplicateSettings, "across_partitions")
+
+    def near_duplicate_settings(self) -> NearDuplicateSettings:
+        return NearDuplicateSettings(
+            enabled=self.near_duplicates,
+            threshold=self.near_duplicate_threshold,
+            shingle_size=self.near_duplicate_shingle_size,
+            num_perm=self.near_duplicate_num_perm,
+            across_partitions=self.near_duplicates_across_partitions,
+        )
 
 
 @dg.multi_asset(
@@ -53,28 +71,44 @@ class IngestConfig(dg.Config):
 def raw_instructions(
     context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse, mlflow: MlflowTracking
 ):
-    """Read one dataset partition with the format readers and split accepted / rejected rows."""
+    """Read one dataset partition with the format readers and split accepted / rejected rows; near-duplicates
+    (of a row kept earlier in it or, unless switched off, of another partition's kept row) are rejected too."""
     key = context.partition_key
     override = DatasetSource(config.source, config.format, dict(config.column_map)) if config.source else None
     try:
-        source, result = read_partition(warehouse.database, key, override)
+        dedup = config.near_duplicate_settings()
+    except ValueError as error:
+        raise dg.Failure(description=f"near-duplicate settings: {error}", allow_retries=False) from None
+    index = NearDuplicateIndex(dedup) if dedup.enabled else None
+    across = index is not None and dedup.across_partitions
+    earlier = load_other_partitions(warehouse.database, key, index) if across else 0
+    try:
+        source, result = read_partition(warehouse.database, key, override, index)
     except (DatasetReadError, UnknownDatasetError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
+    if index is not None:  # this partition's kept rows, for the partitions ingested after it
+        store_signatures(warehouse.database, dedup.scheme(), index.signatures_from(earlier))
     accepted, rejected = result.accepted_frame(key), result.rejected_frame(key)
     counts, reasons = result.counts(), result.reason_counts()
-    context.log.info(f"{key}: {counts} reasons={reasons} format={result.format}")
+    removed = reasons.get(NEAR_DUPLICATE, 0)
+    near = {"near_duplicates": removed, "near_duplicate_calls_saved": calls_saved(removed)}
+    scope = f"and {earlier} kept rows of other partitions" if dedup.across_partitions else "only"
+    checked = f"Jaccard >= {dedup.threshold} on {dedup.shingle_size}-word shingles, this partition {scope}"
+    checked = checked if index is not None else "off"
+    context.log.info(f"{key}: {counts} reasons={reasons} format={result.format} near-duplicate check: {checked}")
 
     link = mlflow.log(
         context,
         "raw_instructions",
-        metrics={**counts, **{f"rejected_{r}": n for r, n in reasons.items()}},
+        metrics={**counts, **near, **{f"rejected_{r}": n for r, n in reasons.items()}},
         params={"source": source.source, "format": result.format},
     )
     yield dg.Output(
         accepted,
         output_name="raw_instructions",
         metadata={
-            **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+            **{k: dg.MetadataValue.int(v) for k, v in {**counts, **near}.items()},
+            "near_duplicate_check": checked,
             "format": result.format,
             "source": shown_path(source.source),
             "preview": markdown_preview(accepted, ["row_id", "instruction", "input", "output"]),

@@ -100,12 +100,16 @@ def graph_steps(
     seeds: int = 1,
     selection: dict | None = None,
     evaluation: dict | None = None,
+    ingest: dict | None = None,
 ) -> list[Step]:
     """The whole graph in order: one dataset partition (both teacher stages with `teacher_stage` as
     their run config), the selection, every arm in `arms` (training those in `train_arms` with `seeds`
-    seeds each; the seeds must be registered, `register_seeds`), evaluation. `selection` and
-    `evaluation` are the run configs of selected_dataset and eval_scores (an experiment scopes them)."""
+    seeds each; the seeds must be registered, `register_seeds`), evaluation. `selection`, `evaluation`
+    and `ingest` are the run configs of selected_dataset, eval_scores and raw_instructions (an
+    experiment scopes them)."""
     stages = {"ops": {name: {"config": teacher_stage} for name in ("instruction_reflections", "response_reflections")}}
+    if ingest:
+        stages["ops"]["raw_instructions"] = {"config": ingest}
     return [
         Step("dataset_job", dataset, stages),
         Step("selection_job", None, {"ops": {"selected_dataset": {"config": selection}}} if selection else None),

@@ -3,6 +3,8 @@
 Counts the teacher calls and tokens for the rows not already in the llm_calls cache, with the
 teacher the environment configures (REFLECTION_TEACHER_*), before anything is spent. Completion
 tokens are a worst case; prompt tokens are estimated from characters. Nothing is loaded or sent.
+Near-duplicate rows are removed first, as the ingest removes them (within the file here), and the
+calls that saves are reported.
 """
 
 from __future__ import annotations
@@ -50,13 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-tokens", type=int, default=None, metavar="N", help="check the estimate against this token cap"
     )
+    parser.add_argument(
+        "--no-near-duplicates",
+        action="store_true",
+        help="keep near-duplicate rows (by default they are removed first, as the ingest does, within the file)",
+    )
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.deployment import build_teacher
     from reflection_assets.ingest.errors import DatasetReadError
+    from reflection_assets.ingest.near_duplicates import NearDuplicateIndex
     from reflection_assets.ingest.readers import read_dataset
+    from reflection_assets.ingest.reasons import NEAR_DUPLICATE
     from reflection_assets.teacher.backend import TeacherError
     from reflection_assets.teacher.cache import CallCache
     from reflection_assets.teacher.estimate import estimate_cost
@@ -71,13 +80,15 @@ def run(args: argparse.Namespace) -> int:
             max_calls=args.max_calls,
             max_tokens=args.max_tokens,
         )
-        pairs = read_dataset(args.input).accepted
+        near_duplicates = None if args.no_near_duplicates else NearDuplicateIndex()
+        result = read_dataset(args.input, near_duplicates=near_duplicates)
         identity = build_teacher().cache_identity()
     except (ValueError, DatasetReadError, TeacherError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     cache = CallCache(args.cache) if Path(args.cache).is_file() else None
-    estimate = estimate_cost(pairs, args.stage, identity, cache, settings)
+    removed = result.reason_counts().get(NEAR_DUPLICATE, 0)
+    estimate = estimate_cost(result.accepted, args.stage, identity, cache, settings, near_duplicates_removed=removed)
     print(json.dumps(estimate, indent=2) if args.json else format_estimate(estimate))
     return EXIT_OK
 
@@ -89,6 +100,8 @@ def format_estimate(e: dict) -> str:
         f"rows: {e['rows']} ({e['rows_cached']} cached, {e['rows_duplicate']} duplicates, "
         f"{e['rows_past_limit']} past the limit)",
         f"calls: {e['calls']} ({e['requests']} requests)",
+        f"near-duplicates removed before the teacher: {e['rows_near_duplicate']} rows, "
+        f"{e['calls_saved_by_near_duplicates']} calls saved over both stages",
         f"tokens: ~{e['prompt_tokens']} prompt + at most {e['max_completion_tokens']} completion "
         f"= at most {e['max_total_tokens']}",
     ]

@@ -160,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         eval_source = f"{eval_file}: NOT from this source (no rows left after the sample; set REFLECTION_EVAL_FILE)"
+    # The steps run in this process: the held-out split becomes the evaluation's default file, so the
+    # exports' decontamination checks against the items eval_scores will score, not the demo's.
+    os.environ[EVAL_FILE_ENV] = str(eval_file)
     scope = {
         "dataset partitions selected, trained and evaluated on": key,
         "evaluation items": eval_source,
@@ -193,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         selection={"datasets": [key]},
         evaluation={"eval_file": eval_file},
+        # The experiment selects over its own partition only; an earlier sample of the same source (another
+        # --rows) holds the same rows, which the check across partitions would remove as near-duplicates.
+        ingest={"near_duplicates_across_partitions": False},
     )
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
     with connect(str(warehouse_path()), read_only=True) as conn:

@@ -2,7 +2,8 @@
 
 Exit 0 when the source could be read, rejections or not (the summary shows them); exit 2 with
 one line on stderr for a source that cannot be read or a bad option. Imports stay light
-(no torch, transformers or dagster) so the command answers in well under a second.
+(no torch, transformers or dagster) so the command answers in about a second, most of it the
+near-duplicate check's import of datasketch (which loads scipy); --no-near-duplicates skips both.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+from reflection_assets.documented import help_text
 from reflection_assets.ingest.columns import parse_column_map
 from reflection_assets.ingest.detect import FORMATS
 from reflection_assets.ingest.errors import DatasetReadError
+from reflection_assets.ingest.near_duplicates import NearDuplicateSettings
 from reflection_assets.ingest.validate import format_summary, validate_file
 
 HELP = "check a dataset file: count the rows that would be accepted and why others would not"
@@ -34,6 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", default=None, type=Path, metavar="REPORT.json", help="also write the report as JSON"
     )
+    default = NearDuplicateSettings()
+    parser.add_argument(
+        "--near-duplicate-threshold",
+        type=float,
+        default=default.threshold,
+        metavar="JACCARD",
+        help=f"{help_text(NearDuplicateSettings, 'threshold')} (default {default.threshold}; within the file only)",
+    )
+    parser.add_argument(
+        "--no-near-duplicates", action="store_true", help="skip the near-duplicate check (exact duplicates still count)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _fail(f"--column-map: {err}")
     try:
-        report = validate_file(args.file, args.format, column_map)
+        near = NearDuplicateSettings(enabled=not args.no_near_duplicates, threshold=args.near_duplicate_threshold)
+    except ValueError as err:
+        return _fail(f"--near-duplicate-threshold: {err}")
+    try:
+        report = validate_file(args.file, args.format, column_map, near_duplicates=near)
     except DatasetReadError as err:
         return _fail(str(err))
     print(format_summary(report))

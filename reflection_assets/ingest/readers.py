@@ -12,7 +12,9 @@ A source is
 
 Every row read ends up either accepted or rejected with a reason (rows_read == accepted +
 rejected, always); only whole-source failures raise DatasetReadError. Row ids are content
-hashes, so the first copy of a duplicate is kept and later copies are rejected.
+hashes, so the first copy of a duplicate is kept and later copies are rejected. Given a
+NearDuplicateIndex, rows that nearly repeat a kept row (or a row the index started with) are
+rejected too, as near_duplicate, naming the row they repeat.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from reflection_assets.ingest.detect import (
     shape_hint,
 )
 from reflection_assets.ingest.errors import DatasetReadError
-from reflection_assets.ingest.reasons import DUPLICATE, REASONS, RowRejected
+from reflection_assets.ingest.near_duplicates import NearDuplicateIndex, dedup_text
+from reflection_assets.ingest.reasons import DUPLICATE, NEAR_DUPLICATE, REASONS, RowRejected
 from reflection_assets.ingest.records import RECORD_FORMATS, record_to_pair
 from reflection_assets.ingest.sources import (
     RawRecord,
@@ -136,8 +139,11 @@ def _frame(rows: list[dict[str, object]], columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=columns)
-    for column in columns:  # keep dtypes fixed even when there are no rows
-        frame[column] = frame[column].astype("int64" if column == "source_row" else "object")
+    # Keep dtypes fixed even when there are no rows: an empty object column reads as INTEGER to DuckDB,
+    # so a first empty table would refuse every later partition's text; an empty one is "string".
+    text = "object" if rows else "string"
+    for column in columns:
+        frame[column] = frame[column].astype("int64" if column == "source_row" else text)
     return frame
 
 
@@ -147,12 +153,14 @@ def read_dataset(
     column_map: Mapping[str, str] | None = None,
     *,
     hf_split: str = "train",
+    near_duplicates: NearDuplicateIndex | None = None,
 ) -> ReadResult:
     """Read `source` (file, folder or hub name; see the module docstring) into a ReadResult.
 
     `format`: auto | alpaca | sharegpt | messages | csv | parquet | hf. alpaca/sharegpt/messages
     fix the row shape (the container still follows the extension); csv/parquet fix the container.
     `column_map`: our field (instruction, input, output, system) -> the file's column name.
+    `near_duplicates`: the index rows are checked against and the kept ones added to; None: no check.
     """
     fmt = str(format or "auto").strip().lower()
     if fmt not in FORMATS:
@@ -175,7 +183,7 @@ def read_dataset(
         raise DatasetReadError(source, "", "not a regular file or folder")
     else:
         raise DatasetReadError(source, "", "no such file or folder")
-    return assemble(parts)
+    return assemble(parts, near_duplicates)
 
 
 def dataset_files(folder: Path) -> list[Path]:
@@ -299,8 +307,9 @@ def _convert(record: RawRecord, shape: str, columns: dict[str, str]) -> Pair | R
     return replace(pair, row_id=pair.content_id())
 
 
-def assemble(parts: list[_Part]) -> ReadResult:
-    """Accept or reject every row of every part, in order; later copies of a content are duplicates."""
+def assemble(parts: list[_Part], near_duplicates: NearDuplicateIndex | None = None) -> ReadResult:
+    """Accept or reject every row of every part, in order; later copies of a content are duplicates,
+    later rows that `near_duplicates` matches to a kept row are near-duplicates."""
     accepted: list[Pair] = []
     provenance: list[Provenance] = []
     rejected: list[RejectedRow] = []
@@ -311,6 +320,11 @@ def assemble(parts: list[_Part]) -> ReadResult:
                 outcome = RowRejected(
                     DUPLICATE, f"same content as {first_seen[outcome.row_id]} (row_id {outcome.row_id})"
                 )
+            elif isinstance(outcome, Pair) and near_duplicates is not None:
+                where = f"{part.source_file} {record.location}"
+                match = near_duplicates.check(outcome.row_id, where, dedup_text(outcome))
+                if match is not None:
+                    outcome = RowRejected(NEAR_DUPLICATE, match.describe())
             if isinstance(outcome, RowRejected):
                 rejected.append(
                     RejectedRow(

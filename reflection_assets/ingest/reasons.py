@@ -12,6 +12,7 @@ NUL_BYTE = "nul_byte"  # NUL characters break tokenizers and C-string based tool
 NO_ASSISTANT_TURN = "no_assistant_turn"  # a conversation with nothing to learn from
 UNKNOWN_ROLE = "unknown_role"  # a turn whose speaker we cannot map to system/user/assistant
 DUPLICATE = "duplicate"  # exact duplicate content; the first copy is kept
+NEAR_DUPLICATE = "near_duplicate"  # nearly the same text as a kept row (ingest.near_duplicates); the first is kept
 
 REASONS: tuple[str, ...] = (
     INVALID_JSON,
@@ -24,6 +25,7 @@ REASONS: tuple[str, ...] = (
     NO_ASSISTANT_TURN,
     UNKNOWN_ROLE,
     DUPLICATE,
+    NEAR_DUPLICATE,
 )
 
 

@@ -13,7 +13,14 @@ from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.planning import estimate_prompt_tokens, plan_calls
 from reflection_assets.teacher.runner import group_by_key
 from reflection_assets.teacher.settings import ReflectionSettings
-from reflection_assets.teacher.types import ChatRequest, Stage
+from reflection_assets.teacher.types import INSTRUCTION, RESPONSE, ChatRequest, Stage
+
+REFLECTION_STAGES: tuple[Stage, ...] = (INSTRUCTION, RESPONSE)  # each ingested row costs one call in each
+
+
+def calls_saved(rows_removed: int) -> int:
+    """Teacher calls that rows removed at ingest (near-duplicates) will not cost: one per reflection stage."""
+    return rows_removed * len(REFLECTION_STAGES)
 
 
 def estimate_cost(
@@ -23,8 +30,13 @@ def estimate_cost(
     cache: CallCache | None = None,
     settings: ReflectionSettings | None = None,
     count_prompt_tokens: Callable[[ChatRequest], int] = estimate_prompt_tokens,
+    near_duplicates_removed: int = 0,
 ) -> dict[str, int | str | bool | None]:
-    """Calls, requests and tokens for the rows not yet cached, and what the caps would allow."""
+    """Calls, requests and tokens for the rows not yet cached, and what the caps would allow.
+
+    `near_duplicates_removed`: rows the ingest's near-duplicate check took out before `pairs`
+    (reported with the calls they save over both stages, not counted in `calls`).
+    """
     settings = settings or ReflectionSettings()
     planned, limited = plan_calls(list(pairs), stage, identity, settings)
     hits = cache.lookup(c.key for c in planned) if cache is not None else {}
@@ -44,6 +56,8 @@ def estimate_cost(
         "rows_past_limit": len(limited),
         "rows_cached": cached,
         "rows_duplicate": len(planned) - cached - calls,  # share a call with an identical row
+        "rows_near_duplicate": near_duplicates_removed,
+        "calls_saved_by_near_duplicates": calls_saved(near_duplicates_removed),
         "calls": calls,
         "requests": sum(r.steps() for r in requests),
         "prompt_tokens": prompt_tokens,

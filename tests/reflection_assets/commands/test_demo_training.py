@@ -51,7 +51,9 @@ def test_the_graph_runs_in_order_with_the_teacher_stage_config():
                                                      ("evaluation_job", None)]
     assert steps[1].run_config is None and steps[-1].run_config is None  # every partition, the default eval file
     scoped = graph_steps("x", "selective", "selective", {}, seeds=1, selection={"datasets": ["x"]},
-                         evaluation={"eval_file": "held.jsonl"})
+                         evaluation={"eval_file": "held.jsonl"}, ingest={"near_duplicates_across_partitions": False})
+    assert scoped[0].run_config["ops"]["raw_instructions"] == {"config": {"near_duplicates_across_partitions": False}}
+    assert "raw_instructions" not in steps[0].run_config["ops"]  # the demo ingests with the defaults
     assert scoped[1].run_config == {"ops": {"selected_dataset": {"config": {"datasets": ["x"]}}}}
     assert scoped[-1].run_config == {"ops": {"eval_scores": {"config": {"eval_file": "held.jsonl"}}}}
     ops = steps[0].run_config["ops"]

@@ -117,7 +117,8 @@ def test_every_kind_of_bad_row_is_kept_with_its_reason():
     assert result.rows_read == 12  # 13 lines, one blank
     assert len(result.accepted) == 1
     by_line = {r.source_row: r for r in result.rejected}
-    assert {r.reason for r in result.rejected} == set(REASONS)
+    # near_duplicate needs a NearDuplicateIndex (test_near_duplicates.py); every other reason is here
+    assert {r.reason for r in result.rejected} == set(REASONS) - {"near_duplicate"}
     assert by_line[2].reason == "invalid_json" and by_line[2].raw_text.startswith('{"messages": [')
     assert by_line[3].reason == "bad_utf8" and "caf\ufffd" in by_line[3].raw_text
     assert by_line[8].reason == by_line[13].reason == "nul_byte"
