@@ -24,6 +24,9 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("REFLECTION_WAREHOUSE", raising=False)
     monkeypatch.delenv("REFLECTION_INBOX", raising=False)
     monkeypatch.delenv("REFLECTION_DATA", raising=False)
+    monkeypatch.delenv("REFLECTION_EVAL_FILE", raising=False)
+    monkeypatch.delenv("REFLECTION_DECONTAMINATE", raising=False)  # a user's benchmarks are not the tests'
+    monkeypatch.delenv("REFLECTION_DECONTAMINATE_NGRAM", raising=False)
     return data
 
 

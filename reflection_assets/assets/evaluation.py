@@ -33,6 +33,7 @@ from reflection_assets.http_retries import CallFailed
 from reflection_assets.model_store import ModelReferenceError, load_model_and_tokenizer, load_tokenizer, local_dir
 from reflection_assets.plots import png_markdown
 from reflection_assets.scoring.templates import default_template
+from reflection_assets.selection.decontamination import DecontaminationError, ngram_size
 from reflection_assets.served.adapters import served_adapters
 from reflection_assets.served.client import ServedModelError
 from reflection_assets.served.evaluation import ServedEvalBackend
@@ -113,6 +114,7 @@ def eval_scores(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     usable, skipped = adapters_to_evaluate(context, lora_checkpoint, student)
     try:
+        ngram = ngram_size()  # the exports' setting: both checks call the same rows overlapping
         evaluator, items, dropped, adapter_names = open_evaluator(context, config, student, usable, warehouse)
         models = models_under_test(usable, adapter_names)
         suites = ", ".join(f"{suite} ({len(v)})" for suite, v in items.items())
@@ -129,15 +131,15 @@ def eval_scores(
             choose=judging.choose_many if judging is not None else None,
             judge_identity=judging.cache_identity() if judging is not None else None,
         )
-    except (EvalDataError, ModelReferenceError, ServedModelError) as error:
+    except (EvalDataError, ModelReferenceError, ServedModelError, DecontaminationError) as error:
         raise dg.Failure(str(error), allow_retries=False) from None
     except CallFailed as error:  # the server is down or overloaded past the retries: finished outputs are cached
         raise dg.Failure(f"student server: {error}", allow_retries=not error.refused) from None
 
-    contaminated = flag_contaminated(scores, items, arm_datasets)
+    contaminated = flag_contaminated(scores, items, arm_datasets, ngram)
     if contaminated:
         context.log.warning(
-            f"{len(contaminated)} eval items share a 13-gram with a training row; the report leaves them out"
+            f"{len(contaminated)} eval items share a {ngram}-gram with a training row; the report leaves them out"
         )
     numbers = evaluation_numbers(
         scores, evaluator.stats, models=len(models), dropped=len(dropped), skipped=len(skipped),

@@ -3,8 +3,14 @@
 `selected_dataset` keeps every scored row with `selected` and the reason, so the decision is
 auditable; the exports hold only the selected rows. The arms are the method and its baselines at
 the selective set's size.
+
+Every export is decontaminated (`assets.exports`): a selected row that shares a word n-gram with an
+evaluation item or a named benchmark stays in the selection table, named in its `contamination`
+column, and is left out of the exported files; an arm's table itself holds no such row, because
+lora_checkpoint trains on that table.
 """
 
+from dataclasses import asdict
 from typing import Literal, Optional
 
 import dagster as dg
@@ -12,6 +18,16 @@ import pandas as pd
 from pydantic import Field
 
 from reflection_assets.assets.common import ALL, Histogram, markdown_preview, numeric_metadata, ok_values, stage_result
+from reflection_assets.assets.exports import (
+    DECONTAMINATED_CHECK,
+    ExportRun,
+    contamination_index,
+    decontamination_check,
+    decontamination_check_spec,
+    decontamination_metadata,
+    rows_per_dataset,
+    write_export_card,
+)
 from reflection_assets.assets.scoring import score
 from reflection_assets.documented import mirrored
 from reflection_assets.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
@@ -21,11 +37,14 @@ from reflection_assets.selection import (
     ARM_COLUMNS,
     ArmInputs,
     SelectionSettings,
+    arm_rule,
     build_arm,
     decision_counts,
     decision_counts_dict,
     select_rows,
 )
+from reflection_assets.selection.card import CARD_NAME
+from reflection_assets.selection.decontamination import decontaminate
 from reflection_assets.selection.export import export_arm
 from reflection_assets.selection.outcome import empty_selection_reason, selected_count, selection_problems
 from reflection_assets.selection.reflection_format import rewrite_in_reflection_format
@@ -37,6 +56,7 @@ from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
 
 SELECTED_COLUMNS = ["row_id", "final_instruction", "final_input", "final_output", "final_ifd", "final_rifd"]
+SELECTION_RULE = "Rows whose reflected answer won and whose final pair has IFD < 1 and r-IFD < 1 (as published)."
 
 
 class SelectionConfig(dg.Config):
@@ -75,7 +95,8 @@ class SelectionConfig(dg.Config):
     ins={"response_scores": ALL, "raw_ifd_scores": ALL},
     group_name="selection",
     kinds={"duckdb", "python"},
-    description="Rows whose reflected answer won and whose final pair has IFD < 1 and r-IFD < 1 (as published).",
+    description=SELECTION_RULE,
+    check_specs=[decontamination_check_spec("selected_dataset")],
 )
 def selected_dataset(
     context: dg.AssetExecutionContext,
@@ -86,7 +107,7 @@ def selected_dataset(
     teacher: Teacher,
     student: StudentModel,
     warehouse: Warehouse,
-) -> dg.MaterializeResult[pd.DataFrame]:
+):  # no return annotation: with check_specs the op has several outputs
     try:
         settings = config.settings()
         scope = selection_scope(response_scores, raw_ifd_scores, config.datasets)
@@ -111,28 +132,48 @@ def selected_dataset(
     if empty_reason:  # a result, not an error: say why, and let the arms skip with this reason
         context.log.warning(f"{empty_reason}; the arms sized to the selection will be skipped. Decisions: {counts}")
     chosen = selected_pairs(selection)
+    decontaminated = decontaminate(chosen, contamination_index())
+    if decontaminated.dropped:
+        context.log.warning(f"{decontaminated.dropped} selected rows overlap a benchmark item and are left out of "
+                            f"the export: {decontaminated.per_benchmark()}")
+    selection = selection.assign(contamination=decontaminated.labels(selection["row_id"]))
+    exported = decontaminated.kept
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
-    paths = export_arm(chosen, exports_dir() / "selected", "selected", system=system)
-    return stage_result(
+    out_dir = exports_dir() / "selected"
+    paths = export_arm(exported, out_dir, "selected", system=system)
+    result = stage_result(
         context, mlflow, "selected_dataset", selection,
-        numbers={**counts, **style_numbers},
+        numbers={**counts, **style_numbers, "rows_decontaminated": decontaminated.dropped},
         params=config.model_dump(),
         metadata={
             "datasets_read": dg.MetadataValue.json(scope.datasets),
             "scope": dg.MetadataValue.text(f"selected over {scope.description()}"),
             "rows_scored": dg.MetadataValue.int(len(selection)),
             "rows_selected": dg.MetadataValue.int(len(chosen)),
+            "rows_exported": dg.MetadataValue.int(len(exported)),
+            **decontamination_metadata(decontaminated),
             "datasets": dg.MetadataValue.json(scope.datasets),
             "decision_counts": dg.MetadataValue.md(decision_counts(selection).to_markdown(index=False)),
             "response_style": dg.MetadataValue.text(config.response_style),
             "empty_reason": dg.MetadataValue.text(empty_reason),
             **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
+            "export_card": dg.MetadataValue.path(str(out_dir / CARD_NAME)),
         },
         histograms=selection_histograms(scope.raw_scores, selection),
         preview=SELECTED_COLUMNS,
         preview_rows=selection[selection["selected"].astype(bool)],
-        datasets={"selected_dataset": chosen},
+        datasets={"selected_dataset": exported},
+        check_results=[decontamination_check("selected_dataset", decontaminated)],
     )
+    # The card names the MLflow run, so it is written once the run is logged (its path is in the metadata).
+    write_export_card(
+        ExportRun(context, teacher, student, warehouse), out_dir, "selected",
+        title="Selective Reflection-Tuning: selected dataset", rows=len(exported),
+        rows_per_dataset=rows_per_dataset(exported["row_id"], selection[["row_id", "dataset"]]),
+        selection_rule=SELECTION_RULE, thresholds={**asdict(settings), "response_style": config.response_style},
+        decision_counts=counts, decontamination=decontaminated, mlflow_link=result.metadata,
+    )
+    return result
 
 
 def selection_histograms(raw_scores: pd.DataFrame, selection: pd.DataFrame) -> list[Histogram]:
@@ -169,7 +210,9 @@ class ArmConfig(dg.Config):
     group_name="arms",
     kinds={"duckdb", "python"},
     description="Training set of one arm and seed: selective, reflected_all, ifd_topk, random, longest (at the "
-    "selective size) or full; the seed draws the sampled arms (random, reflected_all).",
+    "selective size) or full; the seed draws the sampled arms (random, reflected_all). Rows overlapping a "
+    "benchmark item are dropped (rows_decontaminated).",
+    check_specs=[decontamination_check_spec("arm_datasets")],
 )
 def arm_datasets(
     context: dg.AssetExecutionContext,
@@ -181,7 +224,10 @@ def arm_datasets(
     response_reflections: pd.DataFrame,
     selected_dataset: pd.DataFrame,
     mlflow: MlflowTracking,
-) -> dg.MaterializeResult[pd.DataFrame]:
+    teacher: Teacher,
+    student: StudentModel,
+    warehouse: Warehouse,
+):  # no return annotation: with check_specs the op has several outputs
     arm, replicate = arm_and_seed(context.partition_key)
     seed = config.seed + replicate
     # The arms draw from the dataset partitions the selection read, not from every partition.
@@ -206,27 +252,46 @@ def arm_datasets(
         seed=seed,
     )
     result = build_arm(arm, inputs)
-    frame = result.frame.assign(seed=str(replicate))
-    paths = export_arm(result.frame, exports_dir() / "arms" / arm / f"seed{replicate}", arm)
+    # Dropped from the table itself, not only from the files: lora_checkpoint trains on this table.
+    decontaminated = decontaminate(result.frame, contamination_index())
+    kept = decontaminated.kept
+    if decontaminated.dropped:
+        context.log.warning(f"arm {arm}: {decontaminated.dropped} rows overlap a benchmark item and are dropped: "
+                            f"{decontaminated.per_benchmark()}")
+    out_dir = exports_dir() / "arms" / arm / f"seed{replicate}"
+    paths = export_arm(kept, out_dir, arm)
     numbers = {
-        "rows": len(result.frame),
+        "rows": len(kept),
         "target": result.target,
         "candidates": result.candidates,
         "shortfall": result.shortfall,
     }
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
-    link = mlflow.log(context, "arm_datasets", metrics=numbers, params={"arm": arm, "seed": seed})
+    link = mlflow.log(context, "arm_datasets", metrics={**numbers, "rows_decontaminated": decontaminated.dropped},
+                      params={"arm": arm, "seed": seed})
+    write_export_card(
+        ExportRun(context, teacher, student, warehouse), out_dir, arm,
+        title=f"Selective Reflection-Tuning ablation arm: {arm} (seed {replicate})", rows=len(kept),
+        rows_per_dataset=rows_per_dataset(kept["row_id"], raw_instructions[["row_id", "dataset"]]),
+        selection_rule=f"Arm {arm}: {arm_rule(arm)}",
+        thresholds={"arm": arm, "seed": seed, **{k: numbers[k] for k in ("target", "candidates", "shortfall")}},
+        decision_counts={f"source_{k}": int(v) for k, v in kept["source"].value_counts().sort_index().items()},
+        decontamination=decontaminated, mlflow_link=link,
+    )
     return dg.MaterializeResult(
-        value=frame,
+        value=kept.assign(seed=str(replicate)),
         metadata={
             **numeric_metadata(numbers),
             "seed": dg.MetadataValue.int(seed),
             "datasets_read": dg.MetadataValue.json(scope),
-            "preview": markdown_preview(result.frame, ["row_id", "source", "instruction", "output"]),
+            "preview": markdown_preview(kept, ["row_id", "source", "instruction", "output"]),
+            **decontamination_metadata(decontaminated),
             **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
+            "export_card": dg.MetadataValue.path(str(out_dir / CARD_NAME)),
             **link,
         },
+        check_results=[decontamination_check("arm_datasets", decontaminated)],
     )
 
 
@@ -237,7 +302,10 @@ def skipped_arm(context: dg.AssetExecutionContext, arm: str, replicate: int, rea
     context.log.warning(f"arm {arm} (seed {replicate}): skipped, {reason}")
     return dg.MaterializeResult(
         value=pd.DataFrame({c: pd.Series(dtype="string") for c in [*ARM_COLUMNS, "seed"]}),
-        metadata={"rows": dg.MetadataValue.int(0), "skipped_reason": dg.MetadataValue.text(reason)},
+        metadata={"rows": dg.MetadataValue.int(0), "skipped_reason": dg.MetadataValue.text(reason),
+                  "rows_decontaminated": dg.MetadataValue.int(0)},
+        check_results=[dg.AssetCheckResult(check_name=DECONTAMINATED_CHECK, asset_key="arm_datasets", passed=True,
+                                           metadata={"rows_decontaminated": 0, "skipped_reason": reason})],
     )
 
 

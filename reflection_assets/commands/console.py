@@ -18,7 +18,12 @@ from typing import Any
 
 # Headline metadata per asset, in the order printed; a key an asset does not report is left out.
 HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
-    "raw_instructions": (("accepted", "accepted"), ("rejected", "rejected")),
+    "raw_instructions": (
+        ("accepted", "accepted"),
+        ("rejected", "rejected"),
+        ("near_duplicates", "near-duplicates removed"),
+        ("near_duplicate_calls_saved", "teacher calls saved"),
+    ),
     "raw_ifd_scores": (("rows", "rows"), ("ifd_ppl_mean", "mean IFD")),
     "instruction_reflections": (
         ("outcome_reflected", "reflected"),
@@ -36,8 +41,16 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
         ("calls_cached", "cached"),
     ),
     "response_scores": (("choice_reflected", "answer rewrite won"), ("choice_original", "original won")),
-    "selected_dataset": (("rows_scored", "scored"), ("rows_selected", "selected")),
-    "arm_datasets": (("rows", "rows"), ("shortfall", "short by")),
+    "selected_dataset": (
+        ("rows_scored", "scored"),
+        ("rows_selected", "selected"),
+        ("rows_decontaminated", "decontaminated"),
+    ),
+    "arm_datasets": (
+        ("rows", "rows"),
+        ("shortfall", "short by"),
+        ("rows_decontaminated", "decontaminated"),
+    ),
     "lora_checkpoint": (
         ("status", "status"),
         ("rows_trained", "rows"),

@@ -1,33 +1,27 @@
-"""Contamination: eval items that share a 13-gram of words with any training row (rewrites included).
+"""Contamination: eval items that share an n-gram of words (13 by default) with any training row (rewrites included).
 
-Word 13-grams over lower-cased alphanumeric tokens, as in GPT-3's and Llama's decontamination.
+Word n-grams from `reflection_assets.ngrams`, the measure the exports' decontamination uses too.
 Such items are listed and left out of the report, so a gain cannot come from having seen the test.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
+
+from reflection_assets.ngrams import NGRAM, ngrams, shared_ngrams
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from reflection_assets.evaluation.suites import EvalItem
 
-NGRAM = 13
-
-
-def ngrams(text: str, n: int = NGRAM) -> set[tuple[str, ...]]:
-    tokens = re.findall(r"[a-z0-9]+", text.lower())
-    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+__all__ = ["NGRAM", "contaminated_items", "flag_contaminated", "ngrams"]
 
 
 def contaminated_items(items: Mapping[str, str], training_texts: Iterable[str], n: int = NGRAM) -> dict[str, int]:
     """Item id -> number of its n-grams found in the training texts, for items with at least one."""
-    seen: set[tuple[str, ...]] = set()
-    for text in training_texts:
-        seen |= ngrams(text, n)
+    seen = shared_ngrams(training_texts, n)
     out = {}
     for item_id, text in items.items():
         shared = len(ngrams(text, n) & seen)
@@ -37,9 +31,9 @@ def contaminated_items(items: Mapping[str, str], training_texts: Iterable[str], 
 
 
 def flag_contaminated(
-    scores: pd.DataFrame, items: Mapping[str, list[EvalItem]], training: pd.DataFrame
+    scores: pd.DataFrame, items: Mapping[str, list[EvalItem]], training: pd.DataFrame, n: int = NGRAM
 ) -> dict[str, int]:
-    """Set `scores.contaminated` for items sharing a 13-gram with any training row; return those items.
+    """Set `scores.contaminated` for items sharing an n-gram with any training row; return those items.
 
     `training` holds every arm's rows (instruction, input, output: rewrites included). Items that
     only the score rows know (lm-eval's copies of a suite) are checked by their instruction and reference.
@@ -48,6 +42,6 @@ def flag_contaminated(
     for row in scores.itertuples():
         texts.setdefault(row.item_id, f"{row.instruction}\n{row.reference}")
     rows = training.reindex(columns=["instruction", "input", "output"]).fillna("").astype(str)
-    found = contaminated_items(texts, ("\n".join(r) for r in rows.itertuples(index=False)))
+    found = contaminated_items(texts, ("\n".join(r) for r in rows.itertuples(index=False)), n)
     scores["contaminated"] = scores["item_id"].isin(found)
     return found

@@ -3,7 +3,7 @@
 Pure functions over pandas frames; the Dagster assets are thin wrappers around them.
 """
 
-from reflection_assets.selection.arms import ArmInputs, ArmResult, arm_summary, build_arm, build_arms
+from reflection_assets.selection.arms import ArmInputs, ArmResult, arm_rule, arm_summary, build_arm, build_arms
 from reflection_assets.selection.columns import (
     ARM_COLUMNS,
     ARMS,
@@ -26,6 +26,7 @@ __all__ = [
     "ArmInputs",
     "ArmResult",
     "SelectionSettings",
+    "arm_rule",
     "arm_summary",
     "build_arm",
     "build_arms",

@@ -209,6 +209,12 @@ def build_arm(arm: str, inputs: ArmInputs) -> ArmResult:
     return _BUILDERS[arm](inputs)
 
 
+def arm_rule(arm: str) -> str:
+    """What chose an arm's rows, for its dataset card: the first paragraph of its builder's docstring."""
+    doc = (_BUILDERS[arm].__doc__ or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
+
+
 def build_arms(inputs: ArmInputs, arms: tuple[str, ...] = ARMS) -> dict[str, ArmResult]:
     """Every arm, by name."""
     return {arm: build_arm(arm, inputs) for arm in arms}

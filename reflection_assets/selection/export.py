@@ -1,6 +1,8 @@
-"""Arm datasets on disk, in the forms trainers read: Alpaca JSONL, chat JSONL, a `datasets` folder.
+"""Arm datasets on disk, in the forms trainers read: Alpaca and chat JSONL, Alpaca and chat Parquet
+(`datasets.load_dataset("parquet", data_files=...)`), a `datasets` folder (`load_from_disk`).
 
-Each record keeps its row_id so a trained-on example can be traced back to its raw row.
+Each record keeps its row_id so a trained-on example can be traced back to its raw row. The dataset
+card beside them is `selection.card`'s.
 """
 
 from __future__ import annotations
@@ -56,6 +58,31 @@ def write_chat_jsonl(frame: pd.DataFrame, path: str | Path, system: str | None =
     return _write_jsonl(chat_records(frame, system), Path(path))
 
 
+def _parquet_schema(shape: str):
+    import pyarrow as pa
+
+    if shape == "alpaca":
+        return pa.schema([(c, pa.string()) for c in PAIR_COLUMNS])
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema([("row_id", pa.string()), ("messages", pa.list_(message))])
+
+
+def write_parquet(records: list[dict], shape: str, path: str | Path) -> Path:
+    """Records of one shape (alpaca or chat) as a Parquet file, typed even when empty."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=_parquet_schema(shape)), path)
+    return path
+
+
+def parquet_names(name: str) -> dict[str, str]:
+    """Config name -> the Parquet file of that shape, relative to the export folder (the card lists them)."""
+    return {"alpaca": f"{name}.alpaca.parquet", "chat": f"{name}.chat.parquet"}
+
+
 def save_hf_dataset(frame: pd.DataFrame, path: str | Path, system: str | None = None) -> Path:
     """A `datasets` folder (save_to_disk) with the Alpaca columns and `messages`, for load_from_disk."""
     from datasets import Dataset  # imported here: `datasets` is slow to import and only needed on export
@@ -68,10 +95,14 @@ def save_hf_dataset(frame: pd.DataFrame, path: str | Path, system: str | None = 
 
 
 def export_arm(frame: pd.DataFrame, out_dir: str | Path, name: str, system: str | None = None) -> dict[str, Path]:
-    """All three forms under out_dir: <name>.alpaca.jsonl, <name>.chat.jsonl, <name>.hf/."""
+    """Every form under out_dir: <name>.alpaca.jsonl, <name>.chat.jsonl, <name>.alpaca.parquet,
+    <name>.chat.parquet and <name>.hf/."""
     out_dir = Path(out_dir)
+    parquet = parquet_names(name)
     return {
         "alpaca_jsonl": write_alpaca_jsonl(frame, out_dir / f"{name}.alpaca.jsonl"),
         "chat_jsonl": write_chat_jsonl(frame, out_dir / f"{name}.chat.jsonl", system),
+        "alpaca_parquet": write_parquet(alpaca_records(frame), "alpaca", out_dir / parquet["alpaca"]),
+        "chat_parquet": write_parquet(chat_records(frame, system), "chat", out_dir / parquet["chat"]),
         "hf_dataset": save_hf_dataset(frame, out_dir / f"{name}.hf", system),
     }

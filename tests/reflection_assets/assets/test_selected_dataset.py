@@ -1,5 +1,7 @@
 """selected_dataset on hand-made stage-2 decisions: published filter, extensions, Reflection-70B option."""
 
+import json
+
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -184,3 +186,82 @@ def test_malformed_selection_fails_in_the_asset_and_is_not_stored(dagster_instan
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         tables = conn.execute("SELECT table_name FROM information_schema.tables").fetchall()
     assert ("selected_dataset",) not in tables
+
+
+BENCHMARK_QUESTION = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May."
+
+
+def test_a_planted_benchmark_row_leaves_the_exports_named_counted_and_the_card_agrees(
+    dagster_instance, tmp_path, monkeypatch
+):
+    from datasets import load_dataset, load_from_disk
+
+    from reflection_assets.paths import exports_dir
+    from reflection_assets.selection.card import read_card_counts
+
+    bench = tmp_path / "gsm8k_test.jsonl"
+    bench.write_text(json.dumps({"id": "gsm8k-7", "question": BENCHMARK_QUESTION, "answer": "72"}) + "\n")
+    monkeypatch.setenv("REFLECTION_DECONTAMINATE", str(bench))
+    decisions = _decisions()
+    decisions.loc[decisions["row_id"] == "b", "final_instruction"] = "Solve: " + BENCHMARK_QUESTION  # planted
+    _stage_two(dagster_instance, decisions)
+
+    result = _materialize(dagster_instance, ["selected_dataset"])
+    assert result.success
+    check = {c.check_name: c for c in result.get_asset_check_evaluations()}["export_decontaminated"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["per_benchmark"].value == {"gsm8k_test.jsonl": 1}
+    meta = result.asset_materializations_for_node("selected_dataset")[0].metadata
+    assert meta["rows_selected"].value == 2 and meta["rows_decontaminated"].value == 1
+    assert meta["rows_exported"].value == 1
+    assert meta["decontaminated_rows"].value == [
+        {"row_id": "b", "benchmark": "gsm8k_test.jsonl", "item": "gsm8k-7", "shared_ngrams": 8}
+    ]
+    assert_console_reads_written_keys("selected_dataset", meta)
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        table = conn.execute("SELECT * FROM selected_dataset ORDER BY row_id").df()
+    # The table keeps the decision and says why the row left the export; the files leave it out.
+    assert table.set_index("row_id")["contamination"].to_dict() == {"a": "", "b": "gsm8k_test.jsonl: gsm8k-7",
+                                                                    "c": "", "d": ""}
+    exported = table[table["selected"] & (table["contamination"] == "")]
+
+    out = exports_dir() / "selected"
+    for shape in ("alpaca", "chat"):
+        loaded = load_dataset("parquet", data_files=str(out / f"selected.{shape}.parquet"), split="train")
+        assert loaded["row_id"] == exported["row_id"].tolist() == ["a"]
+    assert load_dataset("parquet", data_files=str(out / "selected.chat.parquet"), split="train")[0]["messages"][-1] == {
+        "role": "assistant", "content": "2"}
+    assert load_from_disk(str(out / "selected.hf"))["row_id"] == ["a"]
+    assert load_dataset(str(out), "alpaca", split="train")["instruction"] == ["What is 1 plus 1?"]  # the card's configs
+
+    card = read_card_counts(out / "README.md")
+    assert card["rows"] == len(exported) == 1
+    assert card["rows_per_source"] == exported.groupby("dataset").size().to_dict() == {"p": 1}
+    assert card["rows_decontaminated"] == int((table["contamination"] != "").sum()) == 1
+    assert card["decontamination_per_benchmark"] == {"gsm8k_test.jsonl": 1}
+    assert card["decision_counts"]["total_selected"] == int(table["selected"].sum())
+    assert card["decision_counts"]["q_original__a_won__selected"] == 1
+    text = (out / "README.md").read_text()
+    assert "gsm8k-7" in text and "No ablation report existed" in text and meta["mlflow_run"].value in text
+
+    # The selective arm's table, what lora_checkpoint trains on, never holds the row.
+    dagster_instance.add_dynamic_partitions(SEEDS, ["0"])
+    arm_run = _materialize(dagster_instance, ["arm_datasets"], partition=arm_key("selective"))
+    arm_meta = arm_run.asset_materializations_for_node("arm_datasets")[0].metadata
+    assert arm_meta["rows"].value == 1 and arm_meta["rows_decontaminated"].value == 1
+    assert not {c.check_name: c for c in arm_run.get_asset_check_evaluations()}["export_decontaminated"].passed
+    assert_console_reads_written_keys("arm_datasets", arm_meta, absent={"skipped_reason"})
+    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
+        assert conn.execute("SELECT row_id FROM arm_datasets").fetchall() == [("a",)]
+    arm_card = read_card_counts(exports_dir() / "arms" / "selective" / "seed0" / "README.md")
+    assert arm_card["rows"] == 1 and arm_card["rows_decontaminated"] == 1
+
+
+def test_an_unreadable_benchmark_file_fails_the_export_naming_it(dagster_instance, monkeypatch):
+    monkeypatch.setenv("REFLECTION_DECONTAMINATE", "nowhere/benchmark.parquet")
+    _stage_two(dagster_instance, _decisions())
+    result = _materialize(dagster_instance, ["selected_dataset"])
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.event_specific_data.user_failure_data is not None  # a dg.Failure: the user's, not retried
+    message = failure.event_specific_data.error.message
+    assert "REFLECTION_DECONTAMINATE: nowhere/benchmark.parquet: no such file" in message

@@ -36,7 +36,9 @@ def test_stage_lines_from_a_real_run(dagster_instance):
     assert [line.asset for line in lines] == ["raw_instructions"]  # rejected_rows is folded into it
     line = lines[0]
     assert line.partition == DEMO_PARTITION and line.seconds > 0
-    assert dict(line.numbers) == {"accepted": 68, "rejected": 0}
+    assert dict(line.numbers) == {
+        "accepted": 68, "rejected": 0, "near-duplicates removed": 0, "teacher calls saved": 0
+    }
     assert line.render().startswith("  raw_instructions[demo]")
     written = result.asset_materializations_for_node("raw_instructions")[0].metadata
     assert_console_reads_written_keys("raw_instructions", written)

@@ -33,7 +33,7 @@ def test_round_trip(tmp_path):
     from datasets import load_from_disk
 
     paths = export_arm(FRAME, tmp_path / "out", "selective", system="Be brief.")
-    assert set(paths) == {"alpaca_jsonl", "chat_jsonl", "hf_dataset"}
+    assert set(paths) == {"alpaca_jsonl", "chat_jsonl", "alpaca_parquet", "chat_parquet", "hf_dataset"}
 
     alpaca = _read_jsonl(paths["alpaca_jsonl"])
     assert alpaca == [
