@@ -18,15 +18,16 @@ from reflection_assets.database import table_exists
 from reflection_assets.evaluation.runner import build_items
 from reflection_assets.evaluation.suites import EvalDataError
 from reflection_assets.paths import shown_path
-from reflection_assets.selection.card import CardFacts, SourceFile, source_license, source_sha256, write_card
+from reflection_assets.selection.card import CARD_NAME, CardFacts, SourceFile, source_license, source_sha256, write_card
 from reflection_assets.selection.decontamination import (
     ContaminationIndex,
     Decontamination,
     DecontaminationError,
     build_index,
+    decontaminate,
     evaluation_benchmark,
 )
-from reflection_assets.selection.export import parquet_names
+from reflection_assets.selection.export import export_arm, parquet_names
 from reflection_assets.sources import UnknownDatasetError, resolve_source
 from reflection_assets.teacher.prompts import PROMPT_VERSION
 from resources.student import StudentModel
@@ -53,6 +54,39 @@ def contamination_index() -> ContaminationIndex:
         return build_index(evaluation_benchmark(items))
     except (DecontaminationError, EvalDataError) as error:  # the user's file or setting: no traceback, no retry
         raise dg.Failure(f"decontamination: {error}", allow_retries=False) from None
+
+
+@dataclass(frozen=True)
+class Export:
+    """An export's rows on disk, after decontamination, and where they went."""
+
+    decontamination: Decontamination
+    out_dir: Path
+    paths: dict[str, Path]
+
+    @property
+    def kept(self) -> pd.DataFrame:
+        return self.decontamination.kept
+
+    def metadata(self) -> dict[str, dg.MetadataValue]:
+        return {
+            **decontamination_metadata(self.decontamination),
+            **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in self.paths.items()},
+            "export_card": dg.MetadataValue.path(str(self.out_dir / CARD_NAME)),
+        }
+
+
+def decontaminated_export(
+    context: dg.AssetExecutionContext, rows: pd.DataFrame, out_dir: Path, name: str, system: str | None = None
+) -> Export:
+    """Drop the rows that overlap a benchmark item (named in the log), then write the rest in every form."""
+    decontaminated = decontaminate(rows, contamination_index())
+    if decontaminated.dropped:
+        context.log.warning(
+            f"{name}: {decontaminated.dropped} rows overlap a benchmark item and are left out of the export: "
+            f"{decontaminated.per_benchmark()}"
+        )
+    return Export(decontaminated, out_dir, export_arm(decontaminated.kept, out_dir, name, system=system))
 
 
 def decontamination_metadata(result: Decontamination) -> dict[str, dg.MetadataValue]:

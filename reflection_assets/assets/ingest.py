@@ -7,12 +7,11 @@ from reflection_assets.assets.common import ACCOUNTED, PARTITION_META, markdown_
 from reflection_assets.documented import help_text, mirrored
 from reflection_assets.ingest.detect import DatasetFormat
 from reflection_assets.ingest.errors import DatasetReadError
-from reflection_assets.ingest.near_duplicate_store import load_other_partitions, store_signatures
-from reflection_assets.ingest.near_duplicates import NearDuplicateIndex, NearDuplicateSettings
-from reflection_assets.ingest.reasons import NEAR_DUPLICATE
+from reflection_assets.ingest.near_duplicates import NearDuplicateSettings
+from reflection_assets.ingest.partition import ingest_partition
 from reflection_assets.partitions import dataset_partitions
 from reflection_assets.paths import shown_path
-from reflection_assets.sources import DatasetSource, UnknownDatasetError, read_partition
+from reflection_assets.sources import DatasetSource, UnknownDatasetError
 from reflection_assets.teacher.estimate import calls_saved
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
@@ -79,22 +78,15 @@ def raw_instructions(
         dedup = config.near_duplicate_settings()
     except ValueError as error:
         raise dg.Failure(description=f"near-duplicate settings: {error}", allow_retries=False) from None
-    index = NearDuplicateIndex(dedup) if dedup.enabled else None
-    across = index is not None and dedup.across_partitions
-    earlier = load_other_partitions(warehouse.database, key, index) if across else 0
     try:
-        source, result = read_partition(warehouse.database, key, override, index)
+        ingested = ingest_partition(warehouse.database, key, override, dedup)
     except (DatasetReadError, UnknownDatasetError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    if index is not None:  # this partition's kept rows, for the partitions ingested after it
-        store_signatures(warehouse.database, dedup.scheme(), index.signatures_from(earlier))
+    source, result, checked = ingested.source, ingested.result, ingested.near_duplicate_check
     accepted, rejected = result.accepted_frame(key), result.rejected_frame(key)
     counts, reasons = result.counts(), result.reason_counts()
-    removed = reasons.get(NEAR_DUPLICATE, 0)
+    removed = ingested.near_duplicates
     near = {"near_duplicates": removed, "near_duplicate_calls_saved": calls_saved(removed)}
-    scope = f"and {earlier} kept rows of other partitions" if dedup.across_partitions else "only"
-    checked = f"Jaccard >= {dedup.threshold} on {dedup.shingle_size}-word shingles, this partition {scope}"
-    checked = checked if index is not None else "off"
     context.log.info(f"{key}: {counts} reasons={reasons} format={result.format} near-duplicate check: {checked}")
 
     link = mlflow.log(

@@ -17,14 +17,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from reflection_assets.assets.common import ALL, Histogram, markdown_preview, numeric_metadata, ok_values, stage_result
+from reflection_assets.assets.common import ALL, Histogram, ok_values, stage_result
 from reflection_assets.assets.exports import (
     DECONTAMINATED_CHECK,
     ExportRun,
-    contamination_index,
+    decontaminated_export,
     decontamination_check,
     decontamination_check_spec,
-    decontamination_metadata,
     rows_per_dataset,
     write_export_card,
 )
@@ -43,12 +42,9 @@ from reflection_assets.selection import (
     decision_counts_dict,
     select_rows,
 )
-from reflection_assets.selection.card import CARD_NAME
-from reflection_assets.selection.decontamination import decontaminate
-from reflection_assets.selection.export import export_arm
 from reflection_assets.selection.outcome import empty_selection_reason, selected_count, selection_problems
 from reflection_assets.selection.reflection_format import rewrite_in_reflection_format
-from reflection_assets.selection.scope import selected_pairs, selection_scope
+from reflection_assets.selection.scope import in_datasets, selected_pairs, selection_scope
 from reflection_assets.teacher.cache import CallCache
 from resources.student import StudentModel
 from resources.teacher import Teacher
@@ -115,14 +111,7 @@ def selected_dataset(
         raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
     context.log.info(f"selecting over {scope.description()} ({len(scope.response_scores)} rows)")
     selection = select_rows(scope.response_scores, settings)
-    # Selection itself reads scored tables only: no teacher call, no forward pass (the metadata says so).
-    style_numbers: dict = {"teacher_calls_made": 0, "tokens_computed": 0}
-    if config.response_style == "reflection":
-        selection, style_numbers = rewrite_in_reflection_format(
-            selection, teacher, CallCache(warehouse.database),
-            lambda pairs, label: score(context, student, warehouse, pairs, label),
-            max_new_tokens=config.format_max_new_tokens, log=context.log.info,
-        )
+    selection, style_numbers = in_response_style(context, config, selection, teacher, student, warehouse)
     problems = selection_problems(selection)
     if problems:  # stopped here, before it is stored: a check after the fact would not stop other runs
         raise dg.Failure(f"malformed selection: {'; '.join(problems)}", allow_retries=False,
@@ -132,48 +121,58 @@ def selected_dataset(
     if empty_reason:  # a result, not an error: say why, and let the arms skip with this reason
         context.log.warning(f"{empty_reason}; the arms sized to the selection will be skipped. Decisions: {counts}")
     chosen = selected_pairs(selection)
-    decontaminated = decontaminate(chosen, contamination_index())
-    if decontaminated.dropped:
-        context.log.warning(f"{decontaminated.dropped} selected rows overlap a benchmark item and are left out of "
-                            f"the export: {decontaminated.per_benchmark()}")
-    selection = selection.assign(contamination=decontaminated.labels(selection["row_id"]))
-    exported = decontaminated.kept
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
-    out_dir = exports_dir() / "selected"
-    paths = export_arm(exported, out_dir, "selected", system=system)
+    export = decontaminated_export(context, chosen, exports_dir() / "selected", "selected", system=system)
+    selection = selection.assign(contamination=export.decontamination.labels(selection["row_id"]))
     result = stage_result(
         context, mlflow, "selected_dataset", selection,
-        numbers={**counts, **style_numbers, "rows_decontaminated": decontaminated.dropped},
+        numbers={**counts, **style_numbers, "rows_decontaminated": export.decontamination.dropped},
         params=config.model_dump(),
         metadata={
             "datasets_read": dg.MetadataValue.json(scope.datasets),
             "scope": dg.MetadataValue.text(f"selected over {scope.description()}"),
             "rows_scored": dg.MetadataValue.int(len(selection)),
             "rows_selected": dg.MetadataValue.int(len(chosen)),
-            "rows_exported": dg.MetadataValue.int(len(exported)),
-            **decontamination_metadata(decontaminated),
-            "datasets": dg.MetadataValue.json(scope.datasets),
+            "rows_exported": dg.MetadataValue.int(len(export.kept)),
             "decision_counts": dg.MetadataValue.md(decision_counts(selection).to_markdown(index=False)),
             "response_style": dg.MetadataValue.text(config.response_style),
             "empty_reason": dg.MetadataValue.text(empty_reason),
-            **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
-            "export_card": dg.MetadataValue.path(str(out_dir / CARD_NAME)),
+            **export.metadata(),
         },
         histograms=selection_histograms(scope.raw_scores, selection),
         preview=SELECTED_COLUMNS,
         preview_rows=selection[selection["selected"].astype(bool)],
-        datasets={"selected_dataset": exported},
-        check_results=[decontamination_check("selected_dataset", decontaminated)],
+        datasets={"selected_dataset": export.kept},
+        check_results=[decontamination_check("selected_dataset", export.decontamination)],
     )
     # The card names the MLflow run, so it is written once the run is logged (its path is in the metadata).
     write_export_card(
-        ExportRun(context, teacher, student, warehouse), out_dir, "selected",
-        title="Selective Reflection-Tuning: selected dataset", rows=len(exported),
-        rows_per_dataset=rows_per_dataset(exported["row_id"], selection[["row_id", "dataset"]]),
+        ExportRun(context, teacher, student, warehouse), export.out_dir, "selected",
+        title="Selective Reflection-Tuning: selected dataset", rows=len(export.kept),
+        rows_per_dataset=rows_per_dataset(export.kept["row_id"], selection[["row_id", "dataset"]]),
         selection_rule=SELECTION_RULE, thresholds={**asdict(settings), "response_style": config.response_style},
-        decision_counts=counts, decontamination=decontaminated, mlflow_link=result.metadata,
+        decision_counts=counts, decontamination=export.decontamination, mlflow_link=result.metadata,
     )
     return result
+
+
+def in_response_style(
+    context: dg.AssetExecutionContext,
+    config: SelectionConfig,
+    selection: pd.DataFrame,
+    teacher: Teacher,
+    student: StudentModel,
+    warehouse: Warehouse,
+) -> tuple[pd.DataFrame, dict]:
+    """The selected answers in the config's response style, and what that cost (teacher calls, tokens)."""
+    if config.response_style != "reflection":
+        # Selection itself reads scored tables only: no teacher call, no forward pass (the metadata says so).
+        return selection, {"teacher_calls_made": 0, "tokens_computed": 0}
+    return rewrite_in_reflection_format(
+        selection, teacher, CallCache(warehouse.database),
+        lambda pairs, label: score(context, student, warehouse, pairs, label),
+        max_new_tokens=config.format_max_new_tokens, log=context.log.info,
+    )
 
 
 def selection_histograms(raw_scores: pd.DataFrame, selection: pd.DataFrame) -> list[Histogram]:
@@ -230,70 +229,37 @@ def arm_datasets(
 ):  # no return annotation: with check_specs the op has several outputs
     arm, replicate = arm_and_seed(context.partition_key)
     seed = config.seed + replicate
-    # The arms draw from the dataset partitions the selection read, not from every partition.
-    has_scope = "dataset" in selected_dataset and len(selected_dataset)
-    scope = sorted(selected_dataset["dataset"].unique()) if has_scope else []
-    if scope:
-        raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections = (
-            frame[frame["dataset"].isin(scope)] if "dataset" in frame else frame
-            for frame in (
-                raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections
-            )
-        )
     if arm != "full" and not selected_count(selected_dataset):  # sized to the selection: nothing to build
         return skipped_arm(context, arm, replicate, empty_selection_reason(selected_dataset))
-    inputs = ArmInputs(
-        raw=raw_instructions,
-        raw_scores=raw_ifd_scores,
-        instruction_reflections=instruction_reflections,
-        instruction_decisions=instruction_ifd_scores,
-        response_reflections=response_reflections,
-        selection=selected_dataset,
-        seed=seed,
+    # The arms draw from the dataset partitions the selection read, not from every partition.
+    scope = sorted(selected_dataset["dataset"].unique()) if "dataset" in selected_dataset else []
+    raw, raw_scores, reflections, decisions, answers = in_datasets(
+        [raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections], scope
     )
-    result = build_arm(arm, inputs)
-    # Dropped from the table itself, not only from the files: lora_checkpoint trains on this table.
-    decontaminated = decontaminate(result.frame, contamination_index())
-    kept = decontaminated.kept
-    if decontaminated.dropped:
-        context.log.warning(f"arm {arm}: {decontaminated.dropped} rows overlap a benchmark item and are dropped: "
-                            f"{decontaminated.per_benchmark()}")
-    out_dir = exports_dir() / "arms" / arm / f"seed{replicate}"
-    paths = export_arm(kept, out_dir, arm)
-    numbers = {
-        "rows": len(kept),
-        "target": result.target,
-        "candidates": result.candidates,
-        "shortfall": result.shortfall,
-    }
+    result = build_arm(arm, ArmInputs(raw, raw_scores, reflections, decisions, answers, selected_dataset, seed))
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
-    link = mlflow.log(context, "arm_datasets", metrics={**numbers, "rows_decontaminated": decontaminated.dropped},
-                      params={"arm": arm, "seed": seed})
+    # Dropped from the table itself, not only from the files: lora_checkpoint trains on this table.
+    export = decontaminated_export(context, result.frame, exports_dir() / "arms" / arm / f"seed{replicate}", arm)
+    numbers = {"target": result.target, "candidates": result.candidates, "shortfall": result.shortfall}
+    outcome = stage_result(
+        context, mlflow, "arm_datasets", export.kept.assign(seed=str(replicate)),
+        numbers={**numbers, "rows_decontaminated": export.decontamination.dropped},
+        params={"arm": arm, "seed": seed},
+        metadata={"seed": dg.MetadataValue.int(seed), "datasets_read": dg.MetadataValue.json(scope),
+                  **export.metadata()},
+        preview=["row_id", "source", "instruction", "output"],
+        check_results=[decontamination_check("arm_datasets", export.decontamination)],
+    )
     write_export_card(
-        ExportRun(context, teacher, student, warehouse), out_dir, arm,
-        title=f"Selective Reflection-Tuning ablation arm: {arm} (seed {replicate})", rows=len(kept),
-        rows_per_dataset=rows_per_dataset(kept["row_id"], raw_instructions[["row_id", "dataset"]]),
-        selection_rule=f"Arm {arm}: {arm_rule(arm)}",
-        thresholds={"arm": arm, "seed": seed, **{k: numbers[k] for k in ("target", "candidates", "shortfall")}},
-        decision_counts={f"source_{k}": int(v) for k, v in kept["source"].value_counts().sort_index().items()},
-        decontamination=decontaminated, mlflow_link=link,
+        ExportRun(context, teacher, student, warehouse), export.out_dir, arm,
+        title=f"Selective Reflection-Tuning ablation arm: {arm} (seed {replicate})", rows=len(export.kept),
+        rows_per_dataset=rows_per_dataset(export.kept["row_id"], raw[["row_id", "dataset"]]),
+        selection_rule=f"Arm {arm}: {arm_rule(arm)}", thresholds={"arm": arm, "seed": seed, **numbers},
+        decision_counts={f"source_{k}": int(v) for k, v in export.kept["source"].value_counts().sort_index().items()},
+        decontamination=export.decontamination, mlflow_link=outcome.metadata,
     )
-    return dg.MaterializeResult(
-        value=kept.assign(seed=str(replicate)),
-        metadata={
-            **numeric_metadata(numbers),
-            "seed": dg.MetadataValue.int(seed),
-            "datasets_read": dg.MetadataValue.json(scope),
-            "preview": markdown_preview(kept, ["row_id", "source", "instruction", "output"]),
-            **decontamination_metadata(decontaminated),
-            **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in paths.items()},
-            "export_card": dg.MetadataValue.path(str(out_dir / CARD_NAME)),
-            **link,
-        },
-        check_results=[decontamination_check("arm_datasets", decontaminated)],
-    )
-
+    return outcome
 
 
 def skipped_arm(context: dg.AssetExecutionContext, arm: str, replicate: int, reason: str) -> dg.MaterializeResult:

@@ -44,6 +44,13 @@ def selection_scope(response_scores: pd.DataFrame, raw_scores: pd.DataFrame, wan
     )
 
 
+def in_datasets(frames: list[pd.DataFrame], datasets: list[str]) -> list[pd.DataFrame]:
+    """Each frame's rows of `datasets` ([]: every row; a frame without a dataset column is kept whole)."""
+    if not datasets:
+        return frames
+    return [frame[frame["dataset"].isin(datasets)] if "dataset" in frame else frame for frame in frames]
+
+
 def selected_pairs(selection: pd.DataFrame) -> pd.DataFrame:
     """The selected rows as plain pairs (row_id, instruction, input, output) for export."""
     chosen = selection[selection["selected"].astype(bool)]

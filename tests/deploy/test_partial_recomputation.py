@@ -227,7 +227,7 @@ def test_new_dataset_and_new_selection_setting_recompute_only_what_changed(dagst
     # Selection onward sees both datasets: every arm's rows change, so all train again; the base is cached.
     second = graph.selection_onward()
     assert {asset for asset, _ in materialized(instance, *second.runs)} == SELECTION_ONWARD
-    assert second.selection["rows_selected"] == 6 and second.selection["datasets"] == ["a", "b"]
+    assert second.selection["rows_selected"] == 6 and second.selection["datasets_read"] == ["a", "b"]
     assert {arm: len(rows) for arm, rows in second.rows.items()} == {"full": 12, "selective": 6, "random": 6}
     assert all(second.rows[arm] != first.rows[arm] for arm in ARMS)
     assert second.status == {arm: "trained" for arm in ARMS}
