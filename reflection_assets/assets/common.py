@@ -3,9 +3,11 @@
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from reflection_assets.plots import histogram_png, png_markdown
@@ -60,14 +62,15 @@ def histogram_metadata(
 
 
 def numeric_metadata(values: dict) -> dict[str, dg.MetadataValue]:
+    """Numbers (numpy's too: a count read from a frame is often one) and text as metadata; other values are left out."""
     out = {}
     for key, value in values.items():
-        if isinstance(value, bool) or isinstance(value, str):
+        if isinstance(value, (bool, np.bool_, str)):
             out[key] = dg.MetadataValue.text(str(value))
-        elif isinstance(value, int):
-            out[key] = dg.MetadataValue.int(value)
-        elif isinstance(value, float):
-            out[key] = dg.MetadataValue.float(value)
+        elif isinstance(value, Integral):
+            out[key] = dg.MetadataValue.int(int(value))
+        elif isinstance(value, Real):
+            out[key] = dg.MetadataValue.float(float(value))
     return out
 
 
@@ -118,7 +121,7 @@ def stage_result(
     (default: the frame).
     """
     plots = [(h, *histogram_metadata(h.values, h.title, h.xlabel)) for h in histograms]
-    metrics = {k: v for k, v in numbers.items() if isinstance(v, (int, float))}
+    metrics = {k: float(v) for k, v in numbers.items() if isinstance(v, Real)}
     link = mlflow.log(
         context, name, metrics={"rows": len(frame), **metrics}, params=params,
         artifacts={**(artifacts or {}), **{h.artifact: png for h, _, png in plots}}, datasets=datasets,
