@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_torch_build.py"
+from tests.support.scripts import load_script
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("check_torch_build", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_torch_build")
 
 
 def test_a_cpu_build_on_a_gpu_machine_is_refused_with_the_fix():

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from packaging.requirements import Requirement
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "freeze_constraints.py"
+from tests.support.scripts import load_script
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("freeze_constraints", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("freeze_constraints")
 
 
 def test_markers_follow_the_extras_asked_for_and_this_interpreter():
