@@ -8,6 +8,9 @@
   table written by an earlier version (a column added, such as `seed`) would refuse every new
   write. Before writing, a table whose columns differ from the frame's is rebuilt with the frame's
   columns, its rows kept (a new column is NULL in them, so their old partitions read as absent).
+- The two steps above open the file themselves, before the handler does; they wait for another
+  process's lock with the project's one policy (`reflection_assets.database.connect`), as the
+  handler waits with its own backoff: parallel runs write the same warehouse.
 - For an empty frame the handler deletes the partition's old rows but creates no table, so a
   first output with no rows (an arm skipped for an empty selection) would leave its readers
   failing on a missing table. The table is created from the frame's columns first: they load zero rows.
@@ -20,6 +23,8 @@ from typing import Any
 
 import dagster as dg
 from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+from reflection_assets.database import connect
 
 
 def _instance_of(context: Any) -> Any:
@@ -39,9 +44,7 @@ def migrate_table(database: str, schema: str, table: str, frame: Any) -> list[st
 
     Returns the old columns when it rebuilt, else None (no table, or the same columns).
     """
-    import duckdb
-
-    with duckdb.connect(database) as conn:
+    with connect(database) as conn:
         found = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
         ).fetchone()[0]
@@ -67,9 +70,7 @@ def migrate_table(database: str, schema: str, table: str, frame: Any) -> list[st
 
 def create_empty_table(database: str, schema: str, table: str, frame: Any) -> bool:
     """Create `schema.table` with `frame`'s columns and no rows when it does not exist; True when created."""
-    import duckdb
-
-    with duckdb.connect(database) as conn:
+    with connect(database) as conn:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         found = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]

@@ -1,10 +1,15 @@
-"""The warehouse IO manager: multi-partitions with a dynamic seed dimension, and tables of an earlier version."""
+"""The warehouse IO manager: multi-partitions with a dynamic seed dimension, tables of an earlier version,
+and another process holding the file."""
+
+import multiprocessing as mp
 
 import dagster as dg
 import duckdb
 import pandas as pd
+import pytest
 
-from resources.warehouse_io import WarehouseIOManager, migrate_table
+from resources.warehouse_io import WarehouseIOManager, create_empty_table, migrate_table
+from support.duckdb_lock import hold_lock
 
 parts = dg.MultiPartitionsDefinition(
     {"arm": dg.StaticPartitionsDefinition(["a", "b"]), "seed": dg.DynamicPartitionsDefinition(name="seeds")}
@@ -49,3 +54,28 @@ def test_a_table_of_an_earlier_version_is_rebuilt_with_its_rows(tmp_path):
         assert conn.execute("SELECT arm, seed, value FROM main.t").fetchall() == [("a", None, 2.0)]
     assert migrate_table(database, "main", "t", frame) is None  # same columns: untouched
     assert migrate_table(database, "main", "absent", frame) is None
+
+
+def test_the_steps_before_the_write_wait_for_another_process_holding_the_file(tmp_path):
+    """Two runs write one warehouse: the migration check and the empty-table creation open the file
+    themselves, and must wait for the other writer's lock rather than fail the step."""
+    database = str(tmp_path / "w.duckdb")
+    with duckdb.connect(database) as conn:
+        conn.execute("CREATE TABLE main.t AS SELECT 'a' AS arm, 2.0 AS value")
+    frame = pd.DataFrame({"arm": ["b"], "seed": ["0"], "value": [3.0]})
+    ctx = mp.get_context("spawn")
+    for write in (lambda: migrate_table(database, "main", "t", frame),
+                  lambda: create_empty_table(database, "main", "empty", frame.iloc[:0])):
+        ready = ctx.Event()
+        holder = ctx.Process(target=hold_lock, args=(database, 1.5, ready))
+        holder.start()
+        try:
+            assert ready.wait(60)
+            with pytest.raises(duckdb.IOException, match="lock"):  # the lock really is held
+                duckdb.connect(database).close()
+            assert write()
+        finally:
+            holder.join(60)
+    with duckdb.connect(database) as conn:
+        assert [r[0] for r in conn.execute("DESCRIBE main.t").fetchall()] == ["arm", "seed", "value"]
+        assert conn.execute("SELECT count(*) FROM main.empty").fetchone()[0] == 0
