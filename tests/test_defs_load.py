@@ -23,3 +23,14 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_loading_the_code_location_leaves_the_model_libraries_unloaded(tmp_path):
+    """The webserver, the daemon and every step process load the definitions; torch and transformers
+    (about 3 s of imports here) are loaded by the steps that run a model, not by the load itself."""
+    probe = ("import sys, reflection_assets.definitions; "
+             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'trl', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={"DAGSTER_HOME": str(tmp_path)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "[]", out.stdout

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from reflection_assets.evaluation.harness import Generate, HarnessSample
 from reflection_assets.evaluation.likelihood import NllRequest, answer_nll
-from reflection_assets.generation.engine import GenerationEngine, GenerationRequest
+from reflection_assets.generation.requests import GenerationRequest
 
 
 class Generation(Protocol):
@@ -63,6 +63,8 @@ class InProcessBackend:
         self.model, self.tokenizer = model, tokenizer
         # Unchanged since the first cached outputs: a different list would orphan them.
         self.identity = [fingerprint, str(getattr(model, "dtype", "")), model.device.type]
+        from reflection_assets.generation.engine import GenerationEngine  # torch: only where a model runs
+
         self.engine = GenerationEngine(model, tokenizer, batch_tokens=batch_tokens)
 
     def describe(self) -> str:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reflection_assets.generation.engine import BASE_ADAPTER
 from reflection_assets.generation.peft_hooks import cleaned_on_failure
+from reflection_assets.generation.requests import BASE_ADAPTER
 
 
 @dataclass(frozen=True)

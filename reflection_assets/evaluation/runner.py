@@ -40,7 +40,7 @@ from reflection_assets.evaluation.suites import (
     ifeval_items,
     judge_items,
 )
-from reflection_assets.generation.engine import GenerationRequest
+from reflection_assets.generation.requests import GenerationRequest
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
 from reflection_assets.scoring.templates import prompt_ids
 

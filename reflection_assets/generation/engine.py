@@ -32,51 +32,21 @@ import torch
 from reflection_assets.devices import free_cuda_memory, generation_token_budget, is_out_of_memory
 from reflection_assets.generation.cache import keep_columns, merge_caches, new_cache, supports_growing_cache
 from reflection_assets.generation.peft_hooks import cleaned_on_failure
+from reflection_assets.generation.requests import (  # noqa: F401 - re-exported: the engine's own vocabulary
+    BASE_ADAPTER,
+    Continuation,
+    GenerationRequest,
+    NextStep,
+    StepResult,
+)
 from reflection_assets.generation.stops import StopStrings, stop_token_ids
 from reflection_assets.scoring.engine import plan_batches
 
-BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in adapter_names
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate pass
 FEED_ONE_BY_ONE = 16  # pending tokens up to this are fed one per step, beside the other rows' decoding
 # Rows join a running batch in groups of at least this share of it: each join copies the whole cache.
 JOIN_SHARE = 0.25
 DEAD_COLUMNS = 64  # columns no row attends to are dropped once there are this many (and a quarter of all)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one step of a request produced (the input of its continuation)."""
-
-    token_ids: tuple[int, ...]
-    text: str
-    finish_reason: str  # "stop" (an end token or a stop string) | "length"
-
-
-@dataclass(frozen=True)
-class NextStep:
-    """Where a request goes on: the whole token sequence to continue (prompt, text so far, new marker)."""
-
-    sequence_ids: tuple[int, ...]
-    max_new_tokens: int
-    stop: tuple[str, ...] = ()
-
-
-Continuation = Callable[[StepResult], "NextStep | None"]
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    prompt_ids: tuple[int, ...]  # already templated token ids
-    max_new_tokens: int
-    adapter: str | None = None  # PEFT adapter name of the loaded PeftModel; None = the base model
-    stop: tuple[str, ...] = ()  # stop strings, matched as generate(stop_strings=...) does
-    min_new_tokens: int = 0  # end tokens are suppressed before this (benchmarks force equal work)
-    continuation: Continuation | None = field(default=None, compare=False)
-    reserve_tokens: int = 0  # tokens later steps may add (batch sizing only)
-
-    def planned_length(self) -> int:
-        return len(self.prompt_ids) + self.max_new_tokens + self.reserve_tokens
-
 
 @dataclass(frozen=True)
 class GenerationOutput:

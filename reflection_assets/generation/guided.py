@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reflection_assets.generation.engine import GenerationRequest, NextStep, StepResult
+from reflection_assets.generation.requests import GenerationRequest, NextStep, StepResult
 from reflection_assets.teacher.guided import GuidedState
 from reflection_assets.teacher.types import GuidePlan
 

@@ -12,7 +12,7 @@ every sequence (checked once per model on a probe); the loss is taken in fp32.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,18 +22,11 @@ import torch.nn.functional as F
 from reflection_assets.devices import free_cuda_memory, is_out_of_memory
 from reflection_assets.scoring import statuses
 from reflection_assets.scoring.prefixes import prefix_groups
-from reflection_assets.scoring.sequences import Seq
+from reflection_assets.scoring.sequences import ProgressFn, Seq, SeqLoss  # noqa: F401 - re-exported
 from reflection_assets.scoring.settings import DEFAULT_BATCH_TOKENS
 
-ProgressFn = Callable[[int, int], None]  # (done, total) in non-padding tokens
 HEAD_CHUNK_ROWS = 1024  # rows of the vocab projection at a time: bounds the logits' memory
 BATCH_ERRORS = (RuntimeError, ValueError, IndexError)  # torch.OutOfMemoryError is a RuntimeError
-
-
-@dataclass(frozen=True)
-class SeqLoss:
-    loss: float | None
-    status: str
 
 
 def default_batch_tokens(device: torch.device | str) -> int:

@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reflection_assets.scoring import statuses
-from reflection_assets.scoring.engine import SeqLoss
-from reflection_assets.scoring.sequences import Plan
+from reflection_assets.scoring.sequences import Plan, SeqLoss
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ import torch
 
 from reflection_assets.schema import Pair
 from reflection_assets.scoring import statuses
-from reflection_assets.scoring.engine import SeqLoss
 from reflection_assets.scoring.metrics import PairScore, combine
 from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, row_id, settings_for
-from reflection_assets.scoring.sequences import Seq
+from reflection_assets.scoring.sequences import Seq, SeqLoss
 from reflection_assets.scoring.student import Student
 
 

@@ -12,9 +12,17 @@ from typing import TYPE_CHECKING
 
 from reflection_assets.schema import Pair
 from reflection_assets.scoring import statuses
-from reflection_assets.scoring.engine import ProgressFn, SeqLoss
 from reflection_assets.scoring.metrics import SCORE_COLUMNS, PairScore, combine
-from reflection_assets.scoring.sequences import Plan, PromptSettings, Seq, plan_ifd, plan_rifd, resolve_settings
+from reflection_assets.scoring.sequences import (
+    Plan,
+    ProgressFn,
+    PromptSettings,
+    Seq,
+    SeqLoss,
+    plan_ifd,
+    plan_rifd,
+    resolve_settings,
+)
 from reflection_assets.scoring.settings import ScoringConfig  # owned there (light: the CLI reads it)
 from reflection_assets.scoring.student import Student
 from reflection_assets.scoring.templates import template_hash

@@ -8,6 +8,7 @@ the same tokens. Truncation keeps the prompt and cuts the scored text; r-IFD cut
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,17 @@ except ImportError:  # pragma: no cover - jinja2 ships with transformers
     _TemplateError = ValueError
 
 ROW_ERRORS = (ValueError, TypeError, KeyError, IndexError, _TemplateError)
+
+
+ProgressFn = Callable[[int, int], None]  # (done, total) in non-padding tokens
+
+
+@dataclass(frozen=True)
+class SeqLoss:
+    """A scored sequence's mean loss (None when it could not be scored) and its status."""
+
+    loss: float | None
+    status: str
 
 
 @dataclass(frozen=True)

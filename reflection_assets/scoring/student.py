@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from reflection_assets.scoring.engine import ProgressFn, SeqLoss
-    from reflection_assets.scoring.sequences import Seq
+    from reflection_assets.scoring.sequences import ProgressFn, Seq, SeqLoss
     from reflection_assets.served.client import ServedStudent
 
 

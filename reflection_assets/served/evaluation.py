@@ -20,7 +20,7 @@ import httpx
 from reflection_assets.evaluation.backend import BatchSaved
 from reflection_assets.evaluation.harness import Generate, HarnessSample, evaluate_lm, task_manager
 from reflection_assets.evaluation.likelihood import NllRequest
-from reflection_assets.generation.engine import GenerationRequest
+from reflection_assets.generation.requests import GenerationRequest
 from reflection_assets.served.client import CallFailed, Generated, ServedStudent, mean_nll
 
 REQUESTS_PER_CHUNK = 8  # x max_concurrency: generations between two cache writes

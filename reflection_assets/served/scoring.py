@@ -16,8 +16,7 @@ import httpx
 
 from reflection_assets.http_retries import CallFailed
 from reflection_assets.scoring import statuses
-from reflection_assets.scoring.engine import ProgressFn, SeqLoss
-from reflection_assets.scoring.sequences import Seq
+from reflection_assets.scoring.sequences import ProgressFn, Seq, SeqLoss
 from reflection_assets.served.client import ServedStudent, mean_nll
 
 log = logging.getLogger(__name__)

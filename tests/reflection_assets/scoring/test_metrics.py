@@ -3,9 +3,8 @@ import math
 import pytest
 
 from reflection_assets.scoring import statuses
-from reflection_assets.scoring.engine import SeqLoss
 from reflection_assets.scoring.metrics import combine, ratio
-from reflection_assets.scoring.sequences import Plan, Seq
+from reflection_assets.scoring.sequences import Plan, Seq, SeqLoss
 
 
 def test_ratio_definitions():
