@@ -20,6 +20,7 @@ from reflection_assets.evaluation.suites import EvalDataError
 from reflection_assets.paths import shown_path
 from reflection_assets.selection.card import CARD_NAME, CardFacts, SourceFile, source_license, source_sha256, write_card
 from reflection_assets.selection.decontamination import (
+    CandidateDecontamination,
     ContaminationIndex,
     Decontamination,
     DecontaminationError,
@@ -77,10 +78,22 @@ class Export:
 
 
 def decontaminated_export(
-    context: dg.AssetExecutionContext, rows: pd.DataFrame, out_dir: Path, name: str, system: str | None = None
+    context: dg.AssetExecutionContext,
+    rows: pd.DataFrame,
+    out_dir: Path,
+    name: str,
+    system: str | None = None,
+    candidates: CandidateDecontamination | None = None,
 ) -> Export:
-    """Drop the rows that overlap a benchmark item (named in the log), then write the rest in every form."""
-    decontaminated = decontaminate(rows, contamination_index())
+    """Drop the rows that overlap a benchmark item (named in the log), then write the rest in every form.
+
+    `candidates`: the filter an arm was drawn through (its index is reused); the rows it dropped are
+    reported with the export's own.
+    """
+    if candidates is None:
+        decontaminated = decontaminate(rows, contamination_index())
+    else:
+        decontaminated = candidates.merged(decontaminate(rows, candidates.index))
     if decontaminated.dropped:
         context.log.warning(
             f"{name}: {decontaminated.dropped} rows overlap a benchmark item and are left out of the export: "

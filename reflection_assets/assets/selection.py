@@ -21,6 +21,7 @@ from reflection_assets.assets.common import ALL, Histogram, ok_values, stage_res
 from reflection_assets.assets.exports import (
     DECONTAMINATED_CHECK,
     ExportRun,
+    contamination_index,
     decontaminated_export,
     decontamination_check,
     decontamination_check_spec,
@@ -42,6 +43,7 @@ from reflection_assets.selection import (
     decision_counts_dict,
     select_rows,
 )
+from reflection_assets.selection.decontamination import CONTAMINATION_COLUMN, CandidateDecontamination
 from reflection_assets.selection.outcome import empty_selection_reason, selected_count, selection_problems
 from reflection_assets.selection.reflection_format import rewrite_in_reflection_format
 from reflection_assets.selection.scope import in_datasets, selected_pairs, selection_scope
@@ -123,7 +125,7 @@ def selected_dataset(
     chosen = selected_pairs(selection)
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
     export = decontaminated_export(context, chosen, exports_dir() / "selected", "selected", system=system)
-    selection = selection.assign(contamination=export.decontamination.labels(selection["row_id"]))
+    selection = selection.assign(**{CONTAMINATION_COLUMN: export.decontamination.labels(selection["row_id"])})
     result = stage_result(
         context, mlflow, "selected_dataset", selection,
         numbers={**counts, **style_numbers, "rows_decontaminated": export.decontamination.dropped},
@@ -209,8 +211,9 @@ class ArmConfig(dg.Config):
     group_name="arms",
     kinds={"duckdb", "python"},
     description="Training set of one arm and seed: selective, reflected_all, ifd_topk, random, longest (at the "
-    "selective size) or full; the seed draws the sampled arms (random, reflected_all). Rows overlapping a "
-    "benchmark item are dropped (rows_decontaminated).",
+    "selective size) or full; the seed draws the sampled arms (random, reflected_all). Each arm is drawn from "
+    "candidates that overlap no benchmark item, so a decontaminated arm keeps the size of the others "
+    "(rows_decontaminated: the candidates left out).",
     check_specs=[decontamination_check_spec("arm_datasets")],
 )
 def arm_datasets(
@@ -236,11 +239,15 @@ def arm_datasets(
     raw, raw_scores, reflections, decisions, answers = in_datasets(
         [raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections], scope
     )
-    result = build_arm(arm, ArmInputs(raw, raw_scores, reflections, decisions, answers, selected_dataset, seed))
+    # Drawn from clean candidates, so a decontaminated arm keeps the size of the others; dropped from the
+    # table itself, not only from the files: lora_checkpoint trains on this table.
+    candidates = CandidateDecontamination(contamination_index())
+    inputs = ArmInputs(raw, raw_scores, reflections, decisions, answers, selected_dataset, seed, usable=candidates)
+    result = build_arm(arm, inputs)
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
-    # Dropped from the table itself, not only from the files: lora_checkpoint trains on this table.
-    export = decontaminated_export(context, result.frame, exports_dir() / "arms" / arm / f"seed{replicate}", arm)
+    out_dir = exports_dir() / "arms" / arm / f"seed{replicate}"
+    export = decontaminated_export(context, result.frame, out_dir, arm, candidates=candidates)
     numbers = {"target": result.target, "candidates": result.candidates, "shortfall": result.shortfall}
     outcome = stage_result(
         context, mlflow, "arm_datasets", export.kept.assign(seed=str(replicate)),

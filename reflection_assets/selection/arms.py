@@ -4,10 +4,16 @@ Every arm is a frame of ARM_COLUMNS (arm, row_id, instruction, input, output, so
 per kept pair, ordered by row_id so the same inputs always give the same file. Sampling arms
 use numpy's seeded Generator on the row_id-sorted candidates, so the input order never changes
 which rows are drawn.
+
+A candidate filter (`ArmInputs.usable`, the exports' decontamination) runs on every arm's pool
+before it is sized or drawn: an arm that lost rows after drawing would be smaller than the others,
+and the comparison would no longer be at equal size. k is the selective set's size after it
+(the selection's own decontamination, `target_size`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +21,7 @@ import pandas as pd
 
 from reflection_assets.scoring.statuses import OK
 from reflection_assets.selection.columns import ARM_COLUMNS, ARMS
+from reflection_assets.selection.decontamination import CONTAMINATION_COLUMN
 from reflection_assets.selection.frames import require, score_view, text, unique_rows
 from reflection_assets.teacher.outcomes import REFLECTED
 
@@ -29,6 +36,8 @@ class ArmInputs:
     instruction_decisions: decide_instruction's output (row_id, instruction_choice).
     response_reflections: stage-2 teacher outcomes on the current pair (row_id, outcome, new_output).
     selection: select_rows's output (its `selected` rows are the selective arm and fix k).
+    usable: keeps the candidate pairs an arm may use (frame with row_id, instruction, input, output ->
+      the rows kept); None keeps all.
     """
 
     raw: pd.DataFrame
@@ -41,6 +50,7 @@ class ArmInputs:
     ifd_column: str = "ifd_ppl"
     status_column: str = "ifd_status"
     max_ifd: float = 1.0
+    usable: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,10 @@ def _result(arm: str, picked: pd.DataFrame, target: int, candidates: int, source
     return ArmResult(arm, frame, target, candidates, max(0, target - len(frame)))
 
 
+def _usable(inputs: ArmInputs, candidates: pd.DataFrame) -> pd.DataFrame:
+    return candidates if inputs.usable is None else inputs.usable(candidates)
+
+
 def _seeded_sample(candidates: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
     """k rows drawn without replacement, reproducible for a seed whatever the input order."""
     ordered = candidates.sort_values("row_id", kind="mergesort").reset_index(drop=True)
@@ -84,15 +98,26 @@ def _seeded_sample(candidates: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
 
 
 def target_size(inputs: ArmInputs) -> int:
-    """k: the size of the selective set, which every sized arm matches."""
-    return int(inputs.selection["selected"].astype(bool).sum())
+    """k: the size of the selective set that leaves the project, which every sized arm matches.
+
+    A selected row the selection's decontamination dropped from its export (named in its
+    CONTAMINATION_COLUMN) is not part of it.
+    """
+    return int(_exported(inputs.selection).sum())
 
 
-def arm_selective(inputs: ArmInputs) -> ArmResult:
-    """The method: the selected final pairs. Source is "reflected" when either part was rewritten."""
+def _exported(selection: pd.DataFrame) -> pd.Series:
+    """The selected rows the selection exported (not left out by its decontamination)."""
+    selected = selection["selected"].astype(bool)
+    if CONTAMINATION_COLUMN in selection:
+        selected &= selection[CONTAMINATION_COLUMN].fillna("").astype(str) == ""
+    return selected
+
+
+def _selective_pairs(inputs: ArmInputs) -> pd.DataFrame:
     require(inputs.selection, ["row_id", "selected", "instruction_choice", "response_choice", "final_instruction",
                                "final_input", "final_output"], "selection")
-    sel = inputs.selection[inputs.selection["selected"].astype(bool)]
+    sel = inputs.selection[inputs.selection["selected"].astype(bool)]  # `usable` below drops the contaminated
     rewritten = (sel["instruction_choice"] == REFLECTED) | (sel["response_choice"] == REFLECTED)
     pairs = pd.DataFrame(
         {
@@ -103,6 +128,12 @@ def arm_selective(inputs: ArmInputs) -> ArmResult:
             "source": np.where(rewritten, "reflected", "raw"),
         }
     ).sort_values("row_id", kind="mergesort")
+    return _usable(inputs, pairs)
+
+
+def arm_selective(inputs: ArmInputs) -> ArmResult:
+    """The method: the selected final pairs. Source is "reflected" when either part was rewritten."""
+    pairs = _selective_pairs(inputs)
     return _result("selective", pairs, len(pairs), len(pairs), pairs["source"].to_numpy())
 
 
@@ -145,12 +176,13 @@ def reflected_all_candidates(inputs: ArmInputs) -> pd.DataFrame:
 def arm_reflected_all(inputs: ArmInputs) -> ArmResult:
     """Teacher rewrites without the student's choice, seeded sample of k (see reflected_all_candidates)."""
     k = target_size(inputs)
-    candidates = reflected_all_candidates(inputs)
+    candidates = _usable(inputs, reflected_all_candidates(inputs))
     return _result("reflected_all", _seeded_sample(candidates, k, inputs.seed), k, len(candidates), "reflected")
 
 
 def _raw_pairs(inputs: ArmInputs) -> pd.DataFrame:
-    return unique_rows(inputs.raw, ["row_id", "instruction", "input", "output"], "raw")
+    """The accepted raw pairs an arm may use."""
+    return _usable(inputs, unique_rows(inputs.raw, ["row_id", "instruction", "input", "output"], "raw"))
 
 
 def arm_ifd_topk(inputs: ArmInputs) -> ArmResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,8 @@ TEXT_FIELDS = ("question", "prompt", "instruction", "problem", "query", "input",
 ID_FIELDS = ("id", "item_id", "task_id", "question_id", "problem_id", "idx")
 ITEM_LABEL_CHARS = 80
 MATCH_COLUMNS = ["row_id", "benchmark", "item", "shared_ngrams"]
+# selected_dataset's audit column: "<benchmark>: <item>" for a selected row left out of the export, else "".
+CONTAMINATION_COLUMN = "contamination"
 
 
 class DecontaminationError(ValueError):
@@ -195,3 +197,26 @@ def decontaminate(frame: pd.DataFrame, index: ContaminationIndex) -> Decontamina
     matches = pd.DataFrame(hits, columns=MATCH_COLUMNS)
     kept = frame[~frame["row_id"].astype(str).isin(set(matches["row_id"]))]
     return Decontamination(kept, matches, index.benchmarks(), index.n)
+
+
+class CandidateDecontamination:
+    """`decontaminate` as an arm's candidate filter (`ArmInputs.usable`): the arm is drawn from clean
+    rows, so it still reaches its size; every candidate it dropped is remembered for the report."""
+
+    def __init__(self, index: ContaminationIndex) -> None:
+        self.index = index
+        self._matches: list[pd.DataFrame] = []
+
+    def __call__(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        result = decontaminate(candidates, self.index)
+        if result.dropped:
+            self._matches.append(result.matches)
+        return result.kept
+
+    def merged(self, export: Decontamination) -> Decontamination:
+        """`export` (the check of the rows that left) with the candidates dropped before it, one match per row."""
+        if not self._matches:
+            return export
+        matches = pd.concat([*self._matches, export.matches], ignore_index=True)
+        matches = matches.drop_duplicates("row_id").sort_values("row_id", kind="mergesort").reset_index(drop=True)
+        return replace(export, matches=matches)

@@ -146,3 +146,37 @@ def test_longest_takes_the_k_longest_answers_ties_by_row_id(pipeline):
     assert result.target == 3
     assert sorted(result.frame["row_id"]) == ["r1", "r2", "r3"]
     assert (result.frame["source"] == "raw").all()
+
+
+def test_arms_are_drawn_from_clean_candidates_and_keep_the_exported_size(pipeline):
+    """A contaminated row leaves an arm's pool before the draw, so every sized arm still reaches k, and k
+    is the selective set that left the project (the selection's decontamination named r9)."""
+    from reflection_assets.selection.decontamination import (
+        BenchmarkItem,
+        CandidateDecontamination,
+        ContaminationIndex,
+        decontaminate,
+    )
+
+    selection = pipeline["selection"].assign(contamination=lambda f: f["row_id"].map({"r9": "bench: 1"}).fillna(""))
+    raw = pipeline["raw"].copy()
+    planted = "the quick brown fox jumps over the lazy dog near the quiet river bank today"
+    raw.loc[raw["row_id"] == "r1", "instruction"] = planted  # r1: a raw candidate of random, longest, full
+    sel = selection.copy()
+    sel.loc[sel["row_id"] == "r9", "final_instruction"] = planted  # the selected row the selection left out
+    index = ContaminationIndex([BenchmarkItem("bench", "1", planted)], n=8)
+    drawn = CandidateDecontamination(index)
+    results = build_arms(_inputs(pipeline, raw=raw, selection=sel, usable=drawn))
+    sizes = {arm: (len(r.frame), r.target, r.shortfall) for arm, r in results.items()}
+    assert sizes == {"selective": (2, 2, 0), "reflected_all": (2, 2, 0), "ifd_topk": (2, 2, 0),
+                     "random": (2, 2, 0), "longest": (2, 2, 0), "full": (9, 9, 0)}
+    assert all("r1" not in set(r.frame["row_id"]) for r in results.values())
+    assert sorted(results["selective"].frame["row_id"]) == ["r0", "r4"]  # r9's raw pair is clean: other arms may draw it
+
+    # What an arm reports: the candidates dropped before the draw plus the export's own check (none left).
+    one = CandidateDecontamination(index)
+    random_arm = build_arm("random", _inputs(pipeline, raw=raw, selection=sel, usable=one))
+    report = one.merged(decontaminate(random_arm.frame, index))
+    assert report.dropped == 1 and report.records()[0]["row_id"] == "r1" and len(report.kept) == 2
+    unfiltered = build_arm("random", _inputs(pipeline, raw=raw, selection=selection))
+    assert len(unfiltered.frame) == 2 and unfiltered.target == 2  # k from the selection's audit column alone
