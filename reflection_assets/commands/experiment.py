@@ -16,9 +16,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from reflection_assets.selection.columns import ARMS
+
+if TYPE_CHECKING:
+    from reflection_assets.commands.driver import GraphRun
 
 # CPU-sensible defaults: the baselines that isolate the student's choice, the length baseline, the
 # positive control, 128-token sections, three training seeds per arm.
@@ -116,7 +119,6 @@ def _messages(pair) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from reflection_assets.commands.console import quiet_libraries
-    from reflection_assets.commands.demo import table_lines
     from reflection_assets.commands.driver import (
         graph_steps,
         register_dataset,
@@ -124,13 +126,10 @@ def run(args: argparse.Namespace) -> int:
         require_dagster_home,
         run_steps,
     )
-    from reflection_assets.commands.report import build_report, write_report
-    from reflection_assets.database import connect
     from reflection_assets.demo_data import DATA_ENV
-    from reflection_assets.deployment import ENV_STUDENT
-    from reflection_assets.evaluation.suites import EVAL_FILE_ENV, default_eval_file
+    from reflection_assets.evaluation.suites import EVAL_FILE_ENV
     from reflection_assets.ingest import DatasetReadError
-    from reflection_assets.paths import data_dir, warehouse_path
+    from reflection_assets.paths import data_dir
 
     if not require_dagster_home():
         return 2
@@ -151,15 +150,7 @@ def run(args: argparse.Namespace) -> int:
     data = sample.path if sample else source
     key = register_dataset(data, args.partition)
     register_seeds(args.seeds)
-    eval_file = sample.heldout_path if sample and sample.heldout_path else default_eval_file()
-    if os.environ.get(EVAL_FILE_ENV):
-        eval_source = f"{eval_file} (REFLECTION_EVAL_FILE)"
-    elif sample and sample.heldout_path:
-        eval_source = (
-            f"{eval_file}: {sample.heldout_rows} pairs of {source} the sample did not take, disjoint by content"
-        )
-    else:
-        eval_source = f"{eval_file}: NOT from this source (no rows left after the sample; set REFLECTION_EVAL_FILE)"
+    eval_file, eval_source = evaluation_source(sample, source)
     # The steps run in this process: the held-out split becomes the evaluation's default file, so the
     # exports' decontamination checks against the items eval_scores will score, not the demo's.
     os.environ[EVAL_FILE_ENV] = str(eval_file)
@@ -168,26 +159,8 @@ def run(args: argparse.Namespace) -> int:
         "evaluation items": eval_source,
         "training seeds per arm": args.seeds,
     }
-    settings = {
-        "source": source,
-        "sample": data,
-        "rows": sample.rows if sample else None,
-        "partition": key,
-        "arms": args.arms,
-        "seeds": args.seeds,
-        "eval_file": eval_file,
-        "max_new_tokens": args.max_new_tokens,
-        "teacher": teacher_label(os.environ),
-        "student": os.environ.get(ENV_STUDENT, "bundled"),
-    }
-    if sample:  # rows the source rejected never reach the sample: say how many and why
-        settings["source_rows_read"], settings["source_rejected"] = sample.source_rows_read, sample.source_rejected
-    taken = f"the first {sample.rows} accepted rows" if sample else "every row"
-    rejected = f", {sum(sample.source_rejected.values())} rejected {sample.source_rejected}" if sample else ""
-    read = f" ({sample.source_rows_read} read{rejected})" if sample else ""
-    print(f"reflection-tuning experiment: {taken} of {source}{read} as partition '{key}'", flush=True)
-    for line in (f"  {k}: {v}" for k, v in scope.items()):
-        print(line, flush=True)
+    settings = experiment_settings(args, source, sample, key, eval_file)
+    print(opening_lines(source, sample, key, scope), flush=True)
     steps = graph_steps(
         key,
         ",".join(ARMS),
@@ -201,6 +174,17 @@ def run(args: argparse.Namespace) -> int:
         ingest={"near_duplicates_across_partitions": False},
     )
     result = run_steps(steps, verbose=args.verbose, echo=lambda s: print(s, flush=True))
+    print(report_run(result, settings, scope, key))
+    return 0 if result.ok else 1
+
+
+def report_run(result: GraphRun, settings: dict, scope: dict, key: str) -> str:
+    """Write the report (markdown, JSON, MLflow) from the warehouse the run left; its tables and where it went."""
+    from reflection_assets.commands.demo import table_lines
+    from reflection_assets.commands.report import build_report, write_report
+    from reflection_assets.database import connect
+    from reflection_assets.paths import data_dir, warehouse_path
+
     with connect(str(warehouse_path()), read_only=True) as conn:
         report = build_report(conn, result.stages, result.seconds, settings)
     report["ok"], report["failed"] = result.ok, result.failed
@@ -208,9 +192,56 @@ def run(args: argparse.Namespace) -> int:
     folder = data_dir() / "reports" / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
     paths = write_report(report, folder, title=f"Selective Reflection-Tuning experiment: {key}")
     link = log_to_mlflow(report, paths)
-    print("\n".join(table_lines(report)))
-    print(f"\nDone in {result.seconds:.0f} s. Report: {paths['markdown']} (and report.json){link}")
-    return 0 if result.ok else 1
+    done = f"\nDone in {result.seconds:.0f} s. Report: {paths['markdown']} (and report.json){link}"
+    return "\n".join(table_lines(report)) + "\n" + done
+
+
+def evaluation_source(sample: Sample | None, source: str) -> tuple[str, str]:
+    """The file eval_scores reads and a sentence on where its items come from, for the report's scope."""
+    from reflection_assets.evaluation.suites import EVAL_FILE_ENV, default_eval_file
+
+    if os.environ.get(EVAL_FILE_ENV):  # the user's choice wins (run() then draws no held-out split)
+        return default_eval_file(), f"{default_eval_file()} (REFLECTION_EVAL_FILE)"
+    eval_file = sample.heldout_path if sample and sample.heldout_path else default_eval_file()
+    if sample and sample.heldout_path:
+        return eval_file, (
+            f"{eval_file}: {sample.heldout_rows} pairs of {source} the sample did not take, disjoint by content"
+        )
+    return eval_file, (
+        f"{eval_file}: NOT from this source (no rows left after the sample; set REFLECTION_EVAL_FILE)"
+    )
+
+
+def experiment_settings(
+    args: argparse.Namespace, source: str, sample: Sample | None, key: str, eval_file: str
+) -> dict:
+    """What the report and MLflow record of how the experiment was run."""
+    from reflection_assets.deployment import ENV_STUDENT
+
+    settings = {
+        "source": source,
+        "sample": sample.path if sample else source,
+        "rows": sample.rows if sample else None,
+        "partition": key,
+        "arms": args.arms,
+        "seeds": args.seeds,
+        "eval_file": eval_file,
+        "max_new_tokens": args.max_new_tokens,
+        "teacher": teacher_label(os.environ),
+        "student": os.environ.get(ENV_STUDENT, "bundled"),
+    }
+    if sample:  # rows the source rejected never reach the sample: say how many and why
+        settings["source_rows_read"], settings["source_rejected"] = sample.source_rows_read, sample.source_rejected
+    return settings
+
+
+def opening_lines(source: str, sample: Sample | None, key: str, scope: dict) -> str:
+    """The console's first lines: what was taken from the source, and the experiment's scope."""
+    taken = f"the first {sample.rows} accepted rows" if sample else "every row"
+    rejected = f", {sum(sample.source_rejected.values())} rejected {sample.source_rejected}" if sample else ""
+    read = f" ({sample.source_rows_read} read{rejected})" if sample else ""
+    lines = [f"reflection-tuning experiment: {taken} of {source}{read} as partition '{key}'"]
+    return "\n".join(lines + [f"  {k}: {v}" for k, v in scope.items()])
 
 
 def teacher_label(env) -> str:  # noqa: ANN001 - a mapping of environment variables

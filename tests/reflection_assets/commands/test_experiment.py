@@ -3,7 +3,7 @@
 import json
 
 from reflection_assets.cli import main
-from reflection_assets.commands.experiment import sample_file
+from reflection_assets.commands.experiment import evaluation_source, opening_lines, sample_file
 from reflection_assets.demo_data import DEMO_TRAIN_PATH
 from reflection_assets.ingest import read_dataset
 
@@ -80,3 +80,25 @@ def test_the_sources_rejected_rows_are_counted_not_dropped(tmp_path):
     sample = sample_file(str(source), 10, tmp_path / "out")
     assert sample.rows == 1 and sample.source_rows_read == 3
     assert sample.source_rejected == {"invalid_json": 1, "missing_field": 1}
+
+
+def test_the_scope_names_where_the_evaluation_items_come_from(monkeypatch, tmp_path):
+    monkeypatch.delenv("REFLECTION_EVAL_FILE", raising=False)
+    sample = sample_file(str(DEMO_TRAIN_PATH), 5, tmp_path, eval_rows=3)
+    eval_file, sentence = evaluation_source(sample, str(DEMO_TRAIN_PATH))
+    assert eval_file == sample.heldout_path
+    assert sentence.endswith(f"3 pairs of {DEMO_TRAIN_PATH} the sample did not take, disjoint by content")
+
+    no_heldout = sample_file(str(DEMO_TRAIN_PATH), 5, tmp_path / "all")
+    assert "NOT from this source" in evaluation_source(no_heldout, str(DEMO_TRAIN_PATH))[1]
+
+    chosen = tmp_path / "mine.jsonl"
+    monkeypatch.setenv("REFLECTION_EVAL_FILE", str(chosen))
+    assert evaluation_source(sample, str(DEMO_TRAIN_PATH)) == (str(chosen), f"{chosen} (REFLECTION_EVAL_FILE)")
+
+    lines = opening_lines(str(DEMO_TRAIN_PATH), sample, "demo-5", {"evaluation items": sentence}).splitlines()
+    assert lines[0] == (
+        f"reflection-tuning experiment: the first 5 accepted rows of {DEMO_TRAIN_PATH} "
+        f"({sample.source_rows_read} read, 0 rejected {{}}) as partition 'demo-5'"
+    )
+    assert lines[1] == f"  evaluation items: {sentence}"
