@@ -488,8 +488,10 @@ def step_bnb_4bit(ctx: Context) -> dict:
     ids = probe_ids(tokenizer, rows=4, length=32, seed=3, device=ctx.device)
     with torch.inference_mode():
         want = dense(input_ids=ids).logits.float()
-        got = quantized(input_ids=ids).logits.float()
+        # The twin is read before the 4-bit forward: on a CPU with AVX512-BF16, bitsandbytes repacks a layer's
+        # weight for its own kernel at the first inference forward, after which dequantize_4bit reads garbage.
         dequantized = dequantized_twin(dense, quantized)(input_ids=ids).logits.float()
+        got = quantized(input_ids=ids).logits.float()
     figures: dict[str, Any] = {
         "linear4bit_modules": sum(type(m).__name__ == "Linear4bit" for m in quantized.modules()),
         "memory_mb": {
