@@ -200,16 +200,13 @@ def evaluation_source(sample: Sample | None, source: str) -> tuple[str, str]:
     """The file eval_scores reads and a sentence on where its items come from, for the report's scope."""
     from reflection_assets.evaluation.suites import EVAL_FILE_ENV, default_eval_file
 
-    if os.environ.get(EVAL_FILE_ENV):  # the user's choice wins (run() then draws no held-out split)
-        return default_eval_file(), f"{default_eval_file()} (REFLECTION_EVAL_FILE)"
-    eval_file = sample.heldout_path if sample and sample.heldout_path else default_eval_file()
-    if sample and sample.heldout_path:
-        return eval_file, (
-            f"{eval_file}: {sample.heldout_rows} pairs of {source} the sample did not take, disjoint by content"
-        )
-    return eval_file, (
-        f"{eval_file}: NOT from this source (no rows left after the sample; set REFLECTION_EVAL_FILE)"
-    )
+    if sample and sample.heldout_path and not os.environ.get(EVAL_FILE_ENV):
+        held = sample.heldout_path
+        return held, f"{held}: {sample.heldout_rows} pairs of {source} the sample did not take, disjoint by content"
+    eval_file = default_eval_file()  # the user's REFLECTION_EVAL_FILE when set (run() then draws no held-out split)
+    if os.environ.get(EVAL_FILE_ENV):
+        return eval_file, f"{eval_file} (REFLECTION_EVAL_FILE)"
+    return eval_file, f"{eval_file}: NOT from this source (no rows left after the sample; set REFLECTION_EVAL_FILE)"
 
 
 def experiment_settings(
