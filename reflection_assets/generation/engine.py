@@ -39,7 +39,7 @@ from reflection_assets.generation.requests import (  # noqa: F401 - re-exported:
     NextStep,
     StepResult,
 )
-from reflection_assets.generation.stops import StopStrings, stop_token_ids
+from reflection_assets.generation.stops import StopStrings, min_new_suppressed_ids, stop_token_ids
 from reflection_assets.scoring.engine import plan_batches
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate pass
@@ -47,6 +47,7 @@ FEED_ONE_BY_ONE = 16  # pending tokens up to this are fed one per step, beside t
 # Rows join a running batch in groups of at least this share of it: each join copies the whole cache.
 JOIN_SHARE = 0.25
 DEAD_COLUMNS = 64  # columns no row attends to are dropped once there are this many (and a quarter of all)
+
 
 @dataclass(frozen=True)
 class GenerationOutput:
@@ -149,6 +150,8 @@ class GenerationEngine:
             use_sdpa(model)
         self.batch_tokens = batch_tokens or generation_token_budget(model, self.device)
         self.enders = stop_token_ids(model, tokenizer)
+        # Before a request's min_new_tokens: masked as generate masks them (any other ender is kept, not ending).
+        self.min_new_masked = min_new_suppressed_ids(model)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else (min(self.enders) if self.enders else 0)
         self.stop_strings = StopStrings(tokenizer, self.pad_id)
@@ -477,10 +480,10 @@ class GenerationEngine:
 
     def _choose(self, active: list[_Row], ready: list[int], logits: torch.Tensor, mask: torch.Tensor) -> None:
         scores = logits[ready].float()
-        enders = sorted(self.enders)
+        masked = sorted(self.min_new_masked)
         for k, b in enumerate(ready):
-            if enders and len(active[b].generated) < active[b].min_new:
-                scores[k, enders] = float("-inf")
+            if masked and len(active[b].generated) < active[b].min_new:
+                scores[k, masked] = float("-inf")
         tokens = scores.argmax(dim=-1).tolist()
         rows = [active[b] for b in ready]
         for row, token in zip(rows, tokens):
@@ -489,7 +492,8 @@ class GenerationEngine:
         self.stats.generated_tokens += len(rows)
         hits = self.stop_strings.hits([row.ids + [row.generated[-1]] for row in rows], [row.stop for row in rows])
         for b, row, token, hit in zip(ready, rows, tokens, hits):
-            ended = token in self.enders
+            # Within min_new_tokens no token ends the row (generate goes on after a pad it chose there).
+            ended = token in self.enders and len(row.generated) > row.min_new
             if not (ended or hit or len(row.generated) >= row.max_new):
                 row.pending = [token]
                 continue

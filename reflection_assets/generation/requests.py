@@ -40,7 +40,9 @@ class GenerationRequest:
     max_new_tokens: int
     adapter: str | None = None  # PEFT adapter name of the loaded PeftModel; None = the base model
     stop: tuple[str, ...] = ()  # stop strings, matched as generate(stop_strings=...) does
-    min_new_tokens: int = 0  # end tokens are suppressed before this (benchmarks force equal work)
+    # Before this many new tokens the generation config's EOS is suppressed and no token ends the request,
+    # as in generate(min_new_tokens=...) (benchmarks force equal work).
+    min_new_tokens: int = 0
     continuation: Continuation | None = field(default=None, compare=False)
     reserve_tokens: int = 0  # tokens later steps may add (batch sizing only)
 

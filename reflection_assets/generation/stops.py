@@ -13,16 +13,26 @@ import torch
 from transformers.generation.stopping_criteria import StopStringCriteria
 
 
-def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    """Token ids that end a continuation: EOS of the generation config and tokenizer, and pad."""
+def _ids(*values: Any) -> frozenset[int]:
     ids: set[int] = set()
-    config = getattr(model, "generation_config", None)
-    for value in (getattr(config, "eos_token_id", None), tokenizer.eos_token_id, tokenizer.pad_token_id):
+    for value in values:
         if isinstance(value, int):
             ids.add(value)
         elif value:
             ids.update(int(v) for v in value)
     return frozenset(ids)
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Token ids that end a continuation: EOS of the generation config and tokenizer, and pad."""
+    config = getattr(model, "generation_config", None)
+    return _ids(getattr(config, "eos_token_id", None), tokenizer.eos_token_id, tokenizer.pad_token_id)
+
+
+def min_new_suppressed_ids(model: Any) -> frozenset[int]:
+    """The token ids `generate(min_new_tokens=n)` masks out before n new tokens: the generation config's EOS
+    only (its MinNewTokensLengthLogitsProcessor), not the tokenizer's pad or EOS, which it may still choose."""
+    return _ids(getattr(getattr(model, "generation_config", None), "eos_token_id", None))
 
 
 class StopStrings:

@@ -123,6 +123,33 @@ def test_stop_strings_and_end_tokens_stop_where_generate_does(tiny: tuple[Any, A
     assert list(output.token_ids) == expected and output.finish_reason == "stop" and stop in output.text
 
 
+def test_min_new_tokens_masks_only_what_generate_masks() -> None:
+    """Before min_new_tokens, generate masks the generation config's EOS only: a pad token it picks there is
+    kept and generation goes on. The engine masked every end token (pad too) and took the runner-up instead
+    (the GPU check's partings: random tiny Llamas whose greedy choice was <pad>, margins up to ~1 logit)."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, seed=3)
+    pad = tokenizer.pad_token_id
+    assert pad not in (model.generation_config.eos_token_id, tokenizer.eos_token_id)
+    ids = [prompt_ids(tokenizer, p) for p in PROMPTS]
+    token = reference(model, tokenizer, ids[0], 10, min_new_tokens=10)[1]  # the first row's second choice
+    with torch.no_grad():  # the pad's head row: that token's, a little longer, so greedy picks pad instead of it
+        model.lm_head.weight[pad] = 1.1 * model.lm_head.weight[token]
+    expected = [reference(model, tokenizer, row, 10, min_new_tokens=10) for row in ids]
+    assert all(0 < row.index(pad) < 9 for row in expected if pad in row) and sum(pad in row for row in expected) >= 2
+    for continuous in (True, False):
+        engine = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads(), continuous=continuous)
+        outputs = engine.generate([GenerationRequest(row, 10, min_new_tokens=10) for row in ids])
+        assert [list(o.token_ids) for o in outputs] == expected
+        assert all(o.new_tokens == 10 and o.finish_reason == "length" for o in outputs)
+    # Past min_new_tokens a pad still ends the row, as the teacher's generate path cuts its output there.
+    [free] = GenerationEngine(model, tokenizer, num_threads=torch.get_num_threads()).generate(
+        [GenerationRequest(ids[0], 10)]
+    )
+    unforced = reference(model, tokenizer, ids[0], 10)
+    assert list(free.token_ids) == unforced[: next((i + 1 for i, t in enumerate(unforced) if t == pad), 10)]
+
+
 def test_continuation_reuses_the_cache_and_equals_a_fresh_start(tiny: tuple[Any, Any]) -> None:
     """A second step continues from the cache: kept tokens are not recomputed, changed ones are masked out."""
     model, tokenizer = tiny
