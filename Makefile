@@ -52,12 +52,14 @@ experiment: install concurrency
 
 # One OpenMP thread per process: tests run servers (webserver, transformers serve) beside the test
 # process, and two-thread torch processes fighting over 2 cores spin instead of working.
-# PYTEST_WORKERS=2 runs two test processes (pytest-xdist): 29:55 instead of ~40 min on 2 cores, but two
-# tests that time other processes (the daemon test's 900 s budget, two cache writers racing a lock)
-# failed under the contention (BENCHMARKS.md, "Speed"), so the default stays one process.
-PYTEST_WORKERS ?= 0
+# Two test processes (pytest-xdist) by default. `--dist loadgroup` keeps each `xdist_group` on one worker:
+# the tests that start many processes of their own, and the bundled-model tests (the 135M loads once per
+# worker), are grouped in tests/conftest.py (HEAVY_GROUPS). PYTEST_WORKERS=0 runs everything in one process.
+# Every run prints its slowest tests (--durations): where the suite's time goes is never a guess.
+PYTEST_WORKERS ?= 2
 test: install concurrency
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) \
+		--dist loadgroup --durations=40 --durations-min=1 $(PYTEST_ARGS)
 
 # ruff: lint and import order, configured in pyproject.toml ([tool.ruff]).
 lint: install

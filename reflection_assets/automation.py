@@ -24,9 +24,27 @@ import dagster as dg
 
 EVAL_CRON_ENV = "REFLECTION_EVAL_CRON"  # e.g. "0 3 * * *"; unset: the schedule exists but is stopped
 DEFAULT_EVAL_CRON = "0 3 * * *"
+# How often the inbox and automation sensors tick. 30 s suits a deployment (each tick queries the instance);
+# tests and a small local setup lower it, down to the daemon's own 5-second sensor loop.
+SENSOR_INTERVAL_ENV = "REFLECTION_SENSOR_INTERVAL_S"
+DEFAULT_SENSOR_INTERVAL_S = 30
 EVALUATION_ASSETS = ("eval_scores", "ablation_report")
 
 Condition = dg.AutomationCondition
+
+
+def sensor_interval_seconds() -> int:
+    """The sensors' minimum interval: REFLECTION_SENSOR_INTERVAL_S, else 30 s; read when the code location loads."""
+    raw = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_S
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ValueError(f"{SENSOR_INTERVAL_ENV}={raw!r}: expected a whole number of seconds") from None
+    if seconds < 1:
+        raise ValueError(f"{SENSOR_INTERVAL_ENV}={raw!r}: expected at least 1 second")
+    return seconds
 
 
 def per_partition() -> Condition:
@@ -91,7 +109,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(),
     description="Evaluates the assets' automation conditions (reflection_assets/automation.py).",
 )
 

@@ -5,7 +5,7 @@ import dagster as dg
 from reflection_assets.assets import evaluation, ingest, reflection, scoring, selection, training
 from reflection_assets.automation import automation_sensor, evaluation_schedule, with_automation
 from reflection_assets.code_versions import with_code_versions
-from reflection_assets.deployment import build_resources
+from reflection_assets.deployment import build_executor, build_resources
 from reflection_assets.jobs import arms_job, dataset_job, evaluation_job, selection_job
 from sensors.inbox import inbox_sensor
 
@@ -19,4 +19,5 @@ defs = dg.Definitions(
     sensors=[inbox_sensor, automation_sensor],
     schedules=[evaluation_schedule()],
     resources=build_resources(),
+    executor=build_executor(),
 )

@@ -33,6 +33,11 @@ ENV_STUDENT = "REFLECTION_STUDENT"
 ENV_JUDGE_BASE_URL = "REFLECTION_JUDGE_BASE_URL"
 ENV_JUDGE_MODEL = "REFLECTION_JUDGE_MODEL"
 ENV_JUDGE_API_KEY = "REFLECTION_JUDGE_API_KEY"
+# How a run executes its steps: `multiprocess` (Dagster's default: each step in its own process, so a crashed
+# step cannot take the run down and a run's independent steps run side by side) or `in_process` (every step in
+# the run's own process: no interpreter start and model-library import per step, for a small machine).
+ENV_EXECUTOR = "REFLECTION_EXECUTOR"
+EXECUTORS = ("multiprocess", "in_process")
 
 
 def env_or(name: str, default: str) -> Any:
@@ -53,6 +58,15 @@ def build_resources() -> dict[str, Any]:
         # lora_checkpoint with num_processes > 1 launches torchrun / accelerate through Dagster Pipes
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }
+
+
+def build_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition | None:
+    """The code location's executor from REFLECTION_EXECUTOR; None keeps Dagster's default (multiprocess,
+    and a run's config may still pick `in_process`)."""
+    choice = (os.environ if env is None else env).get(ENV_EXECUTOR, "").strip() or EXECUTORS[0]
+    if choice not in EXECUTORS:
+        raise ValueError(f"{ENV_EXECUTOR}={choice!r}: expected one of {', '.join(EXECUTORS)}")
+    return dg.in_process_executor if choice == "in_process" else None
 
 
 def build_student(env: Mapping[str, str] | None = None) -> StudentModel:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from reflection_assets.automation import sensor_interval_seconds
 from reflection_assets.jobs import dataset_job
 from reflection_assets.partitions import FIRST_SEED, dataset_partitions, seed_partitions
 from reflection_assets.paths import inbox_dir, warehouse_path
@@ -98,7 +99,7 @@ def scan_inbox(
 
 @dg.sensor(
     job=dataset_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(),
     description="Turns each new complete file in the inbox folder into a dataset partition and a run.",
     default_status=dg.DefaultSensorStatus.STOPPED,
 )

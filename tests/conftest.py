@@ -4,9 +4,12 @@ the de-quantized model cache is shared so the bundled model is converted once pe
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+from support.xdist_groups import xdist_group_of
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("REFLECTION_MODELS_DIR", str(REPO / "data" / "models"))
@@ -15,10 +18,35 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_of(Path(item.fspath).relative_to(REPO).as_posix())
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session")
+def migrated_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with its schema migrated, made once per test process.
+
+    Creating a store runs MLflow's ~50 alembic migrations (3-6 s here); every test that logs a run
+    would pay that. Each test gets a copy instead; the tests of the store's creation itself
+    (`fresh_mlflow_store` mark) start without one."""
+    from mlflow.tracking import MlflowClient
+
+    database = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{database}").search_experiments()  # creates and migrates the store
+    return database
+
+
 @pytest.fixture(autouse=True)
-def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
     """Point runtime state (warehouse, MLflow, inbox, exports) at a per-test folder."""
     data = tmp_path / "data"
+    if request.node.get_closest_marker("fresh_mlflow_store") is None:
+        data.mkdir()
+        shutil.copyfile(request.getfixturevalue("migrated_mlflow_store"), data / "mlflow.db")
     monkeypatch.setenv("REFLECTION_DATA_DIR", str(data))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("REFLECTION_WAREHOUSE", raising=False)

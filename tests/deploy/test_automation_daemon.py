@@ -19,6 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from reflection_assets.automation import SENSOR_INTERVAL_ENV
+from reflection_assets.deployment import ENV_EXECUTOR
 from reflection_assets.selection.columns import ARMS
 from support.dagster_dev import start_dagster_dev, stop_session
 from support.fault_server import FaultServer
@@ -27,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROWS = 8
 FINAL = dg.AssetKey("ablation_report")
 
-pytestmark = pytest.mark.slow  # sensors tick every 30 s: a few minutes
+pytestmark = pytest.mark.slow  # nine runs through the daemon, each step its own process
 
 
 def dataset_rows() -> list[dict]:
@@ -90,7 +92,11 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
     with FaultServer() as teacher:
         env = {**os.environ, "DAGSTER_HOME": str(home), "REFLECTION_DATA_DIR": str(data),
                "REFLECTION_INBOX": str(inbox), "REFLECTION_TEACHER_BASE_URL": teacher.url,
-               "REFLECTION_TEACHER_MODEL": "fault-model", "REFLECTION_STUDENT": tiny_base, "OMP_NUM_THREADS": "1"}
+               "REFLECTION_TEACHER_MODEL": "fault-model", "REFLECTION_STUDENT": tiny_base, "OMP_NUM_THREADS": "1",
+               SENSOR_INTERVAL_ENV: "5",  # ticks as often as the daemon's sensor loop allows
+               # Every step in its run's process: this test is about sensors, automation and pools, not step
+               # isolation (test_parallel_partitions and test_killed_runs keep the multiprocess executor).
+               ENV_EXECUTOR: "in_process"}
         dagster_cli("instance", "concurrency", "set", "gpu", "1", env=env)
         dagster_cli("instance", "concurrency", "set", "teacher", "1", env=env)
         server, _ = start_dagster_dev(env)

@@ -10,8 +10,10 @@ import pytest
 from reflection_assets.automation import (
     CONDITIONS,
     EVAL_CRON_ENV,
+    SENSOR_INTERVAL_ENV,
     automation_sensor,
     evaluation_schedule,
+    sensor_interval_seconds,
 )
 from reflection_assets.definitions import defs
 from reflection_assets.partitions import ARMS, DATASETS, FIRST_SEED, SEEDS, arm_key
@@ -154,6 +156,19 @@ def test_plain_eager_would_block_the_fan_in_on_that_partition(dagster_instance):
 
 def test_the_automation_sensor_is_declared_running():
     assert defs.resolve_sensor_def(automation_sensor.name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_both_sensors_tick_every_30_seconds_unless_the_deployment_says_otherwise(monkeypatch):
+    monkeypatch.delenv(SENSOR_INTERVAL_ENV, raising=False)
+    assert sensor_interval_seconds() == 30
+    sensors = [defs.resolve_sensor_def(name) for name in ("inbox_sensor", "automation_sensor")]
+    assert [sensor.minimum_interval_seconds for sensor in sensors] == [30, 30]
+    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "5")
+    assert sensor_interval_seconds() == 5
+    for bad in ("soon", "0"):
+        monkeypatch.setenv(SENSOR_INTERVAL_ENV, bad)
+        with pytest.raises(ValueError, match=SENSOR_INTERVAL_ENV):
+            sensor_interval_seconds()
 
 
 def test_evaluation_schedule_is_off_unless_a_cron_is_given(monkeypatch):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from reflection_assets.deployment import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, build_teacher
+from reflection_assets.deployment import (
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_EXECUTOR,
+    ENV_MODEL,
+    build_executor,
+    build_teacher,
+)
 from reflection_assets.teacher.backend import TeacherError
 from resources.teacher_http import OpenAICompatibleTeacher
 from resources.teacher_local import TransformersTeacher
@@ -34,3 +41,11 @@ def test_no_base_url_means_the_local_model(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv(ENV_MODEL, "/models/mine")
     assert build_teacher() == TransformersTeacher(model_ref="/models/mine")
     assert build_teacher({}) == TransformersTeacher(model_ref="bundled")
+
+
+def test_runs_execute_in_step_processes_unless_the_deployment_says_in_process() -> None:
+    assert build_executor({}) is None  # Dagster's default: each step its own process
+    assert build_executor({ENV_EXECUTOR: "multiprocess"}) is None
+    assert build_executor({ENV_EXECUTOR: "in_process"}) is dg.in_process_executor
+    with pytest.raises(ValueError, match=ENV_EXECUTOR):
+        build_executor({ENV_EXECUTOR: "threads"})

@@ -1,6 +1,9 @@
 import mlflow
+import pytest
 
 from resources.tracking import MlflowTracking, default_tracking_uri, scrub_params
+
+pytestmark = pytest.mark.fresh_mlflow_store  # these tests are about creating the store
 
 
 def test_default_store_is_sqlite_under_data(isolated_data_dir):

@@ -33,7 +33,9 @@ def test_cpu_mode_runs_every_step(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "REFLECTION_DATA_DIR": str(tmp_path / "data")}
     started = time.monotonic()
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--cpu", "--out", str(out), "--workdir", str(tmp_path / "work")],
+        # Caps tripled: the suite's other worker shares the two cores (the caps catch a hung step, not a slow one).
+        [sys.executable, str(SCRIPT), "--cpu", "--out", str(out), "--workdir", str(tmp_path / "work"),
+         "--cap-scale", "3"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -10,6 +10,7 @@ from reflection_assets.definitions import ASSET_MODULES
 from reflection_assets.deployment import build_resources
 from reflection_assets.partitions import DATASETS
 from reflection_assets.paths import data_dir
+from resources.student import StudentModel
 from resources.teacher_http import OpenAICompatibleTeacher
 from support.fault_server import FaultServer
 
@@ -26,7 +27,7 @@ def _files_text(folder: Path) -> str:
     return "".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
 
 
-def test_api_key_stays_out_of_every_store(tmp_path, monkeypatch, dagster_instance, capfd):
+def test_api_key_stays_out_of_every_store(tmp_path, monkeypatch, dagster_instance, capfd, tiny_base):
     rows = [{"instruction": f"ROW=r{i} FAULT={fault} Name a prime number.", "output": "7"}
             for i, fault in enumerate(["ok", "429x1", "500xalways", "echoauth", "unparsable"])]
     source = tmp_path / "rows.jsonl"
@@ -36,6 +37,7 @@ def test_api_key_stays_out_of_every_store(tmp_path, monkeypatch, dagster_instanc
 
     with FaultServer(retry_after="0.1") as server:
         resources = build_resources()
+        resources["student"] = StudentModel(model=tiny_base)  # the key's paths are the teacher's; any student will do
         resources["teacher"] = OpenAICompatibleTeacher(
             base_url=server.url, model="served-model", api_key=dg.EnvVar("REFLECTION_TEACHER_API_KEY"),
             timeout_s=2.0, max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05,

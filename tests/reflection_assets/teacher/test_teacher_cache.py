@@ -63,17 +63,29 @@ def test_lookup_handles_many_keys(tmp_path: Path) -> None:
     assert len(cache.lookup([f"k{i}" for i in range(200)], chunk=50)) == 120
 
 
+# Each writer says "waiting" once its first write has met the held file (a handshake, not a sleep: under load a
+# process may take longer to start than any fixed pause), then writes its batches.
 WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, threading, time
     from reflection_assets.teacher.cache import CallCache, CallRecord
     from reflection_assets.teacher.types import ChatResult
     path, name, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
     cache = CallCache(path, lock_timeout_s=120)
-    for b in range(batches):
+
+    def batch(b):
         result = ChatResult(text="x")
         cache.write([CallRecord(f"{name}-{b}-{i}", "openai", "m", "v1", "instruction", "{}", result) for i in range(5)])
         cache.lookup([f"{name}-{b}-0"])
+
+    first = threading.Thread(target=batch, args=(0,))
+    first.start()
+    while cache.lock_waits == 0 and first.is_alive():
+        time.sleep(0.01)
+    print("waiting", flush=True)
+    first.join()
+    for b in range(1, batches):
+        batch(b)
     print(cache.lock_waits)
     """
 )
@@ -88,7 +100,7 @@ def test_two_writer_processes_at_once(tmp_path: Path) -> None:
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name in ("p1", "p2")
     ]
-    time.sleep(2.0)
+    assert [p.stdout.readline().strip() for p in procs] == ["waiting", "waiting"]  # both met the held file
     blocker.close()
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (_, err) in zip(procs, outputs):
