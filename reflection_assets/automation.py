@@ -105,10 +105,14 @@ def with_automation(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetsDefi
 
 # Declared RUNNING: on a fresh instance Dagster's default automation sensor is stopped, and a
 # new dataset would then wait for someone to switch it on. It needs the daemon (`dagster dev`).
+# Runs, not backfills: a tick that requests several arm partitions launches one run per partition at once.
+# As a backfill the same request waits for the backfill daemon, which wakes every 30 s (a fixed interval in
+# dagster 1.13), to launch the runs, and again to mark the backfill done before evaluation may start.
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    emit_backfills=False,
     minimum_interval_seconds=sensor_interval_seconds(),
     description="Evaluates the assets' automation conditions (reflection_assets/automation.py).",
 )

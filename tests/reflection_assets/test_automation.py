@@ -154,8 +154,10 @@ def test_plain_eager_would_block_the_fan_in_on_that_partition(dagster_instance):
     assert "selected_dataset" not in ticks.tick()
 
 
-def test_the_automation_sensor_is_declared_running():
-    assert defs.resolve_sensor_def(automation_sensor.name).default_status == dg.DefaultSensorStatus.RUNNING
+def test_the_automation_sensor_is_declared_running_and_launches_runs_not_backfills():
+    sensor = defs.resolve_sensor_def(automation_sensor.name)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.emit_backfills is False  # a backfill would wait up to 30 s for the backfill daemon, twice
 
 
 def test_both_sensors_tick_every_30_seconds_unless_the_deployment_says_otherwise(monkeypatch):

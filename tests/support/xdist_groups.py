@@ -11,7 +11,6 @@ XDIST_GROUPS = {
     "launchers": (
         "tests/deploy/test_killed_runs.py",
         "tests/deploy/test_parallel_partitions.py",
-        "tests/deploy/test_partial_recomputation.py",
         "tests/reflection_assets/assets/test_lora_checkpoint_launch.py",
         "tests/scripts/test_gpu_check.py",
     ),
