@@ -33,11 +33,15 @@ ENV_STUDENT = "REFLECTION_STUDENT"
 ENV_JUDGE_BASE_URL = "REFLECTION_JUDGE_BASE_URL"
 ENV_JUDGE_MODEL = "REFLECTION_JUDGE_MODEL"
 ENV_JUDGE_API_KEY = "REFLECTION_JUDGE_API_KEY"
-# How a run executes its steps: `multiprocess` (Dagster's default: each step in its own process, so a crashed
-# step cannot take the run down and a run's independent steps run side by side) or `in_process` (every step in
-# the run's own process: no interpreter start and model-library import per step, for a small machine).
+# How a run executes its steps: `multiprocess` (each step in its own process, so a crashed step cannot take the
+# run down and a run's independent steps run side by side) or `in_process` (every step in the run's own process:
+# no process start and model-library import per step, for a small machine).
 ENV_EXECUTOR = "REFLECTION_EXECUTOR"
 EXECUTORS = ("multiprocess", "in_process")
+# Step processes fork from a server that has imported Dagster and this code location once, instead of each
+# starting a fresh interpreter that imports them again (Dagster's default, `spawn`). The code location imports
+# neither torch nor CUDA, so every step still initialises its own device.
+STEP_PROCESS_START = {"forkserver": {"preload_modules": ["reflection_assets.definitions"]}}
 
 
 def env_or(name: str, default: str) -> Any:
@@ -60,13 +64,14 @@ def build_resources() -> dict[str, Any]:
     }
 
 
-def build_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition | None:
-    """The code location's executor from REFLECTION_EXECUTOR; None keeps Dagster's default (multiprocess,
-    and a run's config may still pick `in_process`)."""
+def build_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
+    """The code location's executor, from REFLECTION_EXECUTOR (default `multiprocess`)."""
     choice = (os.environ if env is None else env).get(ENV_EXECUTOR, "").strip() or EXECUTORS[0]
     if choice not in EXECUTORS:
         raise ValueError(f"{ENV_EXECUTOR}={choice!r}: expected one of {', '.join(EXECUTORS)}")
-    return dg.in_process_executor if choice == "in_process" else None
+    if choice == "in_process":
+        return dg.in_process_executor
+    return dg.multiprocess_executor.configured({"start_method": STEP_PROCESS_START}, name="multiprocess")
 
 
 def build_student(env: Mapping[str, str] | None = None) -> StudentModel:

@@ -44,8 +44,11 @@ def test_no_base_url_means_the_local_model(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_runs_execute_in_step_processes_unless_the_deployment_says_in_process() -> None:
-    assert build_executor({}) is None  # Dagster's default: each step its own process
-    assert build_executor({ENV_EXECUTOR: "multiprocess"}) is None
+    default = build_executor({})
+    assert default.name == "multiprocess" and build_executor({ENV_EXECUTOR: "multiprocess"}).name == "multiprocess"
+    # Step processes fork from a server that imported the code location once (not a fresh interpreter each).
+    start = default.apply_config_mapping({}).value["config"]["start_method"]
+    assert start == {"forkserver": {"preload_modules": ["reflection_assets.definitions"]}}
     assert build_executor({ENV_EXECUTOR: "in_process"}) is dg.in_process_executor
     with pytest.raises(ValueError, match=ENV_EXECUTOR):
         build_executor({ENV_EXECUTOR: "threads"})
