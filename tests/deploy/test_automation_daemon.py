@@ -92,9 +92,9 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
         env = {**os.environ, "DAGSTER_HOME": str(home), "REFLECTION_DATA_DIR": str(data),
                "REFLECTION_INBOX": str(inbox), "REFLECTION_TEACHER_BASE_URL": teacher.url,
                "REFLECTION_TEACHER_MODEL": "fault-model", "REFLECTION_STUDENT": tiny_base, "OMP_NUM_THREADS": "1",
-               # The sensors keep their 30-second interval: at 5 s (REFLECTION_SENSOR_INTERVAL_S) once in
-               # nine runs requested `response_reflections` again in the tick in which the inbox run materialized it
-               # (an automation race, open; see BENCHMARKS.md "Test suite").
+               # The sensors keep their 30-second interval: at 5 s (REFLECTION_SENSOR_INTERVAL_S), in one run of
+               # nine, automation requested `response_reflections` again in the tick in which the inbox run
+               # materialized it (an automation race, open; see BENCHMARKS.md "Test suite").
                # Every step in its run's process: this test is about sensors, automation and pools, not step
                # isolation (test_parallel_partitions and test_killed_runs keep the multiprocess executor).
                ENV_EXECUTOR: "in_process"}
