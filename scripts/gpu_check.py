@@ -661,14 +661,8 @@ def reference_generate(model: Any, tokenizer: Any, ids: tuple[int, ...], new_tok
         "top_k": None,
     }
     inputs = torch.tensor([ids], device=next(model.parameters()).device)
-    with torch.inference_mode():
-        if adapter is None:
-            with model.disable_adapter():
-                out = model.generate(input_ids=inputs, **kwargs)
-        else:
-            if adapter is not False:
-                model.set_adapter(adapter)
-            out = model.generate(input_ids=inputs, **kwargs)
+    with torch.inference_mode(), adapter_scope(model, adapter):
+        out = model.generate(input_ids=inputs, **kwargs)
     return out[0, len(ids) :].tolist()
 
 
@@ -711,8 +705,9 @@ def partings(model: Any, rows: list[tuple], got: list, want: list) -> list[dict]
 
 def greedy_agreement(
     figures: dict, name: str, model: Any, tokenizer: Any, engine_run: Callable, rows: list[tuple]
-) -> None:
-    """Record `name` (fp32: every parting from transformers' generate a near-tie) and `name`_float64 (identical)."""
+) -> list:
+    """Record `name` (fp32: every parting from transformers' generate a near-tie) and `name`_float64 (identical);
+    returns generate's fp32 outputs."""
     import torch
 
     got = engine_run(model)
@@ -729,6 +724,7 @@ def greedy_agreement(
         model.to(torch.float32)
     figures[f"{name}_float64_rows_differing"] = exact
     expect(figures, f"{name}_float64", not exact)
+    return want
 
 
 def step_teacher_generation(ctx: Context) -> dict:
@@ -819,15 +815,11 @@ def step_evaluation(ctx: Context) -> dict:
     def engine_run(model: Any) -> list:
         return [list(o.token_ids) for o in GenerationEngine(model, tokenizer).generate(requests)]
 
-    expected = [reference_generate(model, tokenizer, p, new, adapter=a) for p, a in plan]
-    figures: dict[str, Any] = {
-        "rows": len(plan),
-        "adapters": ["first", "second", "__base__"],
-        "prompts_where_adapters_differ": sum(
-            len({tuple(e) for e in expected[k : k + 3]}) == 3 for k in range(0, len(plan), 3)
-        ),
-    }
-    greedy_agreement(figures, "mixed_equals_per_adapter", model, tokenizer, engine_run, plan)
+    figures: dict[str, Any] = {"rows": len(plan), "adapters": ["first", "second", "__base__"]}
+    expected = greedy_agreement(figures, "mixed_equals_per_adapter", model, tokenizer, engine_run, plan)
+    figures["prompts_where_adapters_differ"] = sum(
+        len({tuple(e) for e in expected[k : k + 3]}) == 3 for k in range(0, len(plan), 3)
+    )
     expect(figures, "adapters_matter", figures["prompts_where_adapters_differ"] > 0)
     figures["lm_eval"] = harness_check(ctx, model, tokenizer, figures)
     return figures
