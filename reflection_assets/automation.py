@@ -125,10 +125,14 @@ def evaluation_schedule() -> dg.ScheduleDefinition:
     switched on in the UI, on the default cron).
     """
     cron = os.environ.get(EVAL_CRON_ENV, "").strip()
+    assets = [dg.AssetKey(name) for name in EVALUATION_ASSETS]
     return dg.ScheduleDefinition(
         name="evaluation_schedule",
         cron_schedule=cron or DEFAULT_EVAL_CRON,
-        target=dg.AssetSelection.assets(*EVALUATION_ASSETS),
+        target=dg.AssetSelection.assets(*assets),
+        # The run names its assets (see jobs.run_asset_selection): the report is then not re-requested by
+        # automation for the scores this very run writes.
+        execution_fn=lambda context: dg.RunRequest(asset_selection=assets),
         default_status=dg.DefaultScheduleStatus.RUNNING if cron else dg.DefaultScheduleStatus.STOPPED,
         description=f"Re-evaluates every arm and rebuilds the report (cron from ${EVAL_CRON_ENV}).",
     )

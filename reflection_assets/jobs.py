@@ -35,3 +35,14 @@ evaluation_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("evaluation"),
     description="Evaluate the base and every trained arm on the same suites, then the ablation report.",
 )
+
+
+def run_asset_selection(job: dg.JobDefinition) -> list[dg.AssetKey]:
+    """Every asset `job` runs, for a run to name explicitly rather than leave as None ("the whole job").
+
+    Automation ignores an input's update when the run that made it also selected the asset downstream
+    (`executed_with_root_target` reads `run.asset_selection`, and None selects nothing there). A run left at
+    None looks to automation like outside news for each of its later steps: those get requested again if the
+    run fails before them, or if a tick reads a step's own materialization late while the run is still going.
+    """
+    return sorted(job.asset_layer.selected_asset_keys)

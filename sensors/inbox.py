@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from reflection_assets.automation import sensor_interval_seconds
-from reflection_assets.jobs import dataset_job
+from reflection_assets.jobs import dataset_job, run_asset_selection
 from reflection_assets.partitions import FIRST_SEED, dataset_partitions, seed_partitions
 from reflection_assets.paths import inbox_dir, warehouse_path
 from reflection_assets.sources import DatasetSource, lookup_source, partition_key_for, register_source
@@ -108,12 +108,14 @@ def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     database = warehouse_path()
     found, new_cursor = scan_inbox(inbox_dir(), database, cursor, time.time(), log=context.log.info)
     run_requests = []
+    assets = run_asset_selection(context.repository_def.get_job(dataset_job.name)) if found else []
     for key, path in found:
         register_source(database, key, DatasetSource(str(path)))
         run_requests.append(
             dg.RunRequest(
                 run_key=f"{key}:{new_cursor[str(path)][2]}",
                 partition_key=key,
+                asset_selection=assets,
                 run_config={"ops": {"raw_instructions": {"config": {"source": str(path)}}}},
                 tags={"reflection/source": path.name},
             )

@@ -186,6 +186,7 @@ def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], No
     from dagster._core.utils import make_new_run_id
 
     from reflection_assets.definitions import defs
+    from reflection_assets.jobs import run_asset_selection
 
     require_known_jobs(steps, (job.name for job in defs.jobs))
     instance = dg.DagsterInstance.get()
@@ -198,6 +199,7 @@ def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], No
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=step.partition,
+                asset_selection=run_asset_selection(job),
                 run_config=console_run_config(step.run_config, verbose),
                 raise_on_error=False,
                 run_id=run_id,

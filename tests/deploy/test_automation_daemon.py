@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from reflection_assets.automation import SENSOR_INTERVAL_ENV
 from reflection_assets.deployment import ENV_EXECUTOR
 from reflection_assets.selection.columns import ARMS
 from support.dagster_dev import start_dagster_dev, stop_session
@@ -92,9 +93,10 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
         env = {**os.environ, "DAGSTER_HOME": str(home), "REFLECTION_DATA_DIR": str(data),
                "REFLECTION_INBOX": str(inbox), "REFLECTION_TEACHER_BASE_URL": teacher.url,
                "REFLECTION_TEACHER_MODEL": "fault-model", "REFLECTION_STUDENT": tiny_base, "OMP_NUM_THREADS": "1",
-               # The sensors keep their 30-second interval: at 5 s (REFLECTION_SENSOR_INTERVAL_S), in one run of
-               # nine, automation requested `response_reflections` again in the tick in which the inbox run
-               # materialized it (an automation race, open; see BENCHMARKS.md "Test suite").
+               # The sensors at the daemon's own 5-second loop rather than 30 s: the same flow in fewer idle ticks.
+               # More ticks mean more chances for a tick to land mid-run; the one-selection assert below holds
+               # because every run names its assets (test_automation's test on jobs.run_asset_selection).
+               SENSOR_INTERVAL_ENV: "5",
                # Every step in its run's process: this test is about sensors, automation and pools, not step
                # isolation (test_parallel_partitions and test_killed_runs keep the multiprocess executor).
                ENV_EXECUTOR: "in_process"}

@@ -16,6 +16,7 @@ from reflection_assets.automation import (
     sensor_interval_seconds,
 )
 from reflection_assets.definitions import defs
+from reflection_assets.jobs import run_asset_selection
 from reflection_assets.partitions import ARMS, DATASETS, FIRST_SEED, SEEDS, arm_key
 
 ARM_SEED_0 = {str(arm_key(arm)) for arm in ARMS}  # automation trains each arm once, seed 0
@@ -127,6 +128,48 @@ def test_no_selection_while_a_partition_run_is_in_flight(dagster_instance):
     assert ticks.tick() == {"selected_dataset": {None}}
 
 
+def start_dataset_run(instance: dg.DagsterInstance, partition: str, asset_selection) -> dg.DagsterRun:
+    run = instance.create_run_for_job(job_def=defs.resolve_job_def("dataset_job"),
+                                      tags={"dagster/partition": partition}, asset_selection=asset_selection)
+    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                  run.run_id)
+    return run
+
+
+def materialize_in_run(instance: dg.DagsterInstance, run: dg.DagsterRun, asset: str, partition: str) -> None:
+    data = dg._core.events.StepMaterializationData(dg.AssetMaterialization(asset_key=asset, partition=partition))
+    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+                                                  job_name=run.job_name, event_specific_data=data), run.run_id)
+
+
+def end_run(instance: dg.DagsterInstance, run: dg.DagsterRun, event: dg.DagsterEventType) -> None:
+    instance.report_dagster_event(dg.DagsterEvent(event.value, job_name=run.job_name), run.run_id)
+
+
+@pytest.mark.parametrize("names_its_assets", [True, False])
+def test_a_run_that_names_its_assets_is_not_news_for_its_own_later_steps(dagster_instance, names_its_assets):
+    """The inbox run writes the inputs of its own later steps; automation must not take them for news.
+
+    Seen under the daemon (one run in nine at 5 s ticks): a tick that read `response_reflections` as no longer
+    in progress but not yet updated requested it again, and a second selection and evaluation followed.
+    Dagster discounts an input's update made by a run that also selected the asset, reading
+    `run.asset_selection`, so every run the project launches names its assets. Observable without the timing:
+    the run fails after `instruction_ifd_scores`, and only a run left at None gets its next steps re-requested.
+    """
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])
+    dagster_instance.add_dynamic_partitions(DATASETS, ["inbox"])
+    ticks = Ticks(dagster_instance)
+    ticks.tick()
+    selection = frozenset(run_asset_selection(defs.resolve_job_def("dataset_job"))) if names_its_assets else None
+    run = start_dataset_run(dagster_instance, "inbox", selection)
+    for asset in ("raw_instructions", "rejected_rows", *PER_DATASET[:3]):
+        materialize_in_run(dagster_instance, run, asset, "inbox")
+    assert ticks.tick() == {}  # in flight
+    end_run(dagster_instance, run, dg.DagsterEventType.RUN_FAILURE)
+    expected = {} if names_its_assets else {"response_reflections": {"inbox"}, "response_scores": {"inbox"}}
+    assert ticks.tick() == expected
+
+
 def test_a_partition_that_never_materialized_does_not_block_the_rest(dagster_instance):
     # `broken` was registered (say its file failed to parse) and never produced a table.
     dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
@@ -182,6 +225,8 @@ def test_evaluation_schedule_is_off_unless_a_cron_is_given(monkeypatch):
     running = evaluation_schedule()
     assert running.default_status == dg.DefaultScheduleStatus.RUNNING
     assert running.cron_schedule == "15 4 * * 1"
+    (request,) = running.evaluate_tick(dg.build_schedule_context()).run_requests
+    assert request.asset_selection == [dg.AssetKey(name) for name in ("eval_scores", "ablation_report")]
     job = dg.Definitions(assets=defs.resolve_asset_graph().assets_defs, schedules=[running]).resolve_job_def(
         running.job_name
     )

@@ -4,6 +4,8 @@ import time
 
 import dagster as dg
 
+from reflection_assets.definitions import defs
+from reflection_assets.jobs import run_asset_selection
 from reflection_assets.paths import warehouse_path
 from reflection_assets.sources import lookup_source
 from sensors.inbox import inbox_sensor, scan_inbox
@@ -22,9 +24,10 @@ def test_new_complete_file_becomes_a_partition_and_a_run(tmp_path, monkeypatch, 
     (inbox / "half.jsonl.part").write_text("{")
     _old(inbox / "My Data.jsonl")
 
-    context = dg.build_sensor_context(instance=dagster_instance, cursor=None)
-    result = inbox_sensor(context)
+    result = _sensor_tick(dagster_instance)
     assert [r.partition_key for r in result.run_requests] == ["my_data"]
+    # The run names every asset of the dataset job (see jobs.run_asset_selection for why).
+    assert result.run_requests[0].asset_selection == run_asset_selection(defs.resolve_job_def("dataset_job"))
     assert result.dynamic_partitions_requests[0].partition_keys == ["my_data"]
     assert result.dynamic_partitions_requests[1].partitions_def_name == "seeds"
     assert result.dynamic_partitions_requests[1].partition_keys == ["0"]  # automation trains every arm once
@@ -33,7 +36,7 @@ def test_new_complete_file_becomes_a_partition_and_a_run(tmp_path, monkeypatch, 
     assert lookup_source(warehouse_path(), "my_data").source.endswith("My Data.jsonl")
 
     # Same cursor, same file: nothing new.
-    again = inbox_sensor(dg.build_sensor_context(instance=dagster_instance, cursor=result.cursor))
+    again = _sensor_tick(dagster_instance, result.cursor)
     assert again.run_requests == []
 
 
@@ -64,7 +67,7 @@ def test_changed_file_is_ingested_again_and_name_clash_gets_a_new_key(tmp_path):
 
 
 def _sensor_tick(instance, cursor=None):
-    return inbox_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    return inbox_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
 
 
 def test_partial_file_waits_then_becomes_a_partition_once_complete(tmp_path, monkeypatch, dagster_instance):

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from reflection_assets.definitions import defs
+from reflection_assets.jobs import run_asset_selection
 from reflection_assets.paths import warehouse_path
 from support.fault_server import FaultServer
 from support.tiny_lm import tiny_model, tiny_tokenizer
@@ -54,3 +57,8 @@ def test_demo_with_an_empty_selection_finishes_and_says_why(tmp_path, tiny_stude
         counts = conn.execute("SELECT count(*), count(*) FILTER (WHERE selected) FROM selected_dataset").fetchone()
         assert counts == (3, 0)
         assert conn.execute("SELECT count(*) FROM arm_datasets").fetchone() == (0,)
+    # Each run names the assets it runs, so automation (if the daemon is up) does not take them for news.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert runs and all(run.asset_selection == set(run_asset_selection(defs.resolve_job_def(run.job_name)))
+                            for run in runs)

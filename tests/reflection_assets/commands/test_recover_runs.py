@@ -45,9 +45,12 @@ def started_runs(instance):
 
 
 def test_killed_run_is_marked_failed_and_a_live_one_is_left_alone(home, capsys):
+    # The instance's SQLite stores are created (and stamped with their schema revision) before the worker
+    # starts: two processes creating a fresh home at once can both stamp it, and every later open fails
+    # with "more than one head" (seen in CI). Real homes are made once, by `dagster dev` or the first command.
+    instance = dg.DagsterInstance.get()
     worker = subprocess.Popen([sys.executable, "-c", LONG_RUN], cwd=REPO, env=dict(os.environ),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    instance = dg.DagsterInstance.get()
     deadline = time.monotonic() + 120
     while not started_runs(instance) and time.monotonic() < deadline:
         assert worker.poll() is None, worker.stderr.read()[-2000:]
