@@ -56,6 +56,24 @@ def score_whole_partition(ticks: Ticks, partition: str) -> None:
         ticks.materialize(asset, partition)
 
 
+def start_dataset_run(instance: dg.DagsterInstance, partition: str, asset_selection) -> dg.DagsterRun:
+    run = instance.create_run_for_job(job_def=defs.resolve_job_def("dataset_job"),
+                                      tags={"dagster/partition": partition}, asset_selection=asset_selection)
+    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                  run.run_id)
+    return run
+
+
+def materialize_in_run(instance: dg.DagsterInstance, run: dg.DagsterRun, asset: str, partition: str) -> None:
+    data = dg._core.events.StepMaterializationData(dg.AssetMaterialization(asset_key=asset, partition=partition))
+    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+                                                  job_name=run.job_name, event_specific_data=data), run.run_id)
+
+
+def end_run(instance: dg.DagsterInstance, run: dg.DagsterRun, event: dg.DagsterEventType) -> None:
+    instance.report_dagster_event(dg.DagsterEvent(event.value, job_name=run.job_name), run.run_id)
+
+
 def test_a_new_partition_flows_stage_by_stage_into_one_selection(dagster_instance):
     dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["alpaca"])
@@ -117,33 +135,11 @@ def test_no_selection_while_a_partition_run_is_in_flight(dagster_instance):
     ingest(ticks, "first")
     score_whole_partition(ticks, "first")
     ingest(ticks, "second")
-    run = dagster_instance.create_run_for_job(  # what the inbox sensor or automation launches
-        job_def=defs.resolve_job_def("dataset_job"), tags={"dagster/partition": "second"},
-        asset_selection=frozenset(dg.AssetKey(asset) for asset in PER_DATASET),
-    )
-    dagster_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
-                                          run.run_id)
+    # What automation launches after the inbox run: the partition's chain.
+    start_dataset_run(dagster_instance, "second", frozenset(dg.AssetKey(asset) for asset in PER_DATASET))
     assert ticks.tick() == {}  # neither a duplicate of the chain nor a selection without `second`
     score_whole_partition(ticks, "second")
     assert ticks.tick() == {"selected_dataset": {None}}
-
-
-def start_dataset_run(instance: dg.DagsterInstance, partition: str, asset_selection) -> dg.DagsterRun:
-    run = instance.create_run_for_job(job_def=defs.resolve_job_def("dataset_job"),
-                                      tags={"dagster/partition": partition}, asset_selection=asset_selection)
-    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
-                                  run.run_id)
-    return run
-
-
-def materialize_in_run(instance: dg.DagsterInstance, run: dg.DagsterRun, asset: str, partition: str) -> None:
-    data = dg._core.events.StepMaterializationData(dg.AssetMaterialization(asset_key=asset, partition=partition))
-    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.ASSET_MATERIALIZATION.value,
-                                                  job_name=run.job_name, event_specific_data=data), run.run_id)
-
-
-def end_run(instance: dg.DagsterInstance, run: dg.DagsterRun, event: dg.DagsterEventType) -> None:
-    instance.report_dagster_event(dg.DagsterEvent(event.value, job_name=run.job_name), run.run_id)
 
 
 @pytest.mark.parametrize("names_its_assets", [True, False])
