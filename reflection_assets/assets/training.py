@@ -239,6 +239,7 @@ def checkpoint_metadata(outcome: TrainingOutcome, frame: pd.DataFrame, link: dic
         "status": dg.MetadataValue.text(outcome.status),
         **numeric_metadata(numbers),
         **{k: dg.MetadataValue.float(float(v)) for k, v in losses.items()},
+        **({"loss_window": dg.MetadataValue.text(outcome.loss_window)} if losses and outcome.loss_window else {}),
         "preview": markdown_preview(
             frame, ["arm", "status", "rows_trained", "first_loss", "final_loss", "train_seconds"]
         ),
@@ -319,5 +320,7 @@ def checkpoint_run(outcome: TrainingOutcome, settings: LoraSettings) -> dict:
             **({"loss_curve.png": png} if png is not None else {}),
         },
         "artifact_folders": {"adapter": outcome.adapter_path},
-        "tags": {"checkpoint_key": outcome.key},
+        # summary_first_loss / summary_final_loss are means over a window (training.losses); the tag says which.
+        "tags": {"checkpoint_key": outcome.key}
+        | ({"loss_window": outcome.loss_window} if outcome.loss_window else {}),
     }

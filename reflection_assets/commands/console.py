@@ -56,6 +56,7 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
         ("rows_trained", "rows"),
         ("first_loss", "loss"),
         ("final_loss", "->"),
+        ("loss_window", "mean per"),  # the losses are the first and last epoch's means (or halves')
         ("skipped_reason", "why"),
     ),
     "eval_scores": (

@@ -170,6 +170,7 @@ def model_card(
     first_loss: float,
     final_loss: float,
     steps: int,
+    loss_window: str = "epoch",
 ) -> str:
     """A short README for the adapter folder: what it was trained from, how, and how to load it."""
     params = "\n".join(f"| {k} | {v} |" for k, v in settings.as_params().items())
@@ -184,7 +185,8 @@ Fine-tuned with TRL `SFTTrainer` + PEFT LoRA on {rows_trained} rows of the `{nam
 (Selective Reflection-Tuning), prompts in the `{template}` template, loss on the completion only.
 
 - base model: `{base_model}` (fingerprint `{base_fingerprint}`)
-- optimizer steps: {steps}; first logged loss {first_loss:.4f}, final logged loss {final_loss:.4f}
+- optimizer steps: {steps}; training loss {first_loss:.4f} -> {final_loss:.4f}
+  (means over the first and the last {loss_window})
 
 | hyper-parameter | value |
 |---|---|

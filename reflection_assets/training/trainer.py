@@ -32,6 +32,7 @@ from reflection_assets.training.distributed import (
     world_size,
     zero3_reentrant_checkpointing,
 )
+from reflection_assets.training.losses import loss_windows
 from reflection_assets.training.settings import LoraSettings
 from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
 
@@ -53,8 +54,9 @@ class TrainingOutcome:
     adapter_path: str = ""
     skipped_reason: str = ""
     trained_row_ids: list[str] = field(default_factory=list)
-    first_loss: float = math.nan
-    final_loss: float = math.nan
+    first_loss: float = math.nan  # mean loss of the first epoch (or half of a shorter run): training.losses
+    final_loss: float = math.nan  # mean loss of the last epoch (or half)
+    loss_window: str = ""  # what those means are over: "epoch" or "half"
     steps: int = 0
     tokens_seen: int = 0
     train_seconds: float = 0.0
@@ -145,7 +147,10 @@ def train_lora(
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     outcome = finish(trainer, tokenizer, layout, common, settings, name, trained_ids, seconds, resume)
-    log(f"{name}: {outcome.steps} steps, loss {outcome.first_loss:.4f} -> {outcome.final_loss:.4f} in {seconds:.1f}s")
+    log(
+        f"{name}: {outcome.steps} steps, loss {outcome.first_loss:.4f} -> {outcome.final_loss:.4f} "
+        f"({outcome.loss_window} means) in {seconds:.1f}s"
+    )
     return outcome
 
 
@@ -424,14 +429,15 @@ def finish(
 ) -> TrainingOutcome:
     """Save the adapter, tokenizer, card, arguments and numbers; mark the run finished last."""
     history = [dict(e) for e in trainer.state.log_history]
-    losses = [float(e["loss"]) for e in history if "loss" in e]
+    losses = loss_windows(history)
     outcome = TrainingOutcome(
         status=TRAINED,
         adapter_path=str(layout.adapter_dir),
         rows_trained=len(trained_ids),
         trained_row_ids=trained_ids,
-        first_loss=losses[0] if losses else math.nan,
-        final_loss=losses[-1] if losses else math.nan,
+        first_loss=losses.first,
+        final_loss=losses.final,
+        loss_window=losses.window,
         steps=int(trainer.state.global_step),
         tokens_seen=int(trainer.state.num_input_tokens_seen or 0),
         train_seconds=seconds,
@@ -458,6 +464,7 @@ def finish(
                 first_loss=outcome.first_loss,
                 final_loss=outcome.final_loss,
                 steps=outcome.steps,
+                loss_window=outcome.loss_window,
             )
         )
         layout.write_result({**asdict(outcome), "settings": settings.as_params()})
