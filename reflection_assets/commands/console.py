@@ -56,7 +56,7 @@ HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
         ("rows_trained", "rows"),
         ("first_loss", "loss"),
         ("final_loss", "->"),
-        ("loss_window", "mean per"),  # the losses are the first and last epoch's means (or halves')
+        ("loss_window", "mean per"),  # first and last epoch's means, halves', or one mean per run (training.losses)
         ("skipped_reason", "why"),
     ),
     "eval_scores": (
@@ -88,7 +88,13 @@ class StageLine:
 
     def render(self) -> str:
         where = f"[{self.partition}]" if self.partition else ""
-        parts = [p for p in (_label(label, value) for label, value in self.numbers) if p]
+        labels = [label for label, _ in self.numbers]
+        # "->" with nothing before it (a run too short for a trend has one mean loss) reads as its own figure
+        renamed = [
+            (labels[i - 1] if label == "->" and i and _label(*self.numbers[i - 1]) == "" else label, value)
+            for i, (label, value) in enumerate(self.numbers)
+        ]
+        parts = [p for p in (_label(label, value) for label, value in renamed) if p]
         # "->" continues the number before it ("loss 2.31 -> 1.87"), the rest are separate figures
         text = "".join(p if i == 0 else (" " if p.startswith("-> ") else ", ") + p for i, p in enumerate(parts))
         line = f"  {self.asset + where:<34} {self.seconds:7.1f}s  " + text
@@ -96,6 +102,8 @@ class StageLine:
 
 
 def _label(label: str, value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         if math.isnan(value):
             return ""
@@ -147,8 +155,9 @@ def stage_lines(instance: Any, run_id: str, finished_only: bool = False) -> list
             continue
         seconds = finished.get(step_key, 0.0) - started.get(step_key, 0.0)
         meta = materialization.metadata
-        numbers = tuple((label, _value(meta[key])) for key, label in HEADLINES.get(asset, ()) if key in meta)
-        numbers = tuple((label, value) for label, value in numbers if value not in ("", None))
+        # an absent figure stays as None (hidden when rendered): "->" then knows it has nothing to continue
+        numbers = tuple((label, _value(meta[key]) if key in meta else None) for key, label in HEADLINES.get(asset, ()))
+        numbers = tuple((label, value) for label, value in numbers if value != "")
         key, template = NOTES.get(asset, ("", ""))
         note = template.format(_value(meta[key])) if key in meta and _value(meta[key]) else ""
         lines.append(StageLine(asset, materialization.partition, max(seconds, 0.0), numbers, note))

@@ -104,6 +104,7 @@ SUMMARY_FIELDS = (
     "steps",
     "first_loss",
     "final_loss",
+    "loss_window",
     "train_seconds",
 )
 

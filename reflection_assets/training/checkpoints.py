@@ -167,10 +167,8 @@ def model_card(
     template: str,
     settings: LoraSettings,
     rows_trained: int,
-    first_loss: float,
-    final_loss: float,
     steps: int,
-    loss_window: str = "epoch",
+    losses: str,
 ) -> str:
     """A short README for the adapter folder: what it was trained from, how, and how to load it."""
     params = "\n".join(f"| {k} | {v} |" for k, v in settings.as_params().items())
@@ -185,8 +183,7 @@ Fine-tuned with TRL `SFTTrainer` + PEFT LoRA on {rows_trained} rows of the `{nam
 (Selective Reflection-Tuning), prompts in the `{template}` template, loss on the completion only.
 
 - base model: `{base_model}` (fingerprint `{base_fingerprint}`)
-- optimizer steps: {steps}; training loss {first_loss:.4f} -> {final_loss:.4f}
-  (means over the first and the last {loss_window})
+- optimizer steps: {steps}; training {losses}
 
 | hyper-parameter | value |
 |---|---|

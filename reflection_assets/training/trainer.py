@@ -32,7 +32,7 @@ from reflection_assets.training.distributed import (
     world_size,
     zero3_reentrant_checkpointing,
 )
-from reflection_assets.training.losses import loss_windows
+from reflection_assets.training.losses import describe_losses, loss_windows
 from reflection_assets.training.settings import LoraSettings
 from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
 
@@ -54,9 +54,9 @@ class TrainingOutcome:
     adapter_path: str = ""
     skipped_reason: str = ""
     trained_row_ids: list[str] = field(default_factory=list)
-    first_loss: float = math.nan  # mean loss of the first epoch (or half of a shorter run): training.losses
-    final_loss: float = math.nan  # mean loss of the last epoch (or half)
-    loss_window: str = ""  # what those means are over: "epoch" or "half"
+    first_loss: float = math.nan  # mean loss of the first epoch (or half; NaN for a run too short): training.losses
+    final_loss: float = math.nan  # mean loss of the last epoch (or half; of the whole run when too short)
+    loss_window: str = ""  # what those means are over: "epoch", "half" or "run"
     steps: int = 0
     tokens_seen: int = 0
     train_seconds: float = 0.0
@@ -148,8 +148,8 @@ def train_lora(
     seconds = time.perf_counter() - started
     outcome = finish(trainer, tokenizer, layout, common, settings, name, trained_ids, seconds, resume)
     log(
-        f"{name}: {outcome.steps} steps, loss {outcome.first_loss:.4f} -> {outcome.final_loss:.4f} "
-        f"({outcome.loss_window} means) in {seconds:.1f}s"
+        f"{name}: {outcome.steps} steps, "
+        f"{describe_losses(outcome.first_loss, outcome.final_loss, outcome.loss_window)} in {seconds:.1f}s"
     )
     return outcome
 
@@ -461,10 +461,8 @@ def finish(
                 template=common["template"],
                 settings=settings,
                 rows_trained=outcome.rows_trained,
-                first_loss=outcome.first_loss,
-                final_loss=outcome.final_loss,
                 steps=outcome.steps,
-                loss_window=outcome.loss_window,
+                losses=describe_losses(outcome.first_loss, outcome.final_loss, outcome.loss_window),
             )
         )
         layout.write_result({**asdict(outcome), "settings": settings.as_params()})

@@ -67,9 +67,10 @@ def test_trains_then_reuses_with_one_mlflow_run(dagster_instance, tiny_base):
     assert row["status"] == "trained" and row["skipped_reason"] == "" and row["rows_trained"] == 8
     assert row["base_model"] == tiny_base and Path(row["adapter_path"]).is_absolute()
     assert (Path(row["adapter_path"]) / "adapter_model.safetensors").is_file()
-    assert math.isfinite(row["first_loss"]) and math.isfinite(row["final_loss"])
+    # two steps: the run's one mean loss, no first-window figure to compare (training.losses)
+    assert math.isnan(row["first_loss"]) and math.isfinite(row["final_loss"]) and meta["loss_window"].value == "run"
     assert meta["mlflow_run_id"].value == row["mlflow_run_id"] and "loss_curve" in meta
-    assert_console_reads_written_keys("lora_checkpoint", meta, absent={"skipped_reason"})
+    assert_console_reads_written_keys("lora_checkpoint", meta, absent={"skipped_reason", "first_loss"})
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
         trained = conn.execute("SELECT row_id FROM trained_rows WHERE arm = 'selective' ORDER BY row_id").fetchall()
     assert [r[0] for r in trained] == [p.row_id for p in sample_pairs(8)]

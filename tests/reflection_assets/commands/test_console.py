@@ -74,6 +74,10 @@ def test_the_teacher_and_scoring_lines_read_keys_their_counts_have():
 def test_render_hides_nan_and_chains_losses():
     line = StageLine("lora_checkpoint", "selective", 61.2, (("rows", 20), ("loss", 2.5), ("->", 1.25), ("x", math.nan)))
     assert line.render().endswith("rows 20, loss 2.500 -> 1.250")
+    # a run too short for a trend has one mean (no first window): it reads as the loss, not as "-> 1.717"
+    numbers = (("rows", 68), ("loss", math.nan), ("->", 1.717), ("mean per", "run"))
+    short = StageLine("lora_checkpoint", "full", 9.0, numbers)
+    assert short.render().endswith("rows 68, loss 1.717, mean per run")
 
 
 def test_console_config_keeps_run_config_and_quiets_logger():

@@ -2,7 +2,7 @@
 
 import math
 
-from reflection_assets.training.losses import EPOCH, HALF, loss_windows
+from reflection_assets.training.losses import EPOCH, HALF, RUN, loss_windows
 
 
 def history(losses_per_epoch: list[list[float]]) -> list[dict]:
@@ -21,19 +21,29 @@ def test_three_epochs_give_the_first_and_last_epochs_means():
     assert windows.window == EPOCH and windows.steps_per_window == (3, 3)
     assert math.isclose(windows.first, (1.497 + 1.6 + 1.4) / 3)
     assert math.isclose(windows.final, (1.2 + 1.3 + 3.506) / 3)
-    assert windows.describe() == "mean per epoch"
+    assert windows.text(3) == "loss 1.499 -> 2.002 (epoch means)"
 
 
-def test_a_run_shorter_than_two_epochs_compares_its_halves():
-    # A step-capped run over many rows: five steps, all inside the first epoch.
-    entries = [{"loss": v, "epoch": 0.1 * (i + 1), "step": i + 1} for i, v in enumerate([2.0, 1.8, 9.0, 1.2, 1.0])]
+def test_a_long_run_shorter_than_two_epochs_compares_its_halves():
+    # A step-capped run over many rows: 21 steps, all inside the first epoch.
+    losses = [2.0] * 10 + [9.0] + [1.0] * 10
+    entries = [{"loss": v, "epoch": 0.01 * (i + 1), "step": i + 1} for i, v in enumerate(losses)]
     windows = loss_windows(entries)
-    assert windows.window == HALF and windows.steps_per_window == (2, 2)  # the middle step is in neither
-    assert (windows.first, windows.final) == (1.9, 1.1)
+    assert windows.window == HALF and windows.steps_per_window == (10, 10)  # the middle step is in neither
+    assert (windows.first, windows.final) == (2.0, 1.0)
 
 
-def test_one_step_is_both_windows_and_no_step_is_nan():
+def test_a_short_run_under_two_epochs_has_one_mean_and_no_trend():
+    # Six steps over other rows each: halves of three would compare rows, not training (1.44 -> 2.01 read as
+    # divergence in the demo); the run's mean is reported alone.
+    entries = [{"loss": v, "epoch": 0.1 * (i + 1), "step": i + 1} for i, v in enumerate([1.2, 1.5, 1.6, 2.4, 1.9, 1.7])]
+    windows = loss_windows(entries)
+    assert windows.window == RUN and math.isnan(windows.first) and math.isclose(windows.final, 10.3 / 6)
+    assert windows.text(3) == "loss 1.717 (mean over the run: too few steps for a trend)"
     one = loss_windows([{"loss": 2.5, "epoch": 1.0, "step": 1}])
-    assert (one.first, one.final, one.steps_per_window) == (2.5, 2.5, (1, 1))
+    assert one.window == RUN and one.final == 2.5 and one.steps_per_window == (0, 1)
+
+
+def test_no_logged_step_is_nan():
     none = loss_windows([{"train_runtime": 1.0, "epoch": 1.0, "step": 0}])
     assert math.isnan(none.first) and math.isnan(none.final)
