@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,13 +47,19 @@ class HarnessSample:
     score: float
 
 
-def write_arithmetic_task(items: Sequence[EvalItem], folder: Path) -> Path:
-    """The shipped task YAML and its data, with the data path made absolute; returns the folder."""
+def write_arithmetic_task(items: Sequence[EvalItem], folder: Path, max_gen_toks: int | None = None) -> Path:
+    """The shipped task YAML and its data, with the data path made absolute; returns the folder.
+
+    `max_gen_toks`: the answer length of the project's own arithmetic suite when it is not the shipped
+    default, so both read answers of one length (and lm-eval's are the suite's, from its cache)."""
     folder.mkdir(parents=True, exist_ok=True)
     data = (folder / f"{ARITHMETIC_TASK}.jsonl").resolve()
     data.write_text("".join(json.dumps({"question": i.instruction, "answer": i.reference}) + "\n" for i in items))
-    template = (TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text()
-    (folder / f"{ARITHMETIC_TASK}.yaml").write_text(template.replace(DATA_PLACEHOLDER, json.dumps(str(data))))
+    task = (TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text().replace(DATA_PLACEHOLDER, json.dumps(str(data)))
+    if max_gen_toks is not None:
+        task, count = re.subn(r"max_gen_toks: \d+", f"max_gen_toks: {int(max_gen_toks)}", task, count=1)
+        assert count == 1, "the shipped task names max_gen_toks"
+    (folder / f"{ARITHMETIC_TASK}.yaml").write_text(task)
     return folder
 
 

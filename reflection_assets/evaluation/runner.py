@@ -404,9 +404,11 @@ class Evaluator:
         from reflection_assets.evaluation.harness import ARITHMETIC_TASK, TASK_DIR, write_arithmetic_task
 
         task_text = (TASK_DIR / f"{ARITHMETIC_TASK}.yaml").read_text()
+        tokens = self.settings.tokens_for(ARITHMETIC)  # lm-eval answers as long as the suite's own
         keys = {
             m.label: output_key(
-                "lm_eval", [*self.identity, m.key, task_text, [asdict(i) for i in items], self.settings.system]
+                "lm_eval",
+                [*self.identity, m.key, task_text, [asdict(i) for i in items], self.settings.system, tokens],
             )
             for m in models
         }
@@ -416,7 +418,7 @@ class Evaluator:
         self.stats["lm_eval_runs"] += len(missing)
         if missing:
             with tempfile.TemporaryDirectory() as folder:
-                write_arithmetic_task(items, Path(folder))
+                write_arithmetic_task(items, Path(folder), tokens)
                 results = self.backend.harness(
                     [m.adapter for m in missing],
                     [ARITHMETIC_TASK],

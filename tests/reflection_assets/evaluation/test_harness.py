@@ -86,3 +86,14 @@ def test_lm_eval_through_the_engine_gives_hflms_samples(tiny_peft, tmp_path, mon
     through_hflm = run_harness(model, tokenizer, [None, "first"], [ARITHMETIC_TASK], folder)
     assert through_engine == through_hflm
     assert asked == [(None, 4, 160), ("first", 4, 160)] and managers == [True, True]
+
+
+def test_the_written_task_answers_as_long_as_the_suite_asks(tmp_path):
+    import yaml
+
+    items = arithmetic_items(2, seed=1)
+    default = yaml.safe_load((write_arithmetic_task(items, tmp_path / "a") / f"{ARITHMETIC_TASK}.yaml").read_text())
+    short = yaml.safe_load((write_arithmetic_task(items, tmp_path / "b", 24) / f"{ARITHMETIC_TASK}.yaml").read_text())
+    assert default["generation_kwargs"]["max_gen_toks"] == 160  # the suite's default length (SUITE_MAX_NEW_TOKENS)
+    assert short["generation_kwargs"]["max_gen_toks"] == 24
+    assert short["dataset_kwargs"] == {"data_files": str((tmp_path / "b" / f"{ARITHMETIC_TASK}.jsonl").resolve())}
