@@ -107,9 +107,3 @@ def test_a_malformed_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, n
     set_env(monkeypatch, {**SERVER, name: value})
     with pytest.raises(TeacherError, match=name):
         build_teacher()
-
-
-def test_a_server_needs_a_model_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REFLECTION_TEACHER_BASE_URL", "http://127.0.0.1:9/v1")
-    with pytest.raises(TeacherError, match="REFLECTION_TEACHER_MODEL"):
-        build_teacher()

@@ -71,13 +71,6 @@ def test_re_materializing_a_partition_replaces_its_rows(tmp_path, dagster_instan
     assert counts == {"a": 2, "b": 2}
 
 
-def test_demo_partition_reads_the_embedded_set(dagster_instance):
-    dagster_instance.add_dynamic_partitions(DATASETS, ["demo"])
-    result = _materialize(dagster_instance, "demo")
-    meta = result.asset_materializations_for_node("raw_instructions")[0].metadata
-    assert meta["accepted"].value >= 60 and meta["rejected"].value == 0
-
-
 def test_unreadable_file_fails_the_run_with_one_clear_line(tmp_path, dagster_instance):
     source = tmp_path / "cut.json"
     source.write_text('[{"instruction": "a", "output": "b"}, {"instr')
