@@ -38,8 +38,9 @@ concurrency: install
 	$(BIN)/dagster instance concurrency set gpu 1 >/dev/null
 	$(BIN)/dagster instance concurrency set teacher 1 >/dev/null
 
+# DEMO_ARGS: the demo's own flags, e.g. DEMO_ARGS="--size full --profile"
 demo: install concurrency
-	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning demo
+	HF_HUB_OFFLINE=1 $(BIN)/reflection-tuning demo $(DEMO_ARGS)
 
 # The same graph on real data (REFLECTION_DATA: any file `validate` reads; EXPERIMENT_ROWS first pairs of it),
 # with a report under data/reports/ and in MLflow. The teacher comes from REFLECTION_TEACHER_* when set.

@@ -101,19 +101,20 @@ def graph_steps(
     selection: dict | None = None,
     evaluation: dict | None = None,
     ingest: dict | None = None,
+    training: dict | None = None,
 ) -> list[Step]:
     """The whole graph in order: one dataset partition (both teacher stages with `teacher_stage` as
     their run config), the selection, every arm in `arms` (training those in `train_arms` with `seeds`
     seeds each; the seeds must be registered, `register_seeds`), evaluation. `selection`, `evaluation`
     and `ingest` are the run configs of selected_dataset, eval_scores and raw_instructions (an
-    experiment scopes them)."""
+    experiment scopes them); `training` the trained arms' lora_checkpoint knobs (default SMALL_ARM_TRAINING)."""
     stages = {"ops": {name: {"config": teacher_stage} for name in ("instruction_reflections", "response_reflections")}}
     if ingest:
         stages["ops"]["raw_instructions"] = {"config": ingest}
     return [
         Step("dataset_job", dataset, stages),
         Step("selection_job", None, {"ops": {"selected_dataset": {"config": selection}}} if selection else None),
-        *arm_steps(arms, train_arms, SMALL_ARM_TRAINING, seeds),
+        *arm_steps(arms, train_arms, SMALL_ARM_TRAINING if training is None else training, seeds),
         Step("evaluation_job", None, {"ops": {"eval_scores": {"config": evaluation}}} if evaluation else None),
     ]
 

@@ -59,3 +59,39 @@ def test_the_graph_runs_in_order_with_the_teacher_stage_config():
     ops = steps[0].run_config["ops"]
     assert ops["instruction_reflections"] == ops["response_reflections"] == {"config": {"max_new_tokens": 8}}
     assert steps[2].run_config["ops"]["lora_checkpoint"]["config"] == {"enabled": True, **SMALL_ARM_TRAINING}
+
+
+def test_the_tour_trains_every_demo_arm_twice_on_one_step_budget_and_scores_every_suite():
+    from reflection_assets.assets.evaluation import EvalConfig
+    from reflection_assets.assets.reflection import ReflectionConfig
+    from reflection_assets.assets.training import LoraCheckpointConfig
+    from reflection_assets.commands.demo import SIZES, teacher_stage
+    from reflection_assets.commands.driver import graph_steps
+    from reflection_assets.evaluation.runner import HELDOUT_NLL, build_items
+    from reflection_assets.selection.columns import ARMS
+    from reflection_assets.teacher.settings import ReflectionSettings
+
+    tour = SIZES["tour"]
+    steps = graph_steps("demo", ",".join(ARMS), ",".join(tour.train_arms), {}, seeds=tour.seeds,
+                        training=tour.training, evaluation=tour.evaluation)
+    arm_configs = {s.partition: s.run_config["ops"]["lora_checkpoint"]["config"] for s in steps if s.job == "arms_job"}
+    assert {partition.split("|")[0] for partition in arm_configs} == set(ARMS)  # every arm partition built
+    trained = {partition for partition, config in arm_configs.items() if config["enabled"]}
+    assert trained == {f"{arm}|{seed}" for arm in ("selective", "reflected_all", "random", "full") for seed in "01"}
+    # One step budget for every trained arm, `full` included (not 3 epochs over all 68 rows).
+    assert tour.training["max_steps"] > 0
+    assert {arm_configs[p]["max_steps"] for p in trained} == {tour.training["max_steps"]}
+    LoraCheckpointConfig(**arm_configs["full|0"])  # a config the asset accepts
+
+    items = build_items(EvalConfig(**tour.evaluation).settings("chat"))
+    assert len(items[HELDOUT_NLL]) >= 30  # the primary endpoint: every held-out pair
+    assert all(4 <= len(suite_items) <= 8 for suite, suite_items in items.items() if suite != HELDOUT_NLL), {
+        suite: len(suite_items) for suite, suite_items in items.items()
+    }
+    # The teacher reflects every row (fewer leave the selection too small to train on) with a short critique;
+    # `full` keeps the defaults.
+    stage = teacher_stage(tour)
+    assert stage["limit"] is None and stage["critique_tokens"] < ReflectionSettings().critique_tokens
+    ReflectionConfig(**stage)  # a config the reflection assets accept
+    assert teacher_stage(tour, 8, 3) == {**stage, "max_new_tokens": 8, "limit": 3}
+    assert "critique_tokens" not in teacher_stage(SIZES["full"]) and SIZES["full"].evaluation is None
