@@ -1,6 +1,6 @@
 """Loading the Dagster code location with the model libraries left unloaded vs loaded beside it, side by side.
 
-The webserver, the daemon and every step process import `reflection_assets.definitions` before they do
+The webserver, the daemon and every step process import `reflection_assets.defs.definitions` before they do
 anything. Until 5c557d6 that import pulled torch and transformers in with it (the generation request types
 lived beside the engine); now they load only where a model runs. The reference is the same import followed by
 `import torch, transformers`: exactly what the old load paid, in the same environment. Each sample is a fresh
@@ -20,8 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SIDES = {
-    "definitions (models unloaded)": "import reflection_assets.definitions",
-    "definitions + torch + transformers (the old load)": "import reflection_assets.definitions, torch, transformers",
+    "definitions (models unloaded)": "import reflection_assets.defs.definitions",
+    "definitions + torch + transformers (the old load)": "import reflection_assets.defs.definitions, torch, transformers",
 }
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="fresh interpreters per side (default 7)")
     args = parser.parse_args()
-    seconds_to_run("import reflection_assets.definitions, torch, transformers")  # warm the file cache once
+    seconds_to_run("import reflection_assets.defs.definitions, torch, transformers")  # warm the file cache once
     samples: dict[str, list[float]] = {name: [] for name in SIDES}
     for _ in range(args.runs):
         for name, code in SIDES.items():

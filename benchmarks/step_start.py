@@ -21,14 +21,14 @@ from pathlib import Path
 import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reflection_assets.deployment import STEP_PROCESS_START  # noqa: E402
+from reflection_assets.defs.deployment import STEP_PROCESS_START  # noqa: E402
 
 STEPS = 6  # the per-dataset stages of the graph
 
 
 @dg.op
 def project_step() -> None:
-    import reflection_assets.definitions  # noqa: F401 - what every step process of the project imports first
+    import reflection_assets.defs.definitions  # noqa: F401 - what every step process of the project imports first
 
 
 @dg.job

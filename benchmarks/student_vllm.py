@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from reflection_assets.scoring.scorer import score_pairs
     from reflection_assets.scoring.student import load_student
     from reflection_assets.served.client import ServedStudent
+    from reflection_assets.served.scoring import served_student
 
     pairs = read_dataset(DEMO_TRAIN_PATH).accepted[: args.pairs]
     served_model = args.served_model or httpx.get(args.url.rstrip("/") + "/models", timeout=10).json()["data"][0]["id"]
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for concurrency in (int(c) for c in args.concurrency.split(",")):
         server = ServedStudent(args.url, served_model, logprob_concurrency=concurrency)
-        student = load_student("bundled", served=server)
+        student = served_student("bundled", server)
         start = time.perf_counter()
         served = score_pairs(pairs, student, cache=None)
         seconds = time.perf_counter() - start

@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from reflection_assets.commands.demo import dataset_run_config
-    from reflection_assets.definitions import defs
-    from reflection_assets.partitions import DATASETS, DEMO_PARTITION
+    from reflection_assets.defs.definitions import defs
+    from reflection_assets.defs.partitions import DATASETS, DEMO_PARTITION
 
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])

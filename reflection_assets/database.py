@@ -10,8 +10,9 @@ the lock. The lock is taken when the file is opened, so only opening is retried.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
@@ -70,9 +71,11 @@ def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
 class TableFile:
     """Short-lived connections to one table of a DuckDB file, the table created on first use.
 
-    The caches (`student_scores`, `eval_outputs`) subclass it with their CREATE statement.
+    The caches (`student_scores`, `eval_outputs`) subclass it with their table name, CREATE statement
+    and a `key` primary key column.
     """
 
+    table: str = ""
     create_sql: str = ""
 
     def __init__(self, db_path: str | Path) -> None:
@@ -83,3 +86,13 @@ class TableFile:
         with connect(self.db_path) as connection:
             connection.execute(self.create_sql)
             yield connection
+
+    def stored(self, keys: Sequence[str], column: str) -> dict[str, Any]:
+        """{key: column} for the `keys` already stored (missing keys are absent), in one query."""
+        if not keys:
+            return {}
+        with self._connection() as connection:
+            rows = connection.execute(
+                f"SELECT key, {column} FROM {self.table} WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
+            ).fetchall()
+        return dict(rows)

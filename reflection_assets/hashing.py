@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -20,3 +21,12 @@ def content_hash(value: Any, length: int = 20) -> str:
 def text_hash(text: str) -> str:
     """Full hex sha256 of one text (cache keys use the full digest)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """Full hex sha256 of a file's bytes, read in chunks (weights and datasets do not fit in memory)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

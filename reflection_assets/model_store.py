@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reflection_assets import hashing
 from reflection_assets.paths import models_dir
 
 BUNDLED = "bundled"
@@ -103,11 +104,7 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
         known = {}
     if key in known:
         return known[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    known[key] = digest.hexdigest()
+    known[key] = hashing.file_sha256(path, chunk)
     memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(known, indent=0))
@@ -176,7 +173,7 @@ def pick_device(device: str | None = None) -> str:
     a launcher (plain `cuda` would put every rank on GPU 0), else the CPU."""
     import torch
 
-    from reflection_assets.training.distributed import local_rank
+    from reflection_assets.ranks import local_rank
 
     if device and device != "auto":
         return device

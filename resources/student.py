@@ -29,9 +29,12 @@ MASK = "***"
 def _load(ref: str, device: str, dtype: str, trust_remote_code: bool, served: tuple | None) -> Student:
     from reflection_assets.scoring.student import load_student
     from reflection_assets.served.client import ServedStudent
+    from reflection_assets.served.scoring import served_student
 
-    server = ServedStudent(*served[:4], logprob_concurrency=served[4]) if served else None
-    return load_student(ref, device=device, dtype=dtype, trust_remote_code=trust_remote_code, served=server)
+    if served:
+        server = ServedStudent(*served[:4], logprob_concurrency=served[4])
+        return served_student(ref, server, trust_remote_code=trust_remote_code)
+    return load_student(ref, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 class StudentModel(dg.ConfigurableResource):

@@ -2,7 +2,7 @@
 
 Implementations: an OpenAI-compatible HTTP client (`resources.teacher_http`), an in-process
 transformers model (`resources.teacher_local`) and a scripted one answering from canned replies
-(`resources.teacher_scripted`, for tests). `reflection_assets.deployment.build_teacher` picks
+(`resources.teacher_scripted`, for tests). `reflection_assets.defs.deployment.build_teacher` picks
 the one a deployment configured; this base never imports its subclasses.
 """
 

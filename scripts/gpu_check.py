@@ -114,10 +114,6 @@ WORDS = (
     "to in is are it that this with for on as by from cells grow green make food carbon oxygen root stem flower "
     "fruit tree forest river cloud storm heat cold day night answer question number apples coins books shares"
 ).split()
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 class Skip(Exception):
@@ -177,27 +173,12 @@ class Context:
 
 def build_tokenizer() -> Any:
     """A byte-level BPE trained here on the check's own vocabulary, with a ChatML template (offline)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tests.support.tiny_lm import bpe_tokenizer
 
     rng = random.Random(0)
     corpus = [" ".join(rng.choice(WORDS) for _ in range(40)) for _ in range(200)]
     corpus += ["You explain. Explain light. 0 1 2 3 4 5 6 7 8 9 #### [End]"] * 4
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=["<|im_start|>", "<|im_end|>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<pad>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return bpe_tokenizer(corpus, vocab_size=600)
 
 
 def save_model(folder: Path, tokenizer: Any, shape: dict, device: str) -> Path:
@@ -271,22 +252,14 @@ def probe_ids(tokenizer: Any, rows: int, length: int, seed: int, device: str) ->
 
 
 def write_training_rows(path: Path, n: int = 12) -> Path:
-    """instruction/output rows in the tokenizer's vocabulary (as tests/support/training.py's sample_pairs)."""
-    topics = ["light", "plants", "water", "energy", "sugar", "leaves", "roots", "air", "soil", "sun", "rain", "seeds"]
-    rows = []
-    for i in range(n):
-        topic = topics[i % len(topics)]
-        rows.append(
-            {
-                "id": f"r{i:02d}",
-                "instruction": f"Explain {topic} {i}.",
-                "output": f"Plants use {topic}. [End] {i}",
-                "system": "You explain." if i % 3 == 0 else "",
-                "history": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}]
-                if i % 4 == 0
-                else [],
-            }
-        )
+    """The tests' training pairs (tests/support/training.py) as instruction/output JSON lines."""
+    from tests.support.training import sample_pairs
+
+    rows = [
+        {"id": p.row_id, "instruction": p.instruction, "output": p.output, "system": p.system,
+         "history": json.loads(p.history_json())}
+        for p in sample_pairs(n)
+    ]  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

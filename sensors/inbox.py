@@ -11,7 +11,6 @@ out of it is refused, so the sensor never reads files the inbox owner did not pu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -19,11 +18,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from reflection_assets.automation import sensor_interval_seconds
-from reflection_assets.jobs import dataset_job, run_asset_selection
-from reflection_assets.partitions import FIRST_SEED, dataset_partitions, seed_partitions
+from reflection_assets.defs.automation import sensor_interval_seconds
+from reflection_assets.defs.jobs import dataset_job, run_asset_selection
+from reflection_assets.defs.partitions import FIRST_SEED, dataset_partitions, seed_partitions
+from reflection_assets.hashing import file_sha256
+from reflection_assets.ingest.registry import DatasetSource, lookup_source, partition_key_for, register_source
 from reflection_assets.paths import inbox_dir, warehouse_path
-from reflection_assets.sources import DatasetSource, lookup_source, partition_key_for, register_source
 
 DATASET_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 SETTLE_SECONDS = 5.0
@@ -43,14 +43,6 @@ def inbox_files(folder: Path, log: Callable[[str], None] = lambda _: None) -> li
             continue
         files.append(path)
     return files
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def unique_key(database: Path, wanted: str, source: str, taken: set[str]) -> str:
@@ -85,7 +77,7 @@ def scan_inbox(
         signature = [stat.st_size, stat.st_mtime]
         if now - stat.st_mtime < settle or cursor.get(str(path), [])[:2] == signature:
             continue
-        digest = file_digest(path)
+        digest = file_sha256(path)
         twin = next((p for p, seen in new_cursor.items() if p != str(path) and seen[2:] == [digest]), None)
         new_cursor[str(path)] = [*signature, digest]
         if twin is not None:

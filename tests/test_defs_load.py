@@ -6,7 +6,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_definitions_load_and_resolve():
-    from reflection_assets.definitions import defs
+    from reflection_assets.defs.definitions import defs
 
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
@@ -28,7 +28,7 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
 def test_loading_the_code_location_leaves_the_model_libraries_unloaded(tmp_path):
     """The webserver, the daemon and every step process load the definitions; torch and transformers
     (about 3 s of imports here) are loaded by the steps that run a model, not by the load itself."""
-    probe = ("import sys, reflection_assets.definitions; "
+    probe = ("import sys, reflection_assets.defs.definitions; "
              "print(sorted(m for m in ('torch', 'transformers', 'peft', 'trl', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={"DAGSTER_HOME": str(tmp_path)},
                          capture_output=True, text=True, timeout=300)

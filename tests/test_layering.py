@@ -2,8 +2,12 @@
 
 - no import cycle among the project's modules (lazy imports inside functions count: they are
   how a base class ends up importing its own subclasses);
-- pure modules under `reflection_assets/` import neither `resources` nor Dagster nor the
-  Dagster-facing modules of `reflection_assets` (assets, commands, definitions, ...).
+- the Dagster-facing code is `reflection_assets.defs` (assets, jobs, definitions, ...), the CLI
+  (`commands`, `cli`), `resources` and `sensors`; every other module of `reflection_assets` is pure
+  and imports none of them, nor Dagster;
+- the pure packages sit in layers: a package imports only the foundation (the modules at the top of
+  `reflection_assets`) and packages of lower layers, never one beside or above it, and the foundation
+  imports no package. A new package must be given its layer here.
 """
 
 from __future__ import annotations
@@ -15,17 +19,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("reflection_assets", "resources", "sensors")
-# Dagster-facing modules of reflection_assets: everything else there is pure.
-DAGSTER_FACING = (
-    "reflection_assets.assets",
-    "reflection_assets.commands",
-    "reflection_assets.cli",
-    "reflection_assets.definitions",
-    "reflection_assets.deployment",
-    "reflection_assets.automation",
-    "reflection_assets.code_versions",
-    "reflection_assets.jobs",
-    "reflection_assets.partitions",
+# The Dagster-facing parts of reflection_assets: everything else there is pure.
+DAGSTER_FACING = ("reflection_assets.defs", "reflection_assets.commands", "reflection_assets.cli")
+# The pure packages, bottom layer first (see the module docstring for the rule).
+PURE_LAYERS = (
+    ("ingest", "scoring", "teacher"),  # rows in; the student's losses; the teacher's rewrites
+    ("training",),  # LoRA on the student, its data rendered with scoring's templates
+    ("generation",),  # batched decoding over the student's engine, guided by the teacher's formats
+    ("evaluation",),  # suites, the judge and verdicts over generation, likelihoods and checkpoints
+    ("selection", "served"),  # the selection rules and decontamination; the vLLM clients of everything below
 )
 FORBIDDEN_IN_PURE = ("resources", "dagster", "dagster_duckdb", "dagster_duckdb_pandas", "sensors", *DAGSTER_FACING)
 
@@ -104,6 +106,41 @@ def is_pure(name: str) -> bool:
     return name.startswith("reflection_assets") and not any(
         name == facing or name.startswith(facing + ".") for facing in DAGSTER_FACING
     )
+
+
+def pure_package(name: str) -> str | None:
+    """The pure package `name` belongs to ("scoring" for reflection_assets.scoring.engine); None for the
+    foundation's modules and for what is not pure."""
+    parts = name.split(".")
+    if not is_pure(name) or len(parts) < 2:
+        return None
+    return parts[1] if (ROOT / "reflection_assets" / parts[1] / "__init__.py").is_file() else None
+
+
+def layer_of(package: str) -> int:
+    return next(i for i, layer in enumerate(PURE_LAYERS) if package in layer)
+
+
+def test_every_pure_package_has_a_layer() -> None:
+    packages = {p.name for p in (ROOT / "reflection_assets").iterdir() if (p / "__init__.py").is_file()}
+    pure = {p for p in packages if is_pure(f"reflection_assets.{p}")}
+    assert pure == {p for layer in PURE_LAYERS for p in layer}
+
+
+def test_pure_packages_import_only_lower_layers() -> None:
+    """No import runs back up: each pure package imports the foundation and packages of lower layers only."""
+    back_up = []
+    for name, targets in import_graph().items():
+        if not is_pure(name):
+            continue
+        source = pure_package(name)
+        for target in targets:
+            wanted = pure_package(target)
+            if wanted is None or wanted == source:
+                continue
+            if source is None or layer_of(wanted) >= layer_of(source):
+                back_up.append(f"{name} -> {target}")
+    assert back_up == []
 
 
 def test_the_project_has_modules_to_check() -> None:

@@ -65,7 +65,7 @@ def dagster_dev(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home), "REFLECTION_DATA_DIR": str(data)}
     subprocess.run(  # the new partition's file, registered as the inbox sensor would
         [sys.executable, "-c", "import sys; from reflection_assets.paths import warehouse_path; "
-         "from reflection_assets.sources import DatasetSource, register_source; "
+         "from reflection_assets.ingest.registry import DatasetSource, register_source; "
          "register_source(warehouse_path(), sys.argv[1], DatasetSource(sys.argv[2]))",
          PARTITION, str(SAMPLE)],
         cwd=REPO, env=env, check=True, timeout=120,

@@ -11,11 +11,11 @@ import dagster as dg
 
 def config_classes() -> list[tuple[str, type[dg.Config]]]:
     """(asset, Config class) for every asset whose run parameters are a `dg.Config`."""
-    from reflection_assets.assets.evaluation import EvalConfig, ReportConfig
-    from reflection_assets.assets.ingest import IngestConfig
-    from reflection_assets.assets.reflection import ReflectionConfig
-    from reflection_assets.assets.selection import ArmConfig, SelectionConfig
-    from reflection_assets.assets.training import LoraCheckpointConfig
+    from reflection_assets.defs.assets.evaluation import EvalConfig, ReportConfig
+    from reflection_assets.defs.assets.ingest import IngestConfig
+    from reflection_assets.defs.assets.reflection import ReflectionConfig
+    from reflection_assets.defs.assets.selection import ArmConfig, SelectionConfig
+    from reflection_assets.defs.assets.training import LoraCheckpointConfig
 
     return [
         ("raw_instructions", IngestConfig),

@@ -172,7 +172,7 @@ def next_size_lines(size: str) -> str:
 
 def student_backend(env) -> str:
     """Where the student's passes (scoring, evaluation) run, as the deployment's variables say."""
-    from reflection_assets.deployment import ENV_STUDENT
+    from reflection_assets.defs.deployment import ENV_STUDENT
     from reflection_assets.served.client import ServedStudent
 
     weights = (env.get(ENV_STUDENT) or "").strip() or "bundled"
@@ -189,7 +189,7 @@ def closing(seconds: float, key: str) -> str:
 
     from reflection_assets.commands.teacher_note import teacher_note
     from reflection_assets.database import connect
-    from reflection_assets.deployment import build_resources
+    from reflection_assets.defs.deployment import build_resources
     from reflection_assets.paths import exports_dir, warehouse_path
 
     lines = [f"\nDone in {seconds:.0f} s.", *teacher_note(dg.DagsterInstance.get(), key)]

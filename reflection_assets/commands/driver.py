@@ -44,10 +44,10 @@ def register_dataset(source: str | None, partition: str | None) -> str:
     """The dataset partition key, registered in the instance (and its source in the warehouse)."""
     import dagster as dg
 
+    from reflection_assets.defs.partitions import DATASETS
     from reflection_assets.demo_data import DEMO_PARTITION
-    from reflection_assets.partitions import DATASETS
+    from reflection_assets.ingest.registry import DatasetSource, partition_key_for, register_source
     from reflection_assets.paths import warehouse_path
-    from reflection_assets.sources import DatasetSource, partition_key_for, register_source
 
     key = partition or (partition_key_for(source) if source else DEMO_PARTITION)
     if source:
@@ -66,7 +66,7 @@ def register_seeds(count: int) -> list[str]:
     """The seed partitions 0..count-1, registered in the instance (the arm x seed partitions read them)."""
     import dagster as dg
 
-    from reflection_assets.partitions import SEEDS, seed_names
+    from reflection_assets.defs.partitions import SEEDS, seed_names
 
     names = seed_names(count)
     dg.DagsterInstance.get().add_dynamic_partitions(SEEDS, names)
@@ -79,7 +79,7 @@ def arm_steps(arms: str, train_arms: str, training: dict | None = None, seeds: i
 
     `training` sets other lora_checkpoint knobs for the trained arms (the demo's small batches).
     """
-    from reflection_assets.partitions import arm_key, seed_names
+    from reflection_assets.defs.partitions import arm_key, seed_names
 
     trained = {a.strip() for a in train_arms.split(",") if a.strip()}
     steps = []
@@ -186,8 +186,8 @@ def run_steps(steps: list[Step], verbose: bool = False, echo: Callable[[str], No
     import dagster as dg
     from dagster._core.utils import make_new_run_id
 
-    from reflection_assets.definitions import defs
-    from reflection_assets.jobs import run_asset_selection
+    from reflection_assets.defs.definitions import defs
+    from reflection_assets.defs.jobs import run_asset_selection
 
     require_known_jobs(steps, (job.name for job in defs.jobs))
     instance = dg.DagsterInstance.get()

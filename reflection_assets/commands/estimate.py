@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reflection_assets.deployment import build_teacher
+    from reflection_assets.defs.deployment import build_teacher
     from reflection_assets.ingest.errors import DatasetReadError
     from reflection_assets.ingest.near_duplicates import NearDuplicateIndex
     from reflection_assets.ingest.readers import read_dataset

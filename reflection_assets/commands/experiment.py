@@ -213,7 +213,7 @@ def experiment_settings(
     args: argparse.Namespace, source: str, sample: Sample | None, key: str, eval_file: str
 ) -> dict:
     """What the report and MLflow record of how the experiment was run."""
-    from reflection_assets.deployment import ENV_STUDENT
+    from reflection_assets.defs.deployment import ENV_STUDENT
 
     settings = {
         "source": source,
@@ -245,7 +245,7 @@ def teacher_label(env) -> str:  # noqa: ANN001 - a mapping of environment variab
     """Which teacher ran, for the report and MLflow: the server (credentials in its URL removed) or the local model."""
     from urllib.parse import urlsplit, urlunsplit
 
-    from reflection_assets.deployment import ENV_BASE_URL, ENV_MODEL
+    from reflection_assets.defs.deployment import ENV_BASE_URL, ENV_MODEL
 
     url = (env.get(ENV_BASE_URL) or "").strip()
     if not url:
@@ -259,7 +259,7 @@ def log_to_mlflow(report: dict, paths: dict[str, Path]) -> str:
     """The report files and headline numbers as one MLflow run; returns a ' MLflow run: ...' suffix."""
     import mlflow
 
-    from reflection_assets.deployment import build_resources
+    from reflection_assets.defs.deployment import build_resources
 
     mlflow.set_tracking_uri(build_resources()["mlflow"].resolved_uri())
     mlflow.set_experiment(MLFLOW_EXPERIMENT)

@@ -153,11 +153,16 @@ def run(args: argparse.Namespace) -> int:
     from reflection_assets.scoring.scorer import score_pairs, settings_for
     from reflection_assets.scoring.student import load_student
     from reflection_assets.served.client import ServedModelError, ServedStudent
+    from reflection_assets.served.scoring import served_student
 
     hf_logging.disable_progress_bar()  # our own progress lines say more (rate, ETA)
     try:
         served = ServedStudent.from_env(os.environ)  # REFLECTION_STUDENT_BASE_URL: score on a vLLM server
-        student = load_student(args.student, device=args.device, dtype=args.dtype, served=served)
+        student = (
+            served_student(args.student, served)
+            if served is not None
+            else load_student(args.student, device=args.device, dtype=args.dtype)
+        )
         config = dataclass_from_args(ScoringConfig, args)
         settings = settings_for(student, config)  # validates template / start token early
     except (ModelReferenceError, ServedModelError, ValueError, OSError) as exc:

@@ -135,7 +135,7 @@ def train(args: argparse.Namespace, pipes, report) -> int:  # noqa: ANN001 - a P
     from reflection_assets.commands.score import InputError, read_pairs
     from reflection_assets.model_store import ModelReferenceError
     from reflection_assets.paths import checkpoints_dir, warehouse_path
-    from reflection_assets.training.distributed import is_main_process
+    from reflection_assets.ranks import is_main_process
 
     def fail(exc: Exception, user_error: bool = True) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -190,7 +190,7 @@ def pipes_channel():
     outside Dagster there is none: then None, and `dagster_pipes` is not even imported (it need not
     be installed where training runs from a shell).
     """
-    from reflection_assets.training.distributed import is_main_process
+    from reflection_assets.ranks import is_main_process
 
     if not is_main_process() or not os.environ.get("DAGSTER_PIPES_CONTEXT"):
         yield None

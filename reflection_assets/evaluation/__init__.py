@@ -3,5 +3,5 @@
 Pure functions, no Dagster: suites (held-out NLL, generated arithmetic, IFEval-style checkers, a
 GSM8K-format file, the pairwise judge, lm-eval), one shared generation pass over mixed adapters,
 an output cache by content, paired bootstrap intervals and verdicts, a 13-gram contamination check.
-The thin asset module is `reflection_assets.assets.evaluation`.
+The thin asset module is `reflection_assets.defs.assets.evaluation`.
 """

@@ -34,16 +34,12 @@ def output_key(kind: str, parts: Any) -> str:
 class EvalOutputCache(TableFile):
     """Short-lived connections to the `eval_outputs` table of one DuckDB file."""
 
+    table = TABLE
     create_sql = _CREATE
 
     def get(self, keys: Sequence[str]) -> dict[str, dict]:
-        if not keys:
-            return {}
-        with self._connection() as connection:
-            rows = connection.execute(
-                f"SELECT key, payload FROM {TABLE} WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
-            ).fetchall()
-        return {key: json.loads(payload) for key, payload in rows}
+        """Payloads already stored for `keys` (missing keys are absent from the result)."""
+        return {key: json.loads(payload) for key, payload in self.stored(keys, "payload").items()}
 
     def put(self, kind: str, payloads: Mapping[str, dict]) -> None:
         """Store {key: payload}; keys already present are kept as they are."""

@@ -14,7 +14,7 @@ from reflection_assets.ingest.near_duplicate_store import load_other_partitions,
 from reflection_assets.ingest.near_duplicates import NearDuplicateIndex, NearDuplicateSettings
 from reflection_assets.ingest.readers import ReadResult
 from reflection_assets.ingest.reasons import NEAR_DUPLICATE
-from reflection_assets.sources import DatasetSource, read_partition
+from reflection_assets.ingest.registry import DatasetSource, read_partition
 
 
 @dataclass(frozen=True)

@@ -79,17 +79,12 @@ def sequence_key(scope_key: str, seq: Seq) -> str:
 class StudentScoreCache(TableFile):
     """Short-lived connections to the `student_scores` table of one DuckDB file."""
 
+    table = TABLE
     create_sql = _CREATE
 
     def get(self, keys: Sequence[str]) -> dict[str, float]:
         """Losses already stored for `keys` (missing keys are absent from the result)."""
-        if not keys:
-            return {}
-        with self._connection() as connection:
-            rows = connection.execute(
-                f"SELECT key, loss FROM {TABLE} WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
-            ).fetchall()
-        return {key: float(loss) for key, loss in rows}
+        return {key: float(loss) for key, loss in self.stored(keys, "loss").items()}
 
     def put(self, scope: CacheScope, losses: Mapping[str, tuple[float, int]]) -> None:
         """Store {key: (loss, n_scored_tokens)}; keys already present are kept as they are."""

@@ -1,7 +1,8 @@
 """The student model as the scorer sees it: tokenizer, fingerprint and one loss engine.
 
 The engine runs the model in this process (`LossEngine`) or asks a vLLM server for prompt
-log-probabilities (`ServedLossEngine`); both score the same token sequences.
+log-probabilities (`ServedLossEngine`, built by `reflection_assets.served.scoring.served_student`);
+both score the same token sequences.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from reflection_assets.scoring.sequences import ProgressFn, Seq, SeqLoss
-    from reflection_assets.served.client import ServedStudent
 
 
 class Engine(Protocol):
@@ -62,27 +62,12 @@ class Student:
 
 
 def load_student(
-    ref: str = "bundled",
-    device: str | None = None,
-    dtype: str | None = None,
-    trust_remote_code: bool = False,
-    served: ServedStudent | None = None,
+    ref: str = "bundled", device: str | None = None, dtype: str | None = None, trust_remote_code: bool = False
 ) -> Student:
-    """The one student loader (CLI and resource): through the model store, fp32 on CPU, bf16 on CUDA by default.
+    """The one in-process student loader (CLI and resource): through the model store, fp32 on CPU, bf16 on
+    CUDA by default. A student a vLLM server scores is `reflection_assets.served.scoring.served_student`."""
+    from reflection_assets.model_store import load_model_and_tokenizer
 
-    With `served`, only the tokenizer of `ref` is loaded here and the server scores; it must serve
-    the same weights (its tokenizer is compared with this one's where it offers /tokenize).
-    """
-    from reflection_assets.model_store import load_model_and_tokenizer, load_tokenizer
-
-    if served is not None:
-        from reflection_assets.served.scoring import ServedLossEngine
-
-        tokenizer = load_tokenizer(ref, trust_remote_code=trust_remote_code)
-        served.check_tokenizer(tokenizer)
-        return Student(
-            None, tokenizer, served.fingerprint(), ServedLossEngine(served), backend=f"vLLM: {served.describe()}"
-        )
     model, tokenizer, fingerprint = load_model_and_tokenizer(
         ref, dtype=dtype, device=device, trust_remote_code=trust_remote_code
     )

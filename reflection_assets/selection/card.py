@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reflection_assets.hashing import file_sha256
+
 CARD_NAME = "README.md"
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"))
@@ -47,14 +49,6 @@ class CardFacts:
     dagster_run: str
     mlflow_run: str | None
     data_files: dict[str, str] = field(default_factory=dict)  # config name -> Parquet file (relative)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_sha256(source: str) -> str:

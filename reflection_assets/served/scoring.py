@@ -17,6 +17,7 @@ import httpx
 from reflection_assets.http_retries import CallFailed
 from reflection_assets.scoring import statuses
 from reflection_assets.scoring.sequences import ProgressFn, Seq, SeqLoss
+from reflection_assets.scoring.student import Student
 from reflection_assets.served.client import ServedStudent, mean_nll
 
 log = logging.getLogger(__name__)
@@ -74,3 +75,14 @@ class ServedLossEngine:
             if progress is not None:
                 progress(done, total)
             yield dict(zip(chunk, results))
+
+
+def served_student(ref: str, server: ServedStudent, trust_remote_code: bool = False) -> Student:
+    """A student the server scores: only the tokenizer of `ref` is loaded here. The server must serve the
+    same weights (its tokenizer is compared with this one's where it offers /tokenize)."""
+    from reflection_assets.model_store import load_tokenizer
+
+    tokenizer = load_tokenizer(ref, trust_remote_code=trust_remote_code)
+    server.check_tokenizer(tokenizer)
+    engine = ServedLossEngine(server)
+    return Student(None, tokenizer, server.fingerprint(), engine, backend=f"vLLM: {server.describe()}")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reflection_assets.dataclass_args import dataclass_argv
+from reflection_assets.ranks import rank
 from reflection_assets.schema import Pair
-from reflection_assets.training.distributed import rank
 from reflection_assets.training.settings import LoraSettings
 
 REPORT_DIR_ENV = "REFLECTION_TRAIN_REPORT_DIR"

@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from reflection_assets.model_store import timed_load
+from reflection_assets.ranks import is_main_process, world_size
 from reflection_assets.schema import Pair
 from reflection_assets.training.checkpoints import CheckpointLayout, checkpoint_key, library_versions, model_card
 from reflection_assets.training.dataset import TrainingExample, resolve_template, training_examples
 from reflection_assets.training.distributed import (
     fsdp_requested,
-    is_main_process,
     launch_fingerprint,
     sharded_training,
-    world_size,
     zero3_reentrant_checkpointing,
 )
 from reflection_assets.training.losses import describe_losses, loss_windows

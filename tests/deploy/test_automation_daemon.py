@@ -19,8 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reflection_assets.automation import SENSOR_INTERVAL_ENV
-from reflection_assets.deployment import ENV_EXECUTOR
+from reflection_assets.defs.automation import SENSOR_INTERVAL_ENV
+from reflection_assets.defs.deployment import ENV_EXECUTOR
 from reflection_assets.selection.columns import ARMS
 from support.dagster_dev import start_dagster_dev, stop_session
 from support.fault_server import FaultServer

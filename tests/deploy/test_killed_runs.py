@@ -85,7 +85,7 @@ def tiny_student(tmp_path_factory) -> str:
 
 def materialize_args(asset: str, partition: str | None, config: dict) -> list[str]:
     """`dagster asset materialize` of one asset (partition) of the real code location, with its config."""
-    args = ["asset", "materialize", "-m", "reflection_assets.definitions", "--select", asset,
+    args = ["asset", "materialize", "-m", "reflection_assets.defs.definitions", "--select", asset,
             "--config-json", json.dumps({"ops": {asset: {"config": config}}})]
     return args + (["--partition", partition] if partition else [])
 
@@ -151,7 +151,7 @@ def test_training_killed_mid_run_resumes_from_its_checkpoint(home):
     assert layout.is_finished() and not layout.trainer_dir.exists()  # the intermediate saves are gone
     import mlflow
 
-    from reflection_assets.deployment import build_resources
+    from reflection_assets.defs.deployment import build_resources
 
     mlflow.set_tracking_uri(build_resources()["mlflow"].resolved_uri())
     run = mlflow.get_run(meta["mlflow_run_id"])

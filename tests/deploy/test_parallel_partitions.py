@@ -46,7 +46,7 @@ def test_two_partitions_in_parallel_lose_no_row(tmp_path):
                "REFLECTION_TEACHER_BASE_URL": server.url, "REFLECTION_TEACHER_MODEL": "fault-model",
                "REFLECTION_STUDENT": str(student), "OMP_NUM_THREADS": "1"}
         register = ("import sys, dagster as dg; from reflection_assets.paths import warehouse_path; "
-                    "from reflection_assets.sources import DatasetSource, register_source; "
+                    "from reflection_assets.ingest.registry import DatasetSource, register_source; "
                     "keys, files = sys.argv[1::2], sys.argv[2::2]; "
                     "[register_source(warehouse_path(), k, DatasetSource(v)) for k, v in zip(keys, files)]; "
                     "dg.DagsterInstance.get().add_dynamic_partitions('datasets', keys)")
@@ -55,7 +55,7 @@ def test_two_partitions_in_parallel_lose_no_row(tmp_path):
                        cwd=REPO, env=env, check=True, timeout=120)
         runs = [
             subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "reflection_assets.definitions",
+                [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "reflection_assets.defs.definitions",
                  "-a", "defs", "-j", "dataset_job", "--tags", json.dumps({"dagster/partition": key})],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )

@@ -24,12 +24,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from reflection_assets.definitions import ASSET_MODULES
-from reflection_assets.deployment import build_resources
+from reflection_assets.defs.definitions import ASSET_MODULES
+from reflection_assets.defs.deployment import build_resources
+from reflection_assets.defs.partitions import DATASETS, SEEDS, arm_key
 from reflection_assets.evaluation.suites import GENERATED_SUITES, default_eval_file, heldout_items
-from reflection_assets.partitions import DATASETS, SEEDS, arm_key
+from reflection_assets.ingest.registry import DatasetSource, register_source
 from reflection_assets.paths import warehouse_path
-from reflection_assets.sources import DatasetSource, register_source
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
 from resources.student import StudentModel
 from resources.teacher_scripted import CannedReply, ScriptedTeacher

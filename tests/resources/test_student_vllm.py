@@ -17,6 +17,7 @@ from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.scoring.scorer import score_pairs
 from reflection_assets.scoring.student import load_student
 from reflection_assets.served.client import ServedStudent
+from reflection_assets.served.scoring import served_student
 
 SCORES = ("ifd_ppl", "rifd_ppl")
 LOSSES = ("loss_cond", "loss_alone", "rloss_cond", "rloss_alone")
@@ -27,7 +28,7 @@ def test_served_ifd_and_rifd_match_the_in_process_fp32_scores(vllm: tuple[str, s
     url, model = vllm
     pairs = read_dataset(DEMO_TRAIN_PATH).accepted[:8]
     reference = score_pairs(pairs, load_student("bundled", device="cpu", dtype="float32"))
-    student = load_student("bundled", served=ServedStudent(url, model))  # checks the tokenizer via /tokenize
+    student = served_student("bundled", ServedStudent(url, model))  # checks the tokenizer via /tokenize
     assert student.describe().startswith("vLLM: ")
     served = score_pairs(pairs, student)
 

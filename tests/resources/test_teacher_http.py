@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 from tenacity import RetryCallState
 
-from reflection_assets.deployment import build_teacher
+from reflection_assets.defs.deployment import build_teacher
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.backend import TeacherError
 from reflection_assets.teacher.cache import CallCache

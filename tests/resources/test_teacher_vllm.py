@@ -15,9 +15,9 @@ import dagster as dg
 import httpx
 import pytest
 
-from reflection_assets.assets.reflection import ReflectionConfig
+from reflection_assets.defs.assets.reflection import ReflectionConfig
+from reflection_assets.defs.deployment import build_teacher
 from reflection_assets.demo_data import DEMO_TRAIN_PATH
-from reflection_assets.deployment import build_teacher
 from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.teacher.cache import CallCache
 from reflection_assets.teacher.prompts import BETTER_ANSWER, NEW_INSTRUCTION

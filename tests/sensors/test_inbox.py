@@ -4,10 +4,10 @@ import time
 
 import dagster as dg
 
-from reflection_assets.definitions import defs
-from reflection_assets.jobs import run_asset_selection
+from reflection_assets.defs.definitions import defs
+from reflection_assets.defs.jobs import run_asset_selection
+from reflection_assets.ingest.registry import lookup_source
 from reflection_assets.paths import warehouse_path
-from reflection_assets.sources import lookup_source
 from sensors.inbox import inbox_sensor, scan_inbox
 
 
@@ -54,7 +54,7 @@ def test_changed_file_is_ingested_again_and_name_clash_gets_a_new_key(tmp_path):
     first.write_text("{}")
     second.write_text("x")
     _old(first), _old(second)
-    from reflection_assets.sources import DatasetSource, register_source
+    from reflection_assets.ingest.registry import DatasetSource, register_source
 
     register_source(database, "data", DatasetSource(str(first)))
     found, cursor = scan_inbox(tmp_path, database, {}, now=time.time())

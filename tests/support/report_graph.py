@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from reflection_assets.definitions import ASSET_MODULES
-from reflection_assets.deployment import build_resources
+from reflection_assets.defs.definitions import ASSET_MODULES
+from reflection_assets.defs.deployment import build_resources
+from reflection_assets.defs.partitions import SEEDS, arm_key
 from reflection_assets.evaluation.suites import GENERATED_SUITES
-from reflection_assets.partitions import SEEDS, arm_key
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
 from resources.student import StudentModel
 from resources.teacher_scripted import CannedReply, ScriptedTeacher

@@ -15,18 +15,19 @@ CHAT_TEMPLATE = (
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<pad>"]
 
 
-def tiny_tokenizer() -> Any:
+def bpe_tokenizer(corpus: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE trained in-process on `corpus`, with the ChatML-like template (offline).
+
+    scripts/gpu_check.py builds its tokenizer with this too (it imports the repository's tests/).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from reflection_assets.teacher.prompts import INSTRUCTION_TASK, RESPONSE_TASK, SYSTEM_PROMPT
-
-    corpus = [INSTRUCTION_TASK, RESPONSE_TASK, SYSTEM_PROMPT, "Explain photosynthesis. Plants use light. [End]"] * 4
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=vocab_size,
         special_tokens=SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -37,6 +38,13 @@ def tiny_tokenizer() -> Any:
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def tiny_tokenizer() -> Any:
+    from reflection_assets.teacher.prompts import INSTRUCTION_TASK, RESPONSE_TASK, SYSTEM_PROMPT
+
+    corpus = [INSTRUCTION_TASK, RESPONSE_TASK, SYSTEM_PROMPT, "Explain photosynthesis. Plants use light. [End]"] * 4
+    return bpe_tokenizer(corpus, vocab_size=400)
 
 
 def tiny_model(tokenizer: Any, seed: int = 0) -> Any:

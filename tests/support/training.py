@@ -40,7 +40,7 @@ def seed_arm_tables(instance, rows: int) -> None:  # noqa: ANN001 - a DagsterIns
     partition "t", all of them in the selective arm (for tests that start at training)."""
     import pandas as pd
 
-    from reflection_assets.partitions import DATASETS, SEEDS
+    from reflection_assets.defs.partitions import DATASETS, SEEDS
     from reflection_assets.schema import RAW_COLUMNS
 
     pairs = sample_pairs(rows)
@@ -96,9 +96,9 @@ def materialize_checkpoint(instance, base: str, config: dict):  # noqa: ANN001, 
     """`lora_checkpoint` of the selective arm on `base` with `config`, on the deployment's resources."""
     import dagster as dg
 
-    from reflection_assets.definitions import ASSET_MODULES
-    from reflection_assets.deployment import build_resources
-    from reflection_assets.partitions import arm_key
+    from reflection_assets.defs.definitions import ASSET_MODULES
+    from reflection_assets.defs.deployment import build_resources
+    from reflection_assets.defs.partitions import arm_key
     from resources.student import StudentModel
 
     return dg.materialize(

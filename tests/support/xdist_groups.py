@@ -11,12 +11,12 @@ XDIST_GROUPS = {
     "launchers": (
         "tests/deploy/test_killed_runs.py",
         "tests/deploy/test_parallel_partitions.py",
-        "tests/reflection_assets/assets/test_lora_checkpoint_launch.py",
+        "tests/reflection_assets/defs/assets/test_lora_checkpoint_launch.py",
         "tests/scripts/test_gpu_check.py",
     ),
     # the bundled 135M model: loaded once per worker, so once per run when its tests share one
     "bundled_model": (
-        "tests/reflection_assets/assets/test_graph.py",
+        "tests/reflection_assets/defs/assets/test_graph.py",
         "tests/reflection_assets/served/",
         "tests/reflection_assets/test_model_store.py",
         "tests/resources/test_student_vllm.py",

@@ -9,7 +9,7 @@ from pydantic import Field
 @pytest.fixture(scope="module")
 def configured_assets() -> list[tuple[set[str], dict]]:
     """(asset keys, {knob: Dagster's config field}) for every op of the definitions that takes run config."""
-    from reflection_assets.definitions import defs
+    from reflection_assets.defs.definitions import defs
 
     found = []
     for assets_def in defs.resolve_asset_graph().assets_defs:
@@ -59,16 +59,16 @@ def test_the_readme_table_covers_every_asset_with_run_parameters(configured_asse
 
 
 def test_a_knob_that_mirrors_a_setting_is_explained_by_the_setting():
-    from reflection_assets.assets.evaluation import EvalConfig, ReportConfig
-    from reflection_assets.assets.ingest import IngestConfig
-    from reflection_assets.assets.reflection import ReflectionConfig
-    from reflection_assets.assets.selection import SelectionConfig
-    from reflection_assets.assets.training import LoraCheckpointConfig
+    from reflection_assets.defs.assets.evaluation import EvalConfig, ReportConfig
+    from reflection_assets.defs.assets.ingest import IngestConfig
+    from reflection_assets.defs.assets.reflection import ReflectionConfig
+    from reflection_assets.defs.assets.selection import SelectionConfig
+    from reflection_assets.defs.assets.training import LoraCheckpointConfig
     from reflection_assets.documented import help_text
     from reflection_assets.evaluation.report import ReportSettings
     from reflection_assets.evaluation.runner import EvalSettings
+    from reflection_assets.ingest.registry import DatasetSource
     from reflection_assets.selection import SelectionSettings
-    from reflection_assets.sources import DatasetSource
     from reflection_assets.teacher.settings import ReflectionSettings
     from reflection_assets.training.settings import LoraSettings
 

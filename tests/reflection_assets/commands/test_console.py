@@ -18,10 +18,10 @@ from tests.support.console_keys import assert_console_reads_written_keys
 
 
 def test_stage_lines_from_a_real_run(dagster_instance):
-    from reflection_assets.assets.ingest import raw_instructions
+    from reflection_assets.defs.assets.ingest import raw_instructions
+    from reflection_assets.defs.deployment import build_resources
+    from reflection_assets.defs.partitions import DATASETS
     from reflection_assets.demo_data import DEMO_PARTITION
-    from reflection_assets.deployment import build_resources
-    from reflection_assets.partitions import DATASETS
 
     dagster_instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])
     result = dg.materialize(
@@ -45,7 +45,7 @@ def test_stage_lines_from_a_real_run(dagster_instance):
 
 
 def test_every_stage_the_console_knows_is_an_asset_of_the_graph():
-    from reflection_assets.definitions import defs
+    from reflection_assets.defs.definitions import defs
 
     assets = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert set(HEADLINES) | set(NOTES) | SILENT_ASSETS <= assets
@@ -54,8 +54,8 @@ def test_every_stage_the_console_knows_is_an_asset_of_the_graph():
 def test_the_teacher_and_scoring_lines_read_keys_their_counts_have():
     """These stages' counts come from pure functions; fed every outcome and choice there is (a real run
     writes only those its rows took), they give every key the asset can write. `stage_result` adds rows."""
-    from reflection_assets.assets.common import score_summary
-    from reflection_assets.assets.scoring import choice_counts
+    from reflection_assets.defs.assets.common import score_summary
+    from reflection_assets.defs.assets.scoring import choice_counts
     from reflection_assets.scoring.statuses import OK
     from reflection_assets.selection.columns import ORIGINAL
     from reflection_assets.teacher.outcomes import OUTCOMES, REFLECTED
@@ -100,11 +100,11 @@ def test_readme_lists_every_run_parameter_as_the_code_declares_it():
 def test_stage_watcher_prints_each_stage_once_as_it_finishes(dagster_instance):
     from dagster._core.utils import make_new_run_id
 
-    from reflection_assets.assets.ingest import raw_instructions
     from reflection_assets.commands.driver import StageWatcher
+    from reflection_assets.defs.assets.ingest import raw_instructions
+    from reflection_assets.defs.deployment import build_resources
+    from reflection_assets.defs.partitions import DATASETS
     from reflection_assets.demo_data import DEMO_PARTITION
-    from reflection_assets.deployment import build_resources
-    from reflection_assets.partitions import DATASETS
 
     dagster_instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])
     job = dg.Definitions(assets=[raw_instructions], resources=build_resources()).resolve_implicit_global_asset_job_def()

@@ -10,8 +10,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from reflection_assets.definitions import defs
-from reflection_assets.jobs import run_asset_selection
+from reflection_assets.defs.definitions import defs
+from reflection_assets.defs.jobs import run_asset_selection
 from reflection_assets.paths import warehouse_path
 from support.fault_server import FaultServer
 from support.tiny_lm import tiny_model, tiny_tokenizer

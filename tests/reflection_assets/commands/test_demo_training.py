@@ -62,11 +62,11 @@ def test_the_graph_runs_in_order_with_the_teacher_stage_config():
 
 
 def test_the_tour_trains_every_demo_arm_twice_on_one_step_budget_and_scores_every_suite():
-    from reflection_assets.assets.evaluation import EvalConfig
-    from reflection_assets.assets.reflection import ReflectionConfig
-    from reflection_assets.assets.training import LoraCheckpointConfig
     from reflection_assets.commands.demo import SIZES, teacher_stage
     from reflection_assets.commands.driver import graph_steps
+    from reflection_assets.defs.assets.evaluation import EvalConfig
+    from reflection_assets.defs.assets.reflection import ReflectionConfig
+    from reflection_assets.defs.assets.training import LoraCheckpointConfig
     from reflection_assets.evaluation.runner import HELDOUT_NLL, build_items
     from reflection_assets.selection.columns import ARMS
     from reflection_assets.teacher.settings import ReflectionSettings

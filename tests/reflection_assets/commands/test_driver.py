@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from reflection_assets.commands.driver import Step, UnknownJobError, graph_steps, require_known_jobs, run_steps
-from reflection_assets.definitions import defs
+from reflection_assets.defs.definitions import defs
 
 DECLARED = [job.name for job in defs.jobs]
 

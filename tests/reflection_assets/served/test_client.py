@@ -253,7 +253,7 @@ def test_from_env_reads_the_deployments_variables() -> None:
 
 
 def test_build_student_keeps_settings_as_env_vars(monkeypatch) -> None:
-    from reflection_assets.deployment import build_student
+    from reflection_assets.defs.deployment import build_student
 
     assert build_student({}) == StudentModel(model="bundled")
     env = {ENV_BASE_URL: "http://127.0.0.1:9/v1", ENV_MODEL: "smollm2", ENV_API_KEY: "sk-deploy",

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from reflection_assets.defs.partitions import SEEDS, arm_key
 from reflection_assets.demo_data import DEMO_EVAL_PATH
 from reflection_assets.evaluation.cache import EvalOutputCache
 from reflection_assets.evaluation.checkpoints import attach_adapters, models_under_test
@@ -24,13 +25,12 @@ from reflection_assets.evaluation.runner import EvalSettings, Evaluator, build_i
 from reflection_assets.evaluation.suites import GENERATED_SUITES, HELDOUT_NLL
 from reflection_assets.http_retries import RetryPolicy
 from reflection_assets.model_store import local_dir
-from reflection_assets.partitions import SEEDS, arm_key
 from reflection_assets.served.adapters import served_adapters
 from reflection_assets.served.client import ServedModelError, ServedStudent
 from reflection_assets.served.evaluation import SERVED_MARKER, ServedEvalBackend
 from support.fake_vllm import FakeVllm, base_model
 from support.lora_adapter import make_adapter
-from tests.reflection_assets.assets.test_evaluation_assets import (  # the tiny base, its adapters, the stand-ins
+from tests.reflection_assets.defs.assets.test_evaluation_assets import (  # the tiny base, its adapters, the stand-ins
     SHORT_ANSWERS,
     TRAINED_ARMS,
     resources,
@@ -181,7 +181,7 @@ def test_eval_scores_runs_on_the_served_student(tiny_checkpoints, tmp_path, dags
     there (lm-eval included), the backend recorded and the key nowhere in what is stored."""
     import dagster as dg
 
-    from reflection_assets.assets.evaluation import eval_scores
+    from reflection_assets.defs.assets.evaluation import eval_scores
     from resources.student import StudentModel
 
     root = tiny_checkpoints

@@ -26,6 +26,7 @@ from reflection_assets.scoring.metrics import PairScore
 from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, settings_for, unique_sequences
 from reflection_assets.scoring.student import Student, load_student
 from reflection_assets.served.client import PROBE_IDS, ServedModelError, ServedStudent
+from reflection_assets.served.scoring import served_student
 from support.fake_vllm import FakeVllm
 
 pytestmark = pytest.mark.slow  # loads the bundled model (once per module)
@@ -55,8 +56,8 @@ def reference(in_process: Student, pairs: list) -> list[PairScore]:
     return score_pairs(pairs, in_process)
 
 
-def served_student(fake: FakeVllm, policy: RetryPolicy = FAST, api_key: str | None = None) -> Student:
-    return load_student("bundled", served=ServedStudent(fake.url, "smollm2", api_key, policy))
+def served_by(fake: FakeVllm, policy: RetryPolicy = FAST, api_key: str | None = None) -> Student:
+    return served_student("bundled", ServedStudent(fake.url, "smollm2", api_key, policy))
 
 
 def scoring_requests(server: FakeVllm) -> list:
@@ -83,7 +84,7 @@ def assert_same(served: list[PairScore], reference: list[PairScore], rel: float 
 
 def test_served_ifd_and_rifd_equal_the_in_process_scores(fake, pairs, reference) -> None:
     before = fake.count()
-    student = served_student(fake)
+    student = served_by(fake)
     assert student.model is None and student.describe() == f"vLLM: smollm2 served at {fake.url}"
     assert student.fingerprint.startswith("served-smollm2-")
     scores = score_pairs(pairs, student)
@@ -105,9 +106,9 @@ def test_served_ifd_and_rifd_equal_the_in_process_scores(fake, pairs, reference)
 def test_a_server_without_prompt_logprobs_stops_the_run(pairs) -> None:
     with FakeVllm(prompt_logprobs=False) as server:  # found at load, by the fingerprint's probe
         with pytest.raises(ServedModelError, match="prompt_logprobs"):
-            served_student(server)
+            served_by(server)
     with FakeVllm() as server:  # and should a server stop returning them mid-run
-        student = served_student(server)
+        student = served_by(server)
         server.prompt_logprobs = False
         with pytest.raises(ServedModelError, match="prompt_logprobs"):
             score_pairs(pairs[:2], student)
@@ -116,7 +117,7 @@ def test_a_server_without_prompt_logprobs_stops_the_run(pairs) -> None:
 def test_a_wrong_model_name_names_what_is_served(fake) -> None:
     sent = fake.count("/v1/completions")
     with pytest.raises(ServedModelError, match=r"does not serve 'smollm3'.*\['smollm2'\]"):
-        load_student("bundled", served=ServedStudent(fake.url, "smollm3", policy=FAST))
+        served_student("bundled", ServedStudent(fake.url, "smollm3", policy=FAST))
     assert fake.count("/v1/completions") == sent  # refused before anything was scored
 
 
@@ -129,13 +130,13 @@ def test_a_different_local_tokenizer_is_refused(fake, tmp_path: Path) -> None:
     tokenizer.save_pretrained(folder)
     sent = fake.count("/tokenize")
     with pytest.raises(ServedModelError, match="does not tokenize like the served model 'smollm2'"):
-        load_student(str(folder), served=ServedStudent(fake.url, "smollm2", policy=FAST))
+        served_student(str(folder), ServedStudent(fake.url, "smollm2", policy=FAST))
     assert fake.count("/tokenize") == sent + 1
 
 
 def test_429_is_retried_within_the_policy_and_honours_retry_after(pairs, reference) -> None:
     with FakeVllm(throttle_first=3, retry_after="0.3") as server:
-        student = served_student(server)  # the fingerprint's probe meets the 429s first
+        student = served_by(server)  # the fingerprint's probe meets the 429s first
         scores = score_pairs(pairs[:2], student)
         assert_same(scores, reference[:2])
         engine = student.engine
@@ -152,7 +153,7 @@ def test_a_server_that_keeps_refusing_stops_after_max_attempts(pairs) -> None:
     policy = RetryPolicy(max_concurrency=1, max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.02)
     with FakeVllm(throttle_first=10**6) as server:
         with pytest.raises(CallFailed, match="gave up after 3 attempts"):
-            served_student(server, policy)  # the fingerprint's probe, the first completion sent
+            served_by(server, policy)  # the fingerprint's probe, the first completion sent
         per_prompt: dict[tuple, int] = {}
         for seen in server.requests("/v1/completions"):
             per_prompt[tuple(seen.body["prompt"])] = per_prompt.get(tuple(seen.body["prompt"]), 0) + 1
@@ -161,7 +162,7 @@ def test_a_server_that_keeps_refusing_stops_after_max_attempts(pairs) -> None:
 
 def test_a_sequence_longer_than_the_server_takes_fails_alone(pairs, reference, caplog) -> None:
     with FakeVllm() as probe:  # where to put the limit: between the lengths the pairs produce
-        student = served_student(probe)
+        student = served_by(probe)
     plans = plan_pairs(student, settings_for(student, ScoringConfig()), pairs)
     lengths = sorted({seq.length for seq in unique_sequences(plans)})
     limit = lengths[len(lengths) // 2]  # vLLM also needs room for the one token asked for
@@ -171,7 +172,7 @@ def test_a_sequence_longer_than_the_server_takes_fails_alone(pairs, reference, c
 
     caplog.set_level(logging.WARNING, logger="reflection_assets.served.scoring")
     with FakeVllm(max_model_len=limit) as server:
-        scores = score_pairs(pairs, served_student(server))
+        scores = score_pairs(pairs, served_by(server))
         assert [s.status for s in server.requests("/v1/completions")].count(400) > 0
     assert "refused" in caplog.text
     expected_refused = 0
@@ -194,11 +195,11 @@ def test_the_cache_keeps_served_and_in_process_scores_apart(pairs, in_process, r
     stored = cache.count()
     assert stored > 0
     with FakeVllm() as server:
-        first = score_pairs(pairs[:4], served_student(server), cache=cache)
+        first = score_pairs(pairs[:4], served_by(server), cache=cache)
         sent = len(scoring_requests(server))
         assert sent == stored  # the in-process losses were not taken for served ones
         assert cache.count() == 2 * stored
-        second = score_pairs(pairs[:4], served_student(server), cache=cache)
+        second = score_pairs(pairs[:4], served_by(server), cache=cache)
         assert len(scoring_requests(server)) == sent  # all from the cache
     assert_same(first, reference[:4]) and assert_same(second, reference[:4])
     assert [s.to_dict() for s in second] == [s.to_dict() for s in first]
@@ -253,12 +254,12 @@ def test_raw_ifd_scores_materialize_on_a_served_student(
 ) -> None:
     import mlflow
 
-    from reflection_assets.assets.common import pairs_from_frame
-    from reflection_assets.definitions import ASSET_MODULES
-    from reflection_assets.deployment import build_resources
-    from reflection_assets.partitions import DATASETS
+    from reflection_assets.defs.assets.common import pairs_from_frame
+    from reflection_assets.defs.definitions import ASSET_MODULES
+    from reflection_assets.defs.deployment import build_resources
+    from reflection_assets.defs.partitions import DATASETS
+    from reflection_assets.ingest.registry import DatasetSource, register_source
     from reflection_assets.paths import warehouse_path
-    from reflection_assets.sources import DatasetSource, register_source
     from resources.student import StudentModel
     from resources.tracking import default_tracking_uri
 

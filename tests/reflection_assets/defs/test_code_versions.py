@@ -2,8 +2,8 @@
 
 import pytest
 
-from reflection_assets.code_versions import SOURCES, source_version
-from reflection_assets.definitions import defs
+from reflection_assets.defs.code_versions import SOURCES, source_version
+from reflection_assets.defs.definitions import defs
 
 
 def test_every_asset_has_a_code_version_and_every_named_asset_exists():

@@ -7,7 +7,7 @@ Materializations are reported to a real test instance as runless events; each ti
 import dagster as dg
 import pytest
 
-from reflection_assets.automation import (
+from reflection_assets.defs.automation import (
     CONDITIONS,
     EVAL_CRON_ENV,
     SENSOR_INTERVAL_ENV,
@@ -15,9 +15,9 @@ from reflection_assets.automation import (
     evaluation_schedule,
     sensor_interval_seconds,
 )
-from reflection_assets.definitions import defs
-from reflection_assets.jobs import run_asset_selection
-from reflection_assets.partitions import ARMS, DATASETS, FIRST_SEED, SEEDS, arm_key
+from reflection_assets.defs.definitions import defs
+from reflection_assets.defs.jobs import run_asset_selection
+from reflection_assets.defs.partitions import ARMS, DATASETS, FIRST_SEED, SEEDS, arm_key
 
 ARM_SEED_0 = {str(arm_key(arm)) for arm in ARMS}  # automation trains each arm once, seed 0
 

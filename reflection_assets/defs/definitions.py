@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from reflection_assets.assets import evaluation, ingest, reflection, scoring, selection, training
-from reflection_assets.automation import automation_sensor, evaluation_schedule, with_automation
-from reflection_assets.code_versions import with_code_versions
-from reflection_assets.deployment import build_executor, build_resources
-from reflection_assets.jobs import arms_job, dataset_job, evaluation_job, selection_job
+from reflection_assets.defs.assets import evaluation, ingest, reflection, scoring, selection, training
+from reflection_assets.defs.automation import automation_sensor, evaluation_schedule, with_automation
+from reflection_assets.defs.code_versions import with_code_versions
+from reflection_assets.defs.deployment import build_executor, build_resources
+from reflection_assets.defs.jobs import arms_job, dataset_job, evaluation_job, selection_job
 from sensors.inbox import inbox_sensor
 
 ASSET_MODULES = [ingest, reflection, scoring, selection, training, evaluation]

@@ -17,9 +17,9 @@ import pandas as pd
 from dagster._core.errors import DagsterPipesExecutionError  # not re-exported by `dagster` (1.13)
 from pydantic import Field
 
-from reflection_assets.assets.common import ALL, markdown_preview, numeric_metadata
+from reflection_assets.defs.assets.common import ALL, markdown_preview, numeric_metadata
+from reflection_assets.defs.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.model_store import ModelReferenceError
-from reflection_assets.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
 from reflection_assets.training import train_lora, training_pairs

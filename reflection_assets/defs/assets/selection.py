@@ -17,8 +17,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from reflection_assets.assets.common import ALL, Histogram, ok_values, stage_result
-from reflection_assets.assets.exports import (
+from reflection_assets.defs.assets.common import ALL, Histogram, ok_values, stage_result
+from reflection_assets.defs.assets.exports import (
     DECONTAMINATED_CHECK,
     ExportRun,
     contamination_index,
@@ -28,9 +28,9 @@ from reflection_assets.assets.exports import (
     rows_per_dataset,
     write_export_card,
 )
-from reflection_assets.assets.scoring import score
+from reflection_assets.defs.assets.scoring import score
+from reflection_assets.defs.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.documented import mirrored
-from reflection_assets.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.paths import exports_dir
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
 from reflection_assets.selection import (

@@ -8,14 +8,14 @@ import dagster as dg
 import pytest
 from dagster._core.remote_representation.external_data import RepositorySnap  # what the UI reads
 
-from reflection_assets.assets.reflection import ReflectionConfig
-from reflection_assets.deployment import TEACHER_SETTINGS, build_teacher, teacher_env_markdown
+from reflection_assets.defs.assets.reflection import ReflectionConfig
+from reflection_assets.defs.deployment import TEACHER_SETTINGS, build_teacher, teacher_env_markdown
 from reflection_assets.teacher.backend import TeacherError
 from resources.teacher import Teacher
 from resources.teacher_http import OpenAICompatibleTeacher
 from resources.teacher_local import TransformersTeacher
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 SERVER = {"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "served"}
 
 

@@ -3,15 +3,15 @@
 
 import dagster as dg
 
-from reflection_assets.assets.common import ACCOUNTED, PARTITION_META, markdown_preview
+from reflection_assets.defs.assets.common import ACCOUNTED, PARTITION_META, markdown_preview
+from reflection_assets.defs.partitions import dataset_partitions
 from reflection_assets.documented import help_text, mirrored
 from reflection_assets.ingest.detect import DatasetFormat
 from reflection_assets.ingest.errors import DatasetReadError
 from reflection_assets.ingest.near_duplicates import NearDuplicateSettings
 from reflection_assets.ingest.partition import ingest_partition
-from reflection_assets.partitions import dataset_partitions
+from reflection_assets.ingest.registry import DatasetSource, UnknownDatasetError
 from reflection_assets.paths import shown_path
-from reflection_assets.sources import DatasetSource, UnknownDatasetError
 from reflection_assets.teacher.estimate import calls_saved
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse

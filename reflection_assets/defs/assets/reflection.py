@@ -10,7 +10,7 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.common import (
+from reflection_assets.defs.assets.common import (
     PARTITION_META,
     accounting_check,
     pairs_from_frame,
@@ -18,8 +18,8 @@ from reflection_assets.assets.common import (
     stage_result,
     with_partition,
 )
+from reflection_assets.defs.partitions import dataset_partitions
 from reflection_assets.documented import help_text, mirrored
-from reflection_assets.partitions import dataset_partitions
 from reflection_assets.schema import Pair
 from reflection_assets.selection.pairs import current_pairs
 from reflection_assets.teacher.cache import CallCache

@@ -5,9 +5,9 @@ import duckdb
 import mlflow
 import pytest
 
-from reflection_assets.assets.ingest import raw_instructions
-from reflection_assets.deployment import build_resources
-from reflection_assets.partitions import DATASETS
+from reflection_assets.defs.assets.ingest import raw_instructions
+from reflection_assets.defs.deployment import build_resources
+from reflection_assets.defs.partitions import DATASETS
 from reflection_assets.paths import warehouse_path
 from support.console_keys import assert_console_reads_written_keys
 from support.near_duplicate_rows import SEA, SKY, SKY_AGAIN, write_rows

@@ -6,9 +6,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from reflection_assets.definitions import ASSET_MODULES
-from reflection_assets.deployment import build_resources
-from reflection_assets.partitions import DATASETS, SEEDS, arm_key
+from reflection_assets.defs.definitions import ASSET_MODULES
+from reflection_assets.defs.deployment import build_resources
+from reflection_assets.defs.partitions import DATASETS, SEEDS, arm_key
 from reflection_assets.paths import warehouse_path
 from reflection_assets.selection.lineage import LINEAGE_SQL
 from reflection_assets.teacher.prompts import BETTER_ANSWER, END, NEW_ANSWER, NEW_INSTRUCTION
@@ -55,7 +55,7 @@ def tiny_source(tmp_path):
 
 
 def test_whole_graph_accounts_for_every_row_and_reruns_for_free(dagster_instance, tiny_source):
-    from reflection_assets.sources import DatasetSource, register_source
+    from reflection_assets.ingest.registry import DatasetSource, register_source
 
     register_source(warehouse_path(), "tiny", DatasetSource(str(tiny_source)))
     dagster_instance.add_dynamic_partitions(DATASETS, ["tiny"])
@@ -139,7 +139,7 @@ def outcomes(stage: str) -> dict[str, str]:
 
 
 def test_scripted_teacher_gives_exact_outcomes_and_failed_calls_are_retried(dagster_instance, tiny_source):
-    from reflection_assets.sources import DatasetSource, register_source
+    from reflection_assets.ingest.registry import DatasetSource, register_source
 
     register_source(warehouse_path(), "tiny", DatasetSource(str(tiny_source)))
     dagster_instance.add_dynamic_partitions(DATASETS, ["tiny"])

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from reflection_assets.definitions import ASSET_MODULES
-from reflection_assets.deployment import build_resources
+from reflection_assets.defs.definitions import ASSET_MODULES
+from reflection_assets.defs.deployment import build_resources
 from reflection_assets.paths import warehouse_path
 from reflection_assets.training.lineage import TRAINED_ON_SQL
 from tests.support.console_keys import assert_console_reads_written_keys
@@ -127,7 +127,7 @@ def test_bad_config_fails_with_a_message(dagster_instance, tiny_base):
 def test_interrupted_training_resumes_when_materialized_again(dagster_instance, tiny_base):
     from transformers import TrainerCallback
 
-    from reflection_assets.assets.training import LoraCheckpointConfig
+    from reflection_assets.defs.assets.training import LoraCheckpointConfig
     from reflection_assets.paths import checkpoints_dir
     from reflection_assets.training import train_lora, training_pairs
 
@@ -164,7 +164,7 @@ def test_interrupted_training_resumes_when_materialized_again(dagster_instance, 
 def test_the_asset_config_has_every_setting_with_its_default():
     from dataclasses import fields
 
-    from reflection_assets.assets.training import LoraCheckpointConfig
+    from reflection_assets.defs.assets.training import LoraCheckpointConfig
     from reflection_assets.training.settings import LoraSettings
 
     # A setting the config lacks would silently take the dataclass default: the field sets must match.

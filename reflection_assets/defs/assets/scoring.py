@@ -7,7 +7,7 @@ after a crash or a change elsewhere runs forward passes only for sequences not y
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.common import (
+from reflection_assets.defs.assets.common import (
     PARTITION_META,
     Histogram,
     accounting_check,
@@ -19,8 +19,8 @@ from reflection_assets.assets.common import (
     stage_result,
     with_partition,
 )
+from reflection_assets.defs.partitions import dataset_partitions
 from reflection_assets.http_retries import CallFailed
-from reflection_assets.partitions import dataset_partitions
 from reflection_assets.progress import Progress
 from reflection_assets.schema import Pair
 from reflection_assets.scoring.cache import StudentScoreCache

@@ -13,8 +13,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from reflection_assets.assets.common import ALL, stage_result
-from reflection_assets.deployment import judge_description
+from reflection_assets.defs.assets.common import ALL, stage_result
+from reflection_assets.defs.deployment import judge_description
 from reflection_assets.documented import help_text, mirrored
 from reflection_assets.evaluation.cache import EvalOutputCache
 from reflection_assets.evaluation.checkpoints import (

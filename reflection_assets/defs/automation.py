@@ -114,7 +114,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     emit_backfills=False,
     minimum_interval_seconds=sensor_interval_seconds(),
-    description="Evaluates the assets' automation conditions (reflection_assets/automation.py).",
+    description="Evaluates the assets' automation conditions (reflection_assets/defs/automation.py).",
 )
 
 

@@ -10,12 +10,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from reflection_assets.assets.evaluation import CONTROL_CHECK, METHOD_CHECK, ablation_report, eval_scores
+from reflection_assets.defs.assets.evaluation import CONTROL_CHECK, METHOD_CHECK, ablation_report, eval_scores
+from reflection_assets.defs.partitions import ARM_PARTITION_EXPR, SEEDS, arm_and_seed, arm_key, arm_partitions
 from reflection_assets.demo_data import DEMO_EVAL_PATH
 from reflection_assets.evaluation.report import COMPARISON_COLUMNS
 from reflection_assets.evaluation.runner import SCORE_COLUMNS
 from reflection_assets.evaluation.suites import GENERATED_SUITES, heldout_items
-from reflection_assets.partitions import ARM_PARTITION_EXPR, SEEDS, arm_and_seed, arm_key, arm_partitions
 from resources.judge import JudgeModel
 from resources.student import StudentModel
 from resources.teacher_local import TransformersTeacher

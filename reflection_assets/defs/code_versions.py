@@ -16,21 +16,21 @@ from pathlib import Path
 
 import dagster as dg
 
-SHARED = ("reflection_assets.assets.common", "reflection_assets.schema")
-SCORING = ("reflection_assets.assets.scoring", "reflection_assets.scoring", "reflection_assets.selection")
+SHARED = ("reflection_assets.defs.assets.common", "reflection_assets.schema")
+SCORING = ("reflection_assets.defs.assets.scoring", "reflection_assets.scoring", "reflection_assets.selection")
 TEACHER = (
-    "reflection_assets.assets.reflection", "reflection_assets.teacher", "reflection_assets.generation",
+    "reflection_assets.defs.assets.reflection", "reflection_assets.teacher", "reflection_assets.generation",
     "reflection_assets.selection.pairs", "resources.teacher", "resources.teacher_local", "resources.teacher_http",
 )
-SELECTION = ("reflection_assets.assets.selection", "reflection_assets.selection", "reflection_assets.reflection70b",
-             "reflection_assets.assets.exports", "reflection_assets.ngrams")
-EVALUATION = ("reflection_assets.assets.evaluation", "reflection_assets.evaluation", "reflection_assets.generation",
+SELECTION = ("reflection_assets.defs.assets.selection", "reflection_assets.selection", "reflection_assets.reflection70b",
+             "reflection_assets.defs.assets.exports", "reflection_assets.ngrams")
+EVALUATION = ("reflection_assets.defs.assets.evaluation", "reflection_assets.evaluation", "reflection_assets.generation",
               "reflection_assets.served", "reflection_assets.ngrams", "reflection_assets.selection.decontamination")
 
 # Asset name -> the modules (packages: every .py below them) whose source its result depends on.
 SOURCES: dict[str, tuple[str, ...]] = {
-    "raw_instructions": ("reflection_assets.assets.ingest", "reflection_assets.ingest", "reflection_assets.sources"),
-    "rejected_rows": ("reflection_assets.assets.ingest", "reflection_assets.ingest", "reflection_assets.sources"),
+    "raw_instructions": ("reflection_assets.defs.assets.ingest", "reflection_assets.ingest"),
+    "rejected_rows": ("reflection_assets.defs.assets.ingest", "reflection_assets.ingest"),
     "instruction_reflections": TEACHER,
     "response_reflections": TEACHER,
     "raw_ifd_scores": SCORING,
@@ -38,7 +38,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "response_scores": SCORING,
     "selected_dataset": SELECTION,
     "arm_datasets": SELECTION,
-    "lora_checkpoint": ("reflection_assets.assets.training", "reflection_assets.training"),
+    "lora_checkpoint": ("reflection_assets.defs.assets.training", "reflection_assets.training"),
     "eval_scores": EVALUATION,
     "ablation_report": EVALUATION,
 }

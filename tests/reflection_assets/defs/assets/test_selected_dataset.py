@@ -7,9 +7,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from reflection_assets.definitions import ASSET_MODULES
-from reflection_assets.deployment import build_resources
-from reflection_assets.partitions import DATASETS, SEEDS, arm_key
+from reflection_assets.defs.definitions import ASSET_MODULES
+from reflection_assets.defs.deployment import build_resources
+from reflection_assets.defs.partitions import DATASETS, SEEDS, arm_key
 from reflection_assets.paths import warehouse_path
 from reflection_assets.reflection70b import validate_reflection_format
 from resources.teacher_scripted import CannedReply, ScriptedTeacher

@@ -41,7 +41,7 @@ EXECUTORS = ("multiprocess", "in_process")
 # Step processes fork from a server that has imported Dagster and this code location once, instead of each
 # starting a fresh interpreter that imports them again (Dagster's default, `spawn`). The code location imports
 # neither torch nor CUDA, so every step still initialises its own device.
-STEP_PROCESS_START = {"forkserver": {"preload_modules": ["reflection_assets.definitions"]}}
+STEP_PROCESS_START = {"forkserver": {"preload_modules": ["reflection_assets.defs.definitions"]}}
 
 
 def env_or(name: str, default: str) -> Any:

@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reflection_assets.definitions import ASSET_MODULES
-from reflection_assets.deployment import build_resources
-from reflection_assets.partitions import DATASETS
+from reflection_assets.defs.definitions import ASSET_MODULES
+from reflection_assets.defs.deployment import build_resources
+from reflection_assets.defs.partitions import DATASETS
 from reflection_assets.paths import data_dir
 from resources.student import StudentModel
 from resources.teacher_http import OpenAICompatibleTeacher

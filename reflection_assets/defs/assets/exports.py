@@ -13,10 +13,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from reflection_assets.assets.evaluation import EvalConfig
 from reflection_assets.database import table_exists
+from reflection_assets.defs.assets.evaluation import EvalConfig
 from reflection_assets.evaluation.runner import build_items
 from reflection_assets.evaluation.suites import EvalDataError
+from reflection_assets.ingest.registry import UnknownDatasetError, resolve_source
 from reflection_assets.paths import shown_path
 from reflection_assets.selection.card import CARD_NAME, CardFacts, SourceFile, source_license, source_sha256, write_card
 from reflection_assets.selection.decontamination import (
@@ -29,7 +30,6 @@ from reflection_assets.selection.decontamination import (
     evaluation_benchmark,
 )
 from reflection_assets.selection.export import export_arm, parquet_names
-from reflection_assets.sources import UnknownDatasetError, resolve_source
 from reflection_assets.teacher.prompts import PROMPT_VERSION
 from resources.student import StudentModel
 from resources.teacher import Teacher

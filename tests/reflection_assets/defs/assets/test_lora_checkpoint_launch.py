@@ -24,8 +24,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from reflection_assets.definitions import ASSET_MODULES
-from reflection_assets.deployment import build_resources
+from reflection_assets.defs.definitions import ASSET_MODULES
+from reflection_assets.defs.deployment import build_resources
 from reflection_assets.paths import checkpoints_dir, warehouse_path
 from tests.support.training import materialize_checkpoint, seed_arm_tables
 

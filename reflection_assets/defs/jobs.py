@@ -6,7 +6,7 @@ inbox sensor launch them in order).
 
 import dagster as dg
 
-from reflection_assets.partitions import arm_partitions, dataset_partitions
+from reflection_assets.defs.partitions import arm_partitions, dataset_partitions
 
 DATASET_GROUPS = ("ingest", "reflection", "scoring")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from reflection_assets.deployment import (
+from reflection_assets.defs.deployment import (
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_EXECUTOR,
@@ -48,7 +48,7 @@ def test_runs_execute_in_step_processes_unless_the_deployment_says_in_process() 
     assert default.name == "multiprocess" and build_executor({ENV_EXECUTOR: "multiprocess"}).name == "multiprocess"
     # Step processes fork from a server that imported the code location once (not a fresh interpreter each).
     start = default.apply_config_mapping({}).value["config"]["start_method"]
-    assert start == {"forkserver": {"preload_modules": ["reflection_assets.definitions"]}}
+    assert start == {"forkserver": {"preload_modules": ["reflection_assets.defs.definitions"]}}
     assert build_executor({ENV_EXECUTOR: "in_process"}) is dg.in_process_executor
     with pytest.raises(ValueError, match=ENV_EXECUTOR):
         build_executor({ENV_EXECUTOR: "threads"})

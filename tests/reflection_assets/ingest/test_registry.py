@@ -1,7 +1,7 @@
 import pytest
 
 from reflection_assets.demo_data import DEMO_TRAIN_PATH
-from reflection_assets.sources import (
+from reflection_assets.ingest.registry import (
     DatasetSource,
     UnknownDatasetError,
     partition_key_for,
