@@ -21,7 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SIDES = {
     "definitions (models unloaded)": "import reflection_assets.defs.definitions",
-    "definitions + torch + transformers (the old load)": "import reflection_assets.defs.definitions, torch, transformers",
+    "definitions + torch + transformers (the old load)": (
+        "import reflection_assets.defs.definitions, torch, transformers"
+    ),
 }
 
 

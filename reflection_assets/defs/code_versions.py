@@ -22,10 +22,14 @@ TEACHER = (
     "reflection_assets.defs.assets.reflection", "reflection_assets.teacher", "reflection_assets.generation",
     "reflection_assets.selection.pairs", "resources.teacher", "resources.teacher_local", "resources.teacher_http",
 )
-SELECTION = ("reflection_assets.defs.assets.selection", "reflection_assets.selection", "reflection_assets.reflection70b",
-             "reflection_assets.defs.assets.exports", "reflection_assets.ngrams")
-EVALUATION = ("reflection_assets.defs.assets.evaluation", "reflection_assets.evaluation", "reflection_assets.generation",
-              "reflection_assets.served", "reflection_assets.ngrams", "reflection_assets.selection.decontamination")
+SELECTION = (
+    "reflection_assets.defs.assets.selection", "reflection_assets.selection", "reflection_assets.reflection70b",
+    "reflection_assets.defs.assets.exports", "reflection_assets.ngrams",
+)
+EVALUATION = (
+    "reflection_assets.defs.assets.evaluation", "reflection_assets.evaluation", "reflection_assets.generation",
+    "reflection_assets.served", "reflection_assets.ngrams", "reflection_assets.selection.decontamination",
+)
 
 # Asset name -> the modules (packages: every .py below them) whose source its result depends on.
 SOURCES: dict[str, tuple[str, ...]] = {

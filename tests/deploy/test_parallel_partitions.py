@@ -55,8 +55,9 @@ def test_two_partitions_in_parallel_lose_no_row(tmp_path):
                        cwd=REPO, env=env, check=True, timeout=120)
         runs = [
             subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "reflection_assets.defs.definitions",
-                 "-a", "defs", "-j", "dataset_job", "--tags", json.dumps({"dagster/partition": key})],
+                [str(Path(sys.executable).parent / "dagster"), "job", "execute",
+                 "-m", "reflection_assets.defs.definitions", "-a", "defs", "-j", "dataset_job",
+                 "--tags", json.dumps({"dagster/partition": key})],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             for key in DATASETS
