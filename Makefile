@@ -11,7 +11,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install constraints concurrency demo experiment test lint dev validate-defs mlflow-ui clean
+.PHONY: install constraints concurrency demo experiment test lint docs dev validate-defs mlflow-ui clean
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,11 @@ test: install concurrency
 lint: install
 	$(BIN)/ruff check .
 
+# The docs site (docs/ + mkdocs.yml) into site/; --strict: a broken link or a page left out of the nav fails
+# (tests/test_docs.py builds it too). Not -q: it hides the warnings that --strict counts.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 dev: install concurrency
 	$(BIN)/dagster dev -w workspace.yaml
 
@@ -80,4 +85,4 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_STORE)" --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf storage history schedules logs .telemetry .logs_queue .nux data
+	rm -rf storage history schedules logs .telemetry .logs_queue .nux data site

@@ -7,7 +7,7 @@ through `ablation_report`, is then materialized on the same instance (in this pr
 scripted teacher and a tiny student: `support.report_graph`), and the report's verdict table and
 interval plot and a LoRA loss curve are opened where a user finds them. Screenshots go to
 the test artifacts (`REFLECTION_TEST_ARTIFACTS`, default `test-artifacts/ui/`) and, with
-`REFLECTION_UPDATE_SCREENSHOTS=1`, to `docs/screenshots/` (the README shows those).
+`REFLECTION_UPDATE_SCREENSHOTS=1`, to `docs/screenshots/` (the docs' web UI page shows those).
 """
 
 from __future__ import annotations

@@ -1,12 +1,19 @@
-"""The README's table of run parameters, rendered from the `dg.Config` classes themselves.
+"""The docs' tables generated from the code: run parameters from the `dg.Config` classes themselves,
+the teacher's environment variables from `TEACHER_SETTINGS`.
 
-Every launchpad knob has one owner (its field: type, default, description); the README shows this
-rendering and a test keeps the two equal, as it does for the teacher's environment variables.
+Every launchpad knob has one owner (its field: type, default, description); a docs page marks where a
+table goes (`<!-- generated: NAME -->`) and the docs build renders it there (`scripts/mkdocs_hooks.py`),
+so no table is copied by hand.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import dagster as dg
+
+MARKER = re.compile(r"<!-- generated: ([\w-]+) -->")
 
 
 def config_classes() -> list[tuple[str, type[dg.Config]]]:
@@ -42,3 +49,23 @@ def config_markdown() -> str:
             what = (field.description or "").replace("|", "\\|").replace("\n", " ")
             lines.append(f"| `{asset}` | `{name}` | {_shown(field.default)} | {what} |")
     return "\n".join(lines)
+
+
+def generated_tables() -> dict[str, Callable[[], str]]:
+    """The generated tables by the name a page marks them with."""
+    from reflection_assets.defs.deployment import teacher_env_markdown
+
+    return {"run-parameters": config_markdown, "teacher-settings": teacher_env_markdown}
+
+
+def render_generated(markdown: str, where: str) -> str:
+    """`markdown` with every marker replaced by its table; an unknown name is an error naming the page."""
+    tables = generated_tables()
+
+    def table(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in tables:
+            raise KeyError(f"{where}: no generated table {name!r} (known: {', '.join(sorted(tables))})")
+        return tables[name]()
+
+    return MARKER.sub(table, markdown)

@@ -126,7 +126,7 @@ class TeacherSetting:
     """One teacher resource field a deployment sets from an environment variable.
 
     The default is the resource field's own (one owner); `teacher_env_markdown()` renders this table
-    for the README, and a test keeps the two equal.
+    into the docs' configuration page when the docs are built.
     """
 
     variable: str
@@ -258,7 +258,7 @@ def judge_description(judge: Teacher, teacher: Teacher, student_model: str) -> s
 
 
 def teacher_env_markdown() -> str:
-    """The README's table of teacher settings, rendered from TEACHER_SETTINGS."""
+    """The docs' table of teacher settings, rendered from TEACHER_SETTINGS."""
     lines = ["| variable | default | backend | what |", "| --- | --- | --- | --- |"]
     for s in TEACHER_SETTINGS:
         backend = {Teacher: "both", OpenAICompatibleTeacher: "HTTP"}.get(s.backend, "in-process")

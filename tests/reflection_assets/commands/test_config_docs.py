@@ -1,4 +1,4 @@
-"""Every run parameter the launchpad shows is explained, and the README's table covers every asset that has one."""
+"""Every run parameter the launchpad shows is explained, and the docs' table covers every asset that has one."""
 
 # No `from __future__ import annotations`: Dagster reads a config class from a real annotation, not a string.
 import dagster as dg
@@ -50,7 +50,7 @@ def test_a_knob_without_a_description_is_caught():
     assert undescribed([({"half_explained"}, fields)]) == ["half_explained.bare"]
 
 
-def test_the_readme_table_covers_every_asset_with_run_parameters(configured_assets):
+def test_the_docs_table_covers_every_asset_with_run_parameters(configured_assets):
     from reflection_assets.commands.config_docs import config_classes
 
     listed = {name.strip() for assets, _ in config_classes() for name in assets.split(",")}

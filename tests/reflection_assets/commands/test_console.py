@@ -87,13 +87,13 @@ def test_console_config_keeps_run_config_and_quiets_logger():
     assert markdown_table([{"a": 1.0, "b": "x"}], ["a", "b"]).splitlines()[2].split("|")[1:3] == [" 1.000 ", " x   "]
 
 
-def test_readme_lists_every_run_parameter_as_the_code_declares_it():
+def test_the_docs_list_every_run_parameter_as_the_code_declares_it():
     from pathlib import Path
 
-    from reflection_assets.commands.config_docs import config_classes, config_markdown
+    from reflection_assets.commands.config_docs import config_classes, config_markdown, render_generated
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    assert config_markdown() in readme
+    page = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+    assert config_markdown() in render_generated(page.read_text(), "configuration.md")
     assert sum(len(cls.model_fields) for _, cls in config_classes()) == config_markdown().count("\n") - 1
 
 

@@ -1,4 +1,4 @@
-"""Teacher settings from environment variables: the table, the README, resolution in a run, the UI."""
+"""Teacher settings from environment variables: the table, the docs, resolution in a run, the UI."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from resources.teacher import Teacher
 from resources.teacher_http import OpenAICompatibleTeacher
 from resources.teacher_local import TransformersTeacher
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+CONFIGURATION_PAGE = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 SERVER = {"REFLECTION_TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "REFLECTION_TEACHER_MODEL": "served"}
 
 
@@ -43,8 +43,10 @@ def resolved(teacher: Teacher) -> Teacher:
     return type(teacher)(**seen)
 
 
-def test_readme_table_is_the_settings_table() -> None:
-    assert teacher_env_markdown() in README.read_text()
+def test_the_docs_table_is_the_settings_table() -> None:
+    from reflection_assets.commands.config_docs import render_generated
+
+    assert teacher_env_markdown() in render_generated(CONFIGURATION_PAGE.read_text(), "configuration.md")
 
 
 def test_every_setting_names_a_field_of_its_backend_once() -> None:
