@@ -121,68 +121,97 @@ def _has_text(chunk: str) -> bool:
 
 def validate_reflection_format(text_: str, require_reflection: bool = False) -> tuple[bool, str]:
     """(True, "ok") when `text_` follows the format (see the module docstring), else (False, why)."""
-    state, in_reflection, n_reflections = "start", False, 0
-    pos, opened_at, reflection_at = 0, 0, 0
+    scan, pos = _FormatScan(text_), 0
     for m in _TAG.finditer(text_):
         closing, name = m.group(1) == "/", m.group(2)
         gap, pos = text_[pos : m.start()], m.end()
-        if not in_reflection and not _no_text(gap):
-            if state in _TEXT_NOT_ALLOWED:
-                return False, _TEXT_NOT_ALLOWED[state]
-        if state == "output" and not (closing and name == "output"):
-            return False, "tag_inside_output"
-        if state == "end":
-            return False, "multiple_output" if name == "output" and not closing else "text_after_output"
+        why = scan.before_tag(gap, closing, name) or scan.tag(m, closing, name)
+        if why:
+            return False, why
+    why = scan.finish(text_[pos:], require_reflection)
+    return (False, why) if why else (True, "ok")
+
+
+@dataclass
+class _FormatScan:
+    """The format's state machine over the tags in order; each step returns "" or the reason it fails."""
+
+    text: str
+    state: str = "start"  # start -> thinking -> between -> output -> end
+    in_reflection: bool = False
+    n_reflections: int = 0
+    opened_at: int = 0
+    reflection_at: int = 0
+
+    def before_tag(self, gap: str, closing: bool, name: str) -> str:
+        if not self.in_reflection and not _no_text(gap) and self.state in _TEXT_NOT_ALLOWED:
+            return _TEXT_NOT_ALLOWED[self.state]
+        if self.state == "output" and not (closing and name == "output"):
+            return "tag_inside_output"
+        if self.state == "end":
+            return "multiple_output" if name == "output" and not closing else "text_after_output"
+        return ""
+
+    def tag(self, m: re.Match, closing: bool, name: str) -> str:
         if name == "reflection":
-            if state == "start":
-                return False, "reflection_before_thinking"
-            if not closing:
-                if in_reflection:
-                    return False, "nested_reflection"
-                in_reflection, reflection_at = True, m.end()
-                continue
-            if not in_reflection:
-                return False, "unexpected_close_reflection"
-            if not _has_text(text_[reflection_at : m.start()]):
-                return False, "empty_reflection"
-            in_reflection, n_reflections = False, n_reflections + 1
-            continue
-        if in_reflection:
-            return False, "unclosed_reflection"
-        if name == "thinking":
-            if not closing:
-                if state != "start":
-                    return False, "multiple_thinking"
-                state, opened_at = "thinking", m.end()
-            elif state != "thinking":
-                return False, "unexpected_close_thinking"
-            elif not _has_text(text_[opened_at : m.start()]):
-                return False, "empty_thinking"
-            else:
-                state = "between"
-            continue
-        # name == "output"
+            return self._reflection(m, closing)
+        if self.in_reflection:
+            return "unclosed_reflection"
+        return self._thinking(m, closing) if name == "thinking" else self._output(m, closing)
+
+    def _reflection(self, m: re.Match, closing: bool) -> str:
+        if self.state == "start":
+            return "reflection_before_thinking"
         if not closing:
-            if state == "start":
-                return False, "output_before_thinking"
-            if state == "thinking":
-                return False, "unclosed_thinking"
-            state, opened_at = "output", m.end()
-        elif state != "output":
-            return False, "unexpected_close_output"
-        elif _no_text(text_[opened_at : m.start()]):
-            return False, "empty_output"
+            if self.in_reflection:
+                return "nested_reflection"
+            self.in_reflection, self.reflection_at = True, m.end()
+            return ""
+        if not self.in_reflection:
+            return "unexpected_close_reflection"
+        if not _has_text(self.text[self.reflection_at : m.start()]):
+            return "empty_reflection"
+        self.in_reflection, self.n_reflections = False, self.n_reflections + 1
+        return ""
+
+    def _thinking(self, m: re.Match, closing: bool) -> str:
+        if not closing:
+            if self.state != "start":
+                return "multiple_thinking"
+            self.state, self.opened_at = "thinking", m.end()
+        elif self.state != "thinking":
+            return "unexpected_close_thinking"
+        elif not _has_text(self.text[self.opened_at : m.start()]):
+            return "empty_thinking"
         else:
-            state = "end"
-    if in_reflection:
-        return False, "unclosed_reflection"
-    if state in _UNFINISHED:
-        return False, _UNFINISHED[state]
-    if not _no_text(text_[pos:]):
-        return False, "text_after_output"
-    if require_reflection and n_reflections == 0:
-        return False, "no_reflection"
-    return True, "ok"
+            self.state = "between"
+        return ""
+
+    def _output(self, m: re.Match, closing: bool) -> str:
+        if not closing:
+            if self.state == "start":
+                return "output_before_thinking"
+            if self.state == "thinking":
+                return "unclosed_thinking"
+            self.state, self.opened_at = "output", m.end()
+        elif self.state != "output":
+            return "unexpected_close_output"
+        elif _no_text(self.text[self.opened_at : m.start()]):
+            return "empty_output"
+        else:
+            self.state = "end"
+        return ""
+
+    def finish(self, rest: str, require_reflection: bool) -> str:
+        if self.in_reflection:
+            return "unclosed_reflection"
+        if self.state in _UNFINISHED:
+            return _UNFINISHED[self.state]
+        if not _no_text(rest):
+            return "text_after_output"
+        if require_reflection and self.n_reflections == 0:
+            return "no_reflection"
+        return ""
 
 
 def extract_output(text_: str) -> str:

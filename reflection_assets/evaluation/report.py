@@ -162,7 +162,6 @@ def comparison_table(
     judge: str = "",
 ) -> pd.DataFrame:
     """The long-form report (COMPARISON_COLUMNS), primary row first, then the control, then the rest."""
-    arms = arms or {}
     if scores.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     flips = scores[scores["metric"] == FLIP_METRIC]
@@ -170,59 +169,72 @@ def comparison_table(
     items = per_item(scored)
     models = _order(items["model"].unique())
     primary_reference = settings.primary_reference if settings.primary_reference in models else BASE
+    endpoint = _Endpoint(scored, items, flips, arms or {}, judge, settings)
     rows = []
     for suite, metric in sorted(set(zip(items["suite"], items["metric"]))):
-        higher = metric not in LOWER_IS_BETTER
         is_primary_endpoint = (suite, metric) == (settings.primary_suite, settings.primary_metric)
         for model, reference, role in _comparisons(models, settings, primary_reference):
-            role = role if is_primary_endpoint else SECONDARY
-            a = _series(items, model, suite, metric)
-            if a.empty:
-                continue
-            if suite == JUDGE and reference == BASE:
-                b = pd.Series(0.0, index=a.index)  # the judge's score already compares with the base
-            else:
-                b = _series(items, reference, suite, metric)
-                if b.empty:
-                    continue
-            shared = sorted(set(a.index) & set(b.index))
-            x, y = a.reindex(shared).to_numpy(float), b.reindex(shared).to_numpy(float)
-            diff = x - y
-            interval = paired_interval(x, y, settings.bootstrap_resamples, settings.seed)
-            p = sign_flip_p(diff, settings.resamples, settings.seed) if len(diff) else NAN
-            model_seeds = _seed_means(scored, model, suite, metric)
-            row = {
-                "role": role,
-                "model": model,
-                "reference": reference,
-                "suite": suite,
-                "metric": metric,
-                "n": len(shared),
-                "model_value": float(np.mean(x)) if len(x) else NAN,
-                "model_sd_over_seeds": float(np.std(model_seeds, ddof=1)) if len(model_seeds) > 1 else NAN,
-                "model_seed_values": ", ".join(f"{v:.3f}" for v in model_seeds),
-                "reference_value": float(np.mean(y)) if len(y) else NAN,
-                "delta": interval.delta,
-                "ci_low": interval.low,
-                "ci_high": interval.high,
-                "p_value": p,
-                "p_adjusted": p if role != SECONDARY else NAN,
-                "verdict": "",
-                "detectable": detectable_effect(diff, settings.alpha),
-                "model_rows": _rows(arms, model),
-                "reference_rows": _rows(arms, reference),
-                "model_seeds": _seeds(arms, model, model_seeds),
-                "reference_seeds": _seeds(arms, reference, _seed_means(scored, reference, suite, metric)),
-                "judge_flip_share": NAN,
-                "judge": judge if suite == JUDGE else "",
-                "higher_is_better": higher,
-            }
-            if suite == JUDGE:
-                row["judge_flip_share"] = _flip_share(flips, model if reference == BASE else None)
-            rows.append(row)
+            row = endpoint.row(suite, metric, model, reference, role if is_primary_endpoint else SECONDARY)
+            if row is not None:
+                rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    return _with_verdicts(table, settings)
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """What one comparison row is computed from: the per-item scores, the judge's order flips, the arms' facts."""
+
+    scored: pd.DataFrame
+    items: pd.DataFrame
+    flips: pd.DataFrame
+    arms: Mapping[str, ArmFacts]
+    judge: str
+    settings: ReportSettings
+
+    def row(self, suite: str, metric: str, model: str, reference: str, role: str) -> dict | None:
+        """`model` against `reference` on the items both answered; None when either has no items."""
+        settings, scored = self.settings, self.scored
+        a = _series(self.items, model, suite, metric)
+        if a.empty:
+            return None
+        if suite == JUDGE and reference == BASE:
+            b = pd.Series(0.0, index=a.index)  # the judge's score already compares with the base
+        else:
+            b = _series(self.items, reference, suite, metric)
+            if b.empty:
+                return None
+        shared = sorted(set(a.index) & set(b.index))
+        x, y = a.reindex(shared).to_numpy(float), b.reindex(shared).to_numpy(float)
+        diff = x - y
+        interval = paired_interval(x, y, settings.bootstrap_resamples, settings.seed)
+        p = sign_flip_p(diff, settings.resamples, settings.seed) if len(diff) else NAN
+        model_seeds = _seed_means(scored, model, suite, metric)
+        flip_share = _flip_share(self.flips, model if reference == BASE else None) if suite == JUDGE else NAN
+        return {
+            "role": role, "model": model, "reference": reference, "suite": suite, "metric": metric,
+            "n": len(shared),
+            "model_value": float(np.mean(x)) if len(x) else NAN,
+            "model_sd_over_seeds": float(np.std(model_seeds, ddof=1)) if len(model_seeds) > 1 else NAN,
+            "model_seed_values": ", ".join(f"{v:.3f}" for v in model_seeds),
+            "reference_value": float(np.mean(y)) if len(y) else NAN,
+            "delta": interval.delta, "ci_low": interval.low, "ci_high": interval.high,
+            "p_value": p, "p_adjusted": p if role != SECONDARY else NAN, "verdict": "",
+            "detectable": detectable_effect(diff, settings.alpha),
+            "model_rows": _rows(self.arms, model), "reference_rows": _rows(self.arms, reference),
+            "model_seeds": _seeds(self.arms, model, model_seeds),
+            "reference_seeds": _seeds(self.arms, reference, _seed_means(scored, reference, suite, metric)),
+            "judge_flip_share": flip_share,
+            "judge": self.judge if suite == JUDGE else "",
+            "higher_is_better": metric not in LOWER_IS_BETTER,
+        }  # fmt: skip
+
+
+def _with_verdicts(table: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
+    """Holm over the secondaries, a verdict on every row (the judge's set aside when its order flips too
+    often), the primary row first, then the control, then the rest."""
     secondary = table["role"] == SECONDARY
     table.loc[secondary, "p_adjusted"] = holm(table.loc[secondary, "p_value"].tolist())
     table["verdict"] = [

@@ -127,18 +127,9 @@ def decide_response(
     refl = unique_rows(reflections, ["row_id", "outcome", "new_output"], "reflections")
     merged = base.merge(refl, on="row_id", how="left", validate="one_to_one")
     ids = merged["row_id"]
-
-    def scores(frame: pd.DataFrame, name: str) -> dict[str, np.ndarray]:
-        ifd, ifd_st = score_view(frame, ifd_column, ifd_status_column, name)
-        rifd, rifd_st = score_view(frame, rifd_column, rifd_status_column, name)
-        return {
-            "ifd": aligned_value(ifd, ids),
-            "rifd": aligned_value(rifd, ids),
-            "ifd_status": aligned_status(ifd_st, ids),
-            "rifd_status": aligned_status(rifd_st, ids),
-        }
-
-    cur, new = scores(current_scores, "current_scores"), scores(reflected_scores, "reflected_scores")
+    columns = (ifd_column, ifd_status_column, rifd_column, rifd_status_column)
+    cur = _scores_by_row(current_scores, ids, columns, "current_scores")
+    new = _scores_by_row(reflected_scores, ids, columns, "reflected_scores")
     outcome_reason = _outcome_reason(merged["outcome"], merged["new_output"])
     decreased = new["rifd"] < cur["rifd"]  # False whenever either side is NaN
     reason = _first_reason(
@@ -148,8 +139,26 @@ def decide_response(
         (decreased, "rifd_decreased"),
         (np.ones(len(ids), dtype=bool), "rifd_not_decreased"),
     )
-    won = reason == "rifd_decreased"
+    return _response_frame(merged, reason, cur, new)
 
+
+def _scores_by_row(frame: pd.DataFrame, ids: pd.Series, columns: tuple[str, str, str, str], name: str) -> dict:
+    """IFD, r-IFD and their statuses of `frame` (columns: ifd, ifd status, r-IFD, r-IFD status) in `ids` order."""
+    ifd_column, ifd_status_column, rifd_column, rifd_status_column = columns
+    ifd, ifd_st = score_view(frame, ifd_column, ifd_status_column, name)
+    rifd, rifd_st = score_view(frame, rifd_column, rifd_status_column, name)
+    return {
+        "ifd": aligned_value(ifd, ids),
+        "rifd": aligned_value(rifd, ids),
+        "ifd_status": aligned_status(ifd_st, ids),
+        "rifd_status": aligned_status(rifd_st, ids),
+    }
+
+
+def _response_frame(merged: pd.DataFrame, reason: np.ndarray, cur: dict, new: dict) -> pd.DataFrame:
+    """RESPONSE_DECISION_COLUMNS: the final pair is the reflected answer's where it won, else the current one's."""
+    ids = merged["row_id"]
+    won = reason == "rifd_decreased"
     out = {
         "row_id": ids.to_numpy(),
         "instruction_choice": merged["instruction_choice"].to_numpy(),

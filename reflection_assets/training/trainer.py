@@ -135,11 +135,25 @@ def train_lora(
         )
         log(f"{name}: skipped, {reason}")
         return TrainingOutcome(status=SKIPPED, rows_trained=len(trained_ids), skipped_reason=reason, **common)
+    return run_training(trainer, tokenizer, layout, common, settings, name, trained_ids, log)
 
+
+def run_training(
+    trainer: Any,
+    tokenizer: Any,
+    layout: CheckpointLayout,
+    common: dict,
+    settings: LoraSettings,
+    name: str,
+    trained_ids: list[str],
+    log: LogFn,
+) -> TrainingOutcome:
+    """Train (from the last Trainer checkpoint of an interrupted run, if any), then write and describe the adapter."""
     resume = layout.last_trainer_checkpoint()
-    processes = f" x {args.world_size} processes" if args.world_size > 1 else ""
+    world = trainer.args.world_size
+    processes = f" x {world} processes" if world > 1 else ""
     log(
-        f"{name}: training {len(trained_ids)} rows on {device}{processes} ({key})"
+        f"{name}: training {len(trained_ids)} rows on {trainer.args.device}{processes} ({common['key']})"
         + (f", resuming from {resume}" if resume else "")
     )
     started = time.perf_counter()

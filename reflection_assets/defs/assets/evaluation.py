@@ -7,7 +7,7 @@ per-item scores into paired bootstrap intervals and verdicts. The work is in
 `reflection_assets.evaluation` (and `reflection_assets.served`).
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
@@ -25,7 +25,7 @@ from reflection_assets.evaluation.checkpoints import (
 )
 from reflection_assets.evaluation.contamination import flag_contaminated
 from reflection_assets.evaluation.plot import intervals_png
-from reflection_assets.evaluation.report import ReportSettings, ablation
+from reflection_assets.evaluation.report import Ablation, ReportSettings, ablation
 from reflection_assets.evaluation.runner import SUITE_MAX_NEW_TOKENS, EvalSettings, Evaluator, build_items, evaluate
 from reflection_assets.evaluation.suites import EvalDataError, EvalItem, default_eval_file
 from reflection_assets.evaluation.summary import contaminated_instructions, evaluation_numbers, truncation_per_suite
@@ -119,18 +119,9 @@ def eval_scores(
         models = models_under_test(usable, adapter_names)
         suites = ", ".join(f"{suite} ({len(v)})" for suite, v in items.items())
         context.log.info(f"evaluating {[m.label for m in models]} on {suites}")
-        judging = judge.resolve(teacher) if config.judge else None
-        if judging is not None:
-            student_name = f"{student.served_model} at {student.base_url}" if student.is_served else student.model
-            evaluator.judge_name = judge_description(judging, teacher, student_name)
-            context.log.info(f"judge: {evaluator.judge_name}")
-        scores = evaluate(
-            evaluator,
-            models,
-            items,
-            choose=judging.choose_many if judging is not None else None,
-            judge_identity=judging.cache_identity() if judging is not None else None,
-        )
+        judging = attach_judge(context, evaluator, judge, teacher, student) if config.judge else None
+        choose, identity = (judging.choose_many, judging.cache_identity()) if judging is not None else (None, None)
+        scores = evaluate(evaluator, models, items, choose=choose, judge_identity=identity)
     except (EvalDataError, ModelReferenceError, ServedModelError, DecontaminationError) as error:
         raise dg.Failure(str(error), allow_retries=False) from None
     except CallFailed as error:  # the server is down or overloaded past the retries: finished outputs are cached
@@ -166,6 +157,18 @@ def eval_scores(
         },
         preview=["model", "suite", "metric", "value", "output"],
     )
+
+
+def attach_judge(
+    context: dg.AssetExecutionContext, evaluator: Evaluator, judge: JudgeModel, teacher: Teacher, student: StudentModel
+) -> Any:
+    """The model that judges (the judge resource's, else the teacher), named on the evaluator and in the log."""
+    judging = judge.resolve(teacher)
+    if judging is not None:
+        student_name = f"{student.served_model} at {student.base_url}" if student.is_served else student.model
+        evaluator.judge_name = judge_description(judging, teacher, student_name)
+        context.log.info(f"judge: {evaluator.judge_name}")
+    return judging
 
 
 def adapters_to_evaluate(
@@ -272,7 +275,33 @@ def ablation_report(
     report = ablation(eval_scores, lora_checkpoint, config.settings())
     png = intervals_png(report.table)
     context.log.info(f"ablation report\n{report.markdown}")
-    checks = [
+    return stage_result(
+        context, mlflow, "ablation_report", report.table,
+        numbers={"resamples": config.resamples}, params=config.model_dump(), metadata=report_metadata(report, png),
+        artifacts={
+            "ablation_report.md": f"{report.markdown}\n",
+            "ablation_intervals.png": png,
+            "ablation_report.csv": report.table.to_csv(index=False),
+        },
+        check_results=report_checks(report),
+    )
+
+
+def report_metadata(report: Ablation, png: bytes) -> dict[str, Any]:
+    """The report as the asset page shows it: the headline, the table, the intervals, the two verdicts."""
+    return {
+        "headline": dg.MetadataValue.md(report.headline_markdown),
+        "table": dg.MetadataValue.md(report.markdown),
+        "intervals": dg.MetadataValue.md(png_markdown(png, "selective - reference, 95% paired bootstrap interval")),
+        "primary_verdict": dg.MetadataValue.text(report.primary_verdict),
+        "positive_control": dg.MetadataValue.text(report.control),
+        "items_left_out_contaminated": dg.MetadataValue.int(report.items_left_out),
+    }
+
+
+def report_checks(report: Ablation) -> list[dg.AssetCheckResult]:
+    """The method's findings and the positive control, as warnings (a verdict is a result, not a failure)."""
+    return [
         dg.AssetCheckResult(
             check_name=METHOD_CHECK,
             passed=not report.warnings,
@@ -286,22 +315,3 @@ def ablation_report(
             metadata={"control": dg.MetadataValue.text(report.control)},
         ),
     ]
-    return stage_result(
-        context, mlflow, "ablation_report", report.table,
-        numbers={"resamples": config.resamples},
-        params=config.model_dump(),
-        metadata={
-            "headline": dg.MetadataValue.md(report.headline_markdown),
-            "table": dg.MetadataValue.md(report.markdown),
-            "intervals": dg.MetadataValue.md(png_markdown(png, "selective - reference, 95% paired bootstrap interval")),
-            "primary_verdict": dg.MetadataValue.text(report.primary_verdict),
-            "positive_control": dg.MetadataValue.text(report.control),
-            "items_left_out_contaminated": dg.MetadataValue.int(report.items_left_out),
-        },
-        artifacts={
-            "ablation_report.md": f"{report.markdown}\n",
-            "ablation_intervals.png": png,
-            "ablation_report.csv": report.table.to_csv(index=False),
-        },
-        check_results=checks,
-    )

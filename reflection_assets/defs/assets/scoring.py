@@ -4,6 +4,9 @@ The student's losses are cached by content in `student_scores`, so re-materializ
 after a crash or a change elsewhere runs forward passes only for sequences not yet scored.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import dagster as dg
 import pandas as pd
 
@@ -82,6 +85,57 @@ def score(
     return frame, tracker.total
 
 
+@dataclass(frozen=True)
+class ScoreStage:
+    """What a scoring asset shows besides its table: its numbers, one histogram, the preview, the ranges checked."""
+
+    name: str
+    numbers: Callable[[pd.DataFrame], dict]
+    # metadata key, MLflow file, {label: (column, status column or None)}, title, x label
+    histogram: tuple[str, str, dict[str, tuple[str, str | None]], str, str]
+    ranges: list[tuple[str, str]]  # (score column, its status column)
+    preview: list[str] | None = None
+
+    def result(self, context, mlflow: MlflowTracking, frame: pd.DataFrame, raw: pd.DataFrame,  # noqa: ANN001
+               student: StudentModel, computed: int):  # noqa: ANN201 - an Output per check as well
+        key, artifact, series, title, xlabel = self.histogram
+        values = {label: ok_values(frame, column, status) if status else _finite(frame[column])
+                  for label, (column, status) in series.items()}
+        return stage_result(
+            context, mlflow, self.name, frame,
+            numbers=self.numbers(frame), params=student_params(student),
+            metadata={"tokens_computed": dg.MetadataValue.int(computed)},
+            histograms=[Histogram(key, artifact, values, title, xlabel)],
+            preview=self.preview,
+            check_results=[accounting_check(self.name, frame, raw), range_check(self.name, frame, self.ranges)],
+        )  # fmt: skip
+
+
+RAW = ScoreStage(
+    "raw_ifd_scores", score_summary,
+    ("ifd_histogram", "raw_ifd_histogram.png", {"IFD": ("ifd_ppl", "ifd_status"), "r-IFD": ("rifd_ppl", "rifd_status")},
+     "IFD / r-IFD of raw pairs", "score (exp(loss_cond - loss_alone))"),
+    [("ifd_ppl", "ifd_status"), ("rifd_ppl", "rifd_status")],
+)  # fmt: skip
+INSTRUCTION = ScoreStage(
+    "instruction_ifd_scores", lambda frame: choice_counts(frame, "instruction"),
+    ("ifd_histogram", "instruction_ifd_histogram.png",
+     {ORIGINAL: ("ifd_original", None), REFLECTED: ("ifd_reflected", None)},
+     "IFD of original vs reflected instruction pairs", "IFD"),
+    [("ifd_original", "ifd_original_status"), ("ifd_reflected", "ifd_reflected_status")],
+    ["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"],
+)  # fmt: skip
+RESPONSE = ScoreStage(
+    "response_scores", lambda frame: choice_counts(frame, "response"),
+    ("rifd_histogram", "response_rifd_histogram.png",
+     {"current answer": ("current_rifd", None), "reflected answer": ("reflected_rifd", None)},
+     "r-IFD of current vs reflected answers", "r-IFD"),
+    [("final_ifd", "final_ifd_status"), ("final_rifd", "final_rifd_status"),
+     ("current_rifd", "current_rifd_status"), ("reflected_rifd", "reflected_rifd_status")],
+    ["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"],
+)  # fmt: skip
+
+
 @dg.asset(
     description="IFD and r-IFD of the raw pairs under the student (Cherry-style baseline; input of ifd_topk).",
     check_specs=stage_checks("raw_ifd_scores", scores=True),
@@ -95,22 +149,9 @@ def raw_ifd_scores(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
-    scores, computed = score(context, student, warehouse, pairs_from_frame(raw_instructions), "raw_ifd_scores")
+    scores, computed = score(context, student, warehouse, pairs_from_frame(raw_instructions), RAW.name)
     frame = with_partition(scores, context.partition_key)
-    histogram = Histogram(
-        "ifd_histogram", "raw_ifd_histogram.png",
-        {"IFD": ok_values(frame, "ifd_ppl", "ifd_status"), "r-IFD": ok_values(frame, "rifd_ppl", "rifd_status")},
-        "IFD / r-IFD of raw pairs", "score (exp(loss_cond - loss_alone))",
-    )
-    return stage_result(
-        context, mlflow, "raw_ifd_scores", frame,
-        numbers=score_summary(frame), params=student_params(student),
-        metadata={"tokens_computed": dg.MetadataValue.int(computed)}, histograms=[histogram],
-        check_results=[
-            accounting_check("raw_ifd_scores", frame, raw_instructions),
-            range_check("raw_ifd_scores", frame, [("ifd_ppl", "ifd_status"), ("rifd_ppl", "rifd_status")]),
-        ],
-    )
+    return RAW.result(context, mlflow, frame, raw_instructions, student, computed)
 
 
 @dg.asset(
@@ -129,35 +170,10 @@ def instruction_ifd_scores(
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
     reflected_pairs = reflected_instruction_pairs(raw_instructions, instruction_reflections)
-    reflected_scores, computed = score(
-        context, student, warehouse, reflected_pairs, "instruction_ifd_scores", rifd=False
-    )
+    reflected_scores, computed = score(context, student, warehouse, reflected_pairs, INSTRUCTION.name, rifd=False)
     decisions = decide_instruction(raw_instructions, instruction_reflections, raw_ifd_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
-    histogram = Histogram(
-        "ifd_histogram", "instruction_ifd_histogram.png",
-        {ORIGINAL: _finite(frame["ifd_original"]), REFLECTED: _finite(frame["ifd_reflected"])},
-        "IFD of original vs reflected instruction pairs", "IFD",
-    )
-    return stage_result(
-        context,
-        mlflow,
-        "instruction_ifd_scores",
-        frame,
-        numbers=choice_counts(frame, "instruction"),
-        params=student_params(student),
-        metadata={"tokens_computed": dg.MetadataValue.int(computed)},
-        histograms=[histogram],
-        preview=["row_id", "instruction_choice", "instruction_reason", "ifd_original", "ifd_reflected"],
-        check_results=[
-            accounting_check("instruction_ifd_scores", frame, raw_instructions),
-            range_check(
-                "instruction_ifd_scores",
-                frame,
-                [("ifd_original", "ifd_original_status"), ("ifd_reflected", "ifd_reflected_status")],
-            ),
-        ],
-    )
+    return INSTRUCTION.result(context, mlflow, frame, raw_instructions, student, computed)
 
 
 @dg.asset(
@@ -179,41 +195,12 @@ def response_scores(
     mlflow: MlflowTracking,
 ):  # no return annotation: with check_specs the op has several outputs
     current = current_pairs(raw_instructions, instruction_ifd_scores)
-    current_scores, computed_current = score(context, student, warehouse, current, "response_scores (current)")
+    current_scores, computed_current = score(context, student, warehouse, current, f"{RESPONSE.name} (current)")
     reflected = reflected_answer_pairs(raw_instructions, instruction_ifd_scores, response_reflections)
-    reflected_scores, computed_reflected = score(context, student, warehouse, reflected, "response_scores (reflected)")
-
+    reflected_scores, computed_reflected = score(context, student, warehouse, reflected, f"{RESPONSE.name} (reflected)")
     decisions = decide_response(instruction_ifd_scores, response_reflections, current_scores, reflected_scores)
     frame = with_partition(decisions, context.partition_key)
-    histogram = Histogram(
-        "rifd_histogram", "response_rifd_histogram.png",
-        {"current answer": _finite(frame["current_rifd"]), "reflected answer": _finite(frame["reflected_rifd"])},
-        "r-IFD of current vs reflected answers", "r-IFD",
-    )
-    return stage_result(
-        context,
-        mlflow,
-        "response_scores",
-        frame,
-        numbers=choice_counts(frame, "response"),
-        params=student_params(student),
-        metadata={"tokens_computed": dg.MetadataValue.int(computed_current + computed_reflected)},
-        histograms=[histogram],
-        preview=["row_id", "response_choice", "response_reason", "final_ifd", "final_rifd"],
-        check_results=[
-            accounting_check("response_scores", frame, raw_instructions),
-            range_check(
-                "response_scores",
-                frame,
-                [
-                    ("final_ifd", "final_ifd_status"),
-                    ("final_rifd", "final_rifd_status"),
-                    ("current_rifd", "current_rifd_status"),
-                    ("reflected_rifd", "reflected_rifd_status"),
-                ],
-            ),
-        ],
-    )
+    return RESPONSE.result(context, mlflow, frame, raw_instructions, student, computed_current + computed_reflected)
 
 
 def choice_counts(frame: pd.DataFrame, stage: str) -> dict[str, int]:

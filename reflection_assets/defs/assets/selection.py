@@ -11,7 +11,7 @@ lora_checkpoint trains on that table.
 """
 
 from dataclasses import asdict
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import dagster as dg
 import pandas as pd
@@ -20,6 +20,7 @@ from pydantic import Field
 from reflection_assets.defs.assets.common import ALL, Histogram, ok_values, stage_result
 from reflection_assets.defs.assets.exports import (
     DECONTAMINATED_CHECK,
+    Export,
     ExportRun,
     contamination_index,
     decontaminated_export,
@@ -46,7 +47,7 @@ from reflection_assets.selection import (
 from reflection_assets.selection.decontamination import CONTAMINATION_COLUMN, CandidateDecontamination
 from reflection_assets.selection.outcome import empty_selection_reason, selected_count, selection_problems
 from reflection_assets.selection.reflection_format import rewrite_in_reflection_format
-from reflection_assets.selection.scope import in_datasets, selected_pairs, selection_scope
+from reflection_assets.selection.scope import SelectionScope, in_datasets, selected_pairs, selection_scope
 from reflection_assets.teacher.cache import CallCache
 from resources.student import StudentModel
 from resources.teacher import Teacher
@@ -130,17 +131,7 @@ def selected_dataset(
         context, mlflow, "selected_dataset", selection,
         numbers={**counts, **style_numbers, "rows_decontaminated": export.decontamination.dropped},
         params=config.model_dump(),
-        metadata={
-            "datasets_read": dg.MetadataValue.json(scope.datasets),
-            "scope": dg.MetadataValue.text(f"selected over {scope.description()}"),
-            "rows_scored": dg.MetadataValue.int(len(selection)),
-            "rows_selected": dg.MetadataValue.int(len(chosen)),
-            "rows_exported": dg.MetadataValue.int(len(export.kept)),
-            "decision_counts": dg.MetadataValue.md(decision_counts(selection).to_markdown(index=False)),
-            "response_style": dg.MetadataValue.text(config.response_style),
-            "empty_reason": dg.MetadataValue.text(empty_reason),
-            **export.metadata(),
-        },
+        metadata=selection_metadata(scope, selection, chosen, export, config.response_style, empty_reason),
         histograms=selection_histograms(scope.raw_scores, selection),
         preview=SELECTED_COLUMNS,
         preview_rows=selection[selection["selected"].astype(bool)],
@@ -156,6 +147,24 @@ def selected_dataset(
         decision_counts=counts, decontamination=export.decontamination, mlflow_link=result.metadata,
     )
     return result
+
+
+def selection_metadata(
+    scope: SelectionScope, selection: pd.DataFrame, chosen: pd.DataFrame, export: Export, response_style: str,
+    empty_reason: str,
+) -> dict[str, Any]:
+    """What the selection read, kept and exported, its decisions' counts, and why it is empty when it is."""
+    return {
+        "datasets_read": dg.MetadataValue.json(scope.datasets),
+        "scope": dg.MetadataValue.text(f"selected over {scope.description()}"),
+        "rows_scored": dg.MetadataValue.int(len(selection)),
+        "rows_selected": dg.MetadataValue.int(len(chosen)),
+        "rows_exported": dg.MetadataValue.int(len(export.kept)),
+        "decision_counts": dg.MetadataValue.md(decision_counts(selection).to_markdown(index=False)),
+        "response_style": dg.MetadataValue.text(response_style),
+        "empty_reason": dg.MetadataValue.text(empty_reason),
+        **export.metadata(),
+    }
 
 
 def in_response_style(
