@@ -26,7 +26,14 @@ def _load(name: str):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reflection-tuning", description=__doc__.splitlines()[0])
+    from reflection_assets.environment import environment_help
+
+    parser = argparse.ArgumentParser(
+        prog="reflection-tuning",
+        description=__doc__.splitlines()[0],
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the chosen subcommand's module is imported (start-up time matters for `score`).
     chosen = next((a for a in argv if not a.startswith("-")), None)

@@ -1,5 +1,5 @@
-"""The docs' tables generated from the code: run parameters from the `dg.Config` classes themselves,
-the teacher's environment variables from `TEACHER_SETTINGS`.
+"""The docs' tables generated from the code: the environment variables from `reflection_assets.environment`,
+run parameters from the `dg.Config` classes themselves, the teacher's tuning variables from `TEACHER_SETTINGS`.
 
 Every launchpad knob has one owner (its field: type, default, description); a docs page marks where a
 table goes (`<!-- generated: NAME -->`) and the docs build renders it there (`scripts/mkdocs_hooks.py`),
@@ -54,8 +54,13 @@ def config_markdown() -> str:
 def generated_tables() -> dict[str, Callable[[], str]]:
     """The generated tables by the name a page marks them with."""
     from reflection_assets.defs.deployment import teacher_env_markdown
+    from reflection_assets.environment import environment_markdown
 
-    return {"run-parameters": config_markdown, "teacher-settings": teacher_env_markdown}
+    return {
+        "environment": environment_markdown,
+        "run-parameters": config_markdown,
+        "teacher-settings": teacher_env_markdown,
+    }
 
 
 def render_generated(markdown: str, where: str) -> str:

@@ -73,22 +73,27 @@ def register_seeds(count: int) -> list[str]:
     return names
 
 
-def arm_steps(arms: str, train_arms: str, training: dict | None = None, seeds: int = 1) -> list[Step]:
+def arm_steps(
+    arms: str, train_arms: str, training: dict | None = None, seeds: int = 1, arm: dict | None = None
+) -> list[Step]:
     """One arms_job run per arm and seed: the arms in `train_arms` build their rows and train with each of
     `seeds` seeds; the others build their rows once (seed 0) and skip training, said so.
 
-    `training` sets other lora_checkpoint knobs for the trained arms (the demo's small batches).
+    `training` sets other lora_checkpoint knobs for the trained arms (the demo's small batches); `arm` is
+    arm_datasets' run config (an experiment's evaluation file).
     """
     from reflection_assets.defs.partitions import arm_key, seed_names
 
     trained = {a.strip() for a in train_arms.split(",") if a.strip()}
     steps = []
-    for arm in (a.strip() for a in arms.split(",")):
-        if not arm:
+    for name in (a.strip() for a in arms.split(",")):
+        if not name:
             continue
-        for seed in seed_names(seeds) if arm in trained else seed_names(1):
-            config = {"enabled": arm in trained, **(training or {})}
-            steps.append(Step("arms_job", str(arm_key(arm, seed)), {"ops": {"lora_checkpoint": {"config": config}}}))
+        for seed in seed_names(seeds) if name in trained else seed_names(1):
+            ops = {"lora_checkpoint": {"config": {"enabled": name in trained, **(training or {})}}}
+            if arm:
+                ops["arm_datasets"] = {"config": arm}
+            steps.append(Step("arms_job", str(arm_key(name, seed)), {"ops": ops}))
     return steps
 
 
@@ -102,19 +107,20 @@ def graph_steps(
     evaluation: dict | None = None,
     ingest: dict | None = None,
     training: dict | None = None,
+    arm: dict | None = None,
 ) -> list[Step]:
     """The whole graph in order: one dataset partition (both teacher stages with `teacher_stage` as
     their run config), the selection, every arm in `arms` (training those in `train_arms` with `seeds`
     seeds each; the seeds must be registered, `register_seeds`), evaluation. `selection`, `evaluation`
-    and `ingest` are the run configs of selected_dataset, eval_scores and raw_instructions (an
-    experiment scopes them); `training` the trained arms' lora_checkpoint knobs (default SMALL_ARM_TRAINING)."""
+    `ingest` and `arm` are the run configs of selected_dataset, eval_scores, raw_instructions and arm_datasets
+    (an experiment scopes them); `training` the trained arms' lora_checkpoint knobs (default SMALL_ARM_TRAINING)."""
     stages = {"ops": {name: {"config": teacher_stage} for name in ("instruction_reflections", "response_reflections")}}
     if ingest:
         stages["ops"]["raw_instructions"] = {"config": ingest}
     return [
         Step("dataset_job", dataset, stages),
         Step("selection_job", None, {"ops": {"selected_dataset": {"config": selection}}} if selection else None),
-        *arm_steps(arms, train_arms, SMALL_ARM_TRAINING if training is None else training, seeds),
+        *arm_steps(arms, train_arms, SMALL_ARM_TRAINING if training is None else training, seeds, arm),
         Step("evaluation_job", None, {"ops": {"eval_scores": {"config": evaluation}}} if evaluation else None),
     ]
 

@@ -14,7 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from reflection_assets.documented import default_of, help_text
 from reflection_assets.teacher.cache import DEFAULT_CACHE_PATH
+from reflection_assets.teacher.settings import ReflectionSettings
 from reflection_assets.teacher.types import INSTRUCTION, RESPONSE
 
 EXIT_OK = 0
@@ -35,13 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"llm_calls DuckDB file (default: {DEFAULT_CACHE_PATH})",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=512, metavar="N", help="generation cap per call (default: 512)"
+        "--max-new-tokens", type=int, default=default_of(ReflectionSettings, "max_new_tokens"), metavar="N",
+        help=f"{help_text(ReflectionSettings, 'max_new_tokens')} (default: %(default)s)"
     )
     parser.add_argument(
         "--guided", action="store_true", help="estimate guided generation (critique + one request per section)"
     )
     parser.add_argument(
-        "--critique-tokens", type=int, default=128, metavar="N", help="critique cap when guided (default: 128)"
+        "--critique-tokens", type=int, default=default_of(ReflectionSettings, "critique_tokens"), metavar="N",
+        help=f"{help_text(ReflectionSettings, 'critique_tokens')} (default: %(default)s)"
     )
     parser.add_argument(
         "--limit", type=int, default=None, metavar="N", help="only the first N rows, as a trial run would"

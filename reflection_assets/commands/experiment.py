@@ -151,9 +151,6 @@ def run(args: argparse.Namespace) -> int:
     key = register_dataset(data, args.partition)
     register_seeds(args.seeds)
     eval_file, eval_source = evaluation_source(sample, source)
-    # The steps run in this process: the held-out split becomes the evaluation's default file, so the
-    # exports' decontamination checks against the items eval_scores will score, not the demo's.
-    os.environ[EVAL_FILE_ENV] = str(eval_file)
     scope = {
         "dataset partitions selected, trained and evaluated on": key,
         "evaluation items": eval_source,
@@ -167,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         args.arms,
         {"max_new_tokens": args.max_new_tokens},
         seeds=args.seeds,
-        selection={"datasets": [key]},
+        # The held-out split is what eval_scores scores and what the exports are decontaminated against.
+        selection={"datasets": [key], "eval_file": str(eval_file)},
+        arm={"eval_file": str(eval_file)},
         evaluation={"eval_file": eval_file},
         # The experiment selects over its own partition only; an earlier sample of the same source (another
         # --rows) holds the same rows, which the check across partitions would remove as near-duplicates.

@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from reflection_assets.database import table_exists
 from reflection_assets.defs.assets.evaluation import EvalConfig
@@ -48,10 +49,19 @@ def decontamination_check_spec(asset: str) -> dg.AssetCheckSpec:
     )
 
 
-def contamination_index() -> ContaminationIndex:
-    """The n-grams of the items eval_scores uses by default, plus the user's benchmark files."""
+def eval_file_field() -> Any:
+    """The run parameter an export's decontamination reads its evaluation items from (selection and arms)."""
+    return Field(
+        default="",
+        description="held-out pairs (jsonl) whose items the export is decontaminated against, as eval_scores' "
+        "eval_file; '': eval_scores' default ($REFLECTION_EVAL_FILE or the demo's eval set)",
+    )
+
+
+def contamination_index(eval_file: str = "") -> ContaminationIndex:
+    """The n-grams of eval_scores' items (from `eval_file`, '': its default), plus the user's benchmark files."""
     try:
-        items = build_items(EvalConfig().settings(template="chat"))  # the template does not change the items
+        items = build_items(EvalConfig(eval_file=eval_file).settings(template="chat"))  # the template changes no item
         return build_index(evaluation_benchmark(items))
     except (DecontaminationError, EvalDataError) as error:  # the user's file or setting: no traceback, no retry
         raise dg.Failure(f"decontamination: {error}", allow_retries=False) from None
@@ -84,14 +94,15 @@ def decontaminated_export(
     name: str,
     system: str | None = None,
     candidates: CandidateDecontamination | None = None,
+    eval_file: str = "",
 ) -> Export:
     """Drop the rows that overlap a benchmark item (named in the log), then write the rest in every form.
 
     `candidates`: the filter an arm was drawn through (its index is reused); the rows it dropped are
-    reported with the export's own.
+    reported with the export's own. `eval_file`: where the evaluation's items come from ('': eval_scores' default).
     """
     if candidates is None:
-        decontaminated = decontaminate(rows, contamination_index())
+        decontaminated = decontaminate(rows, contamination_index(eval_file))
     else:
         decontaminated = candidates.merged(decontaminate(rows, candidates.index))
     if decontaminated.dropped:

@@ -26,6 +26,7 @@ from reflection_assets.defs.assets.exports import (
     decontaminated_export,
     decontamination_check,
     decontamination_check_spec,
+    eval_file_field,
     rows_per_dataset,
     write_export_card,
 )
@@ -79,6 +80,7 @@ class SelectionConfig(dg.Config):
     format_max_new_tokens: int = Field(
         default=384, description="tokens the teacher may write per rewrite (response_style reflection)"
     )
+    eval_file: str = eval_file_field()
 
     def settings(self) -> SelectionSettings:
         return SelectionSettings(
@@ -125,7 +127,9 @@ def selected_dataset(
         context.log.warning(f"{empty_reason}; the arms sized to the selection will be skipped. Decisions: {counts}")
     chosen = selected_pairs(selection)
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
-    export = decontaminated_export(context, chosen, exports_dir() / "selected", "selected", system=system)
+    export = decontaminated_export(
+        context, chosen, exports_dir() / "selected", "selected", system=system, eval_file=config.eval_file
+    )
     selection = selection.assign(**{CONTAMINATION_COLUMN: export.decontamination.labels(selection["row_id"])})
     result = stage_result(
         context, mlflow, "selected_dataset", selection,
@@ -202,6 +206,7 @@ def selection_histograms(raw_scores: pd.DataFrame, selection: pd.DataFrame) -> l
 
 class ArmConfig(dg.Config):
     seed: int = Field(default=0, description="added to the seed partition: sampled arms draw with seed + partition")
+    eval_file: str = eval_file_field()
 
 
 @dg.asset(
@@ -250,7 +255,7 @@ def arm_datasets(
     )
     # Drawn from clean candidates, so a decontaminated arm keeps the size of the others; dropped from the
     # table itself, not only from the files: lora_checkpoint trains on this table.
-    candidates = CandidateDecontamination(contamination_index())
+    candidates = CandidateDecontamination(contamination_index(config.eval_file))
     inputs = ArmInputs(raw, raw_scores, reflections, decisions, answers, selected_dataset, seed, usable=candidates)
     result = build_arm(arm, inputs)
     if result.shortfall:

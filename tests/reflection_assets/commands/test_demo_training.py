@@ -59,6 +59,9 @@ def test_the_graph_runs_in_order_with_the_teacher_stage_config():
     ops = steps[0].run_config["ops"]
     assert ops["instruction_reflections"] == ops["response_reflections"] == {"config": {"max_new_tokens": 8}}
     assert steps[2].run_config["ops"]["lora_checkpoint"]["config"] == {"enabled": True, **SMALL_ARM_TRAINING}
+    assert "arm_datasets" not in steps[2].run_config["ops"]  # the demo's arms: the default eval file
+    held = graph_steps("x", "selective", "selective", {}, arm={"eval_file": "held.jsonl"})
+    assert held[2].run_config["ops"]["arm_datasets"] == {"config": {"eval_file": "held.jsonl"}}
 
 
 def test_the_tour_trains_every_demo_arm_twice_on_one_step_budget_and_scores_every_suite():

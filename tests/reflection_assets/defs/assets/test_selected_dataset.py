@@ -126,9 +126,9 @@ def _stage_two(instance, decisions: pd.DataFrame):
     instance.add_dynamic_partitions(DATASETS, ["p"])
 
 
-def _materialize(instance, selection, partition=None):
+def _materialize(instance, selection, partition=None, run_config=None):
     return dg.materialize([*ASSETS, *CHECKS], selection=selection, partition_key=partition, instance=instance,
-                          resources=build_resources(), raise_on_error=False)
+                          resources=build_resources(), raise_on_error=False, run_config=run_config)
 
 
 def test_empty_selection_is_a_reasoned_result_and_the_arms_skip_with_it(dagster_instance):
@@ -255,6 +255,28 @@ def test_a_planted_benchmark_row_leaves_the_exports_named_counted_and_the_card_a
         assert conn.execute("SELECT row_id FROM arm_datasets").fetchall() == [("a",)]
     arm_card = read_card_counts(exports_dir() / "arms" / "selective" / "seed0" / "README.md")
     assert arm_card["rows"] == 1 and arm_card["rows_decontaminated"] == 1
+
+
+def test_the_exports_are_decontaminated_against_the_eval_file_the_run_names(dagster_instance, tmp_path, monkeypatch):
+    """An experiment's held-out split reaches the exports through run config, not the process environment."""
+    monkeypatch.delenv("REFLECTION_EVAL_FILE", raising=False)
+    held = tmp_path / "held.jsonl"
+    held.write_text(json.dumps({"instruction": BENCHMARK_QUESTION, "output": "72"}) + "\n")
+    decisions = _decisions()
+    decisions.loc[decisions["row_id"] == "b", "final_instruction"] = "Solve: " + BENCHMARK_QUESTION
+    _stage_two(dagster_instance, decisions)
+
+    default = _materialize(dagster_instance, ["selected_dataset"])  # the demo's eval set: nothing shared
+    assert default.asset_materializations_for_node("selected_dataset")[0].metadata["rows_decontaminated"].value == 0
+    named = {"ops": {"selected_dataset": {"config": {"eval_file": str(held)}}}}
+    result = _materialize(dagster_instance, ["selected_dataset"], run_config=named)
+    meta = result.asset_materializations_for_node("selected_dataset")[0].metadata
+    assert meta["rows_decontaminated"].value == 1 and meta["rows_exported"].value == 1
+
+    dagster_instance.add_dynamic_partitions(SEEDS, ["0"])
+    arm_config = {"ops": {"arm_datasets": {"config": {"eval_file": str(held)}}}}
+    arm_run = _materialize(dagster_instance, ["arm_datasets"], partition=arm_key("selective"), run_config=arm_config)
+    assert arm_run.asset_materializations_for_node("arm_datasets")[0].metadata["rows_decontaminated"].value == 1
 
 
 def test_an_unreadable_benchmark_file_fails_the_export_naming_it(dagster_instance, monkeypatch):
