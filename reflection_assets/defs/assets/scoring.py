@@ -96,8 +96,15 @@ class ScoreStage:
     ranges: list[tuple[str, str]]  # (score column, its status column)
     preview: list[str] | None = None
 
-    def result(self, context, mlflow: MlflowTracking, frame: pd.DataFrame, raw: pd.DataFrame,  # noqa: ANN001
-               student: StudentModel, computed: int):  # noqa: ANN201 - an Output per check as well
+    def result(
+        self,
+        context: dg.AssetExecutionContext,
+        mlflow: MlflowTracking,
+        frame: pd.DataFrame,
+        raw: pd.DataFrame,
+        student: StudentModel,
+        computed: int,
+    ) -> dg.MaterializeResult:
         key, artifact, series, title, xlabel = self.histogram
         values = {label: ok_values(frame, column, status) if status else _finite(frame[column])
                   for label, (column, status) in series.items()}
