@@ -23,6 +23,8 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
+from reflection_assets.documented import documented
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -59,25 +61,16 @@ class CallFailed(Exception):
 class RetryPolicy:
     """Concurrency, timeouts and retries of one client; the defaults are every client's defaults."""
 
-    max_concurrency: int = 8
-    timeout_s: float = 120.0
-    connect_timeout_s: float = 10.0
-    max_attempts: int = 5
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    max_retry_after_s: float = 120.0
+    max_concurrency: int = documented(8, "Requests in flight at once.")
+    timeout_s: float = documented(120.0, "Read/write timeout of one request.")
+    connect_timeout_s: float = documented(10.0, "Connect timeout of one request.")
+    max_attempts: int = documented(5, "Attempts per request, the first included.")
+    backoff_initial_s: float = documented(0.5, "Scale of the exponential backoff.")
+    backoff_max_s: float = documented(30.0, "Longest backoff between attempts.")
+    max_retry_after_s: float = documented(120.0, "Longest Retry-After honoured.")
 
 
 DEFAULT_POLICY = RetryPolicy()
-POLICY_HELP = {
-    "max_concurrency": "Requests in flight at once.",
-    "timeout_s": "Read/write timeout of one request.",
-    "connect_timeout_s": "Connect timeout of one request.",
-    "max_attempts": "Attempts per request, the first included.",
-    "backoff_initial_s": "Scale of the exponential backoff.",
-    "backoff_max_s": "Longest backoff between attempts.",
-    "max_retry_after_s": "Longest Retry-After honoured.",
-}
 
 
 @dataclass
@@ -185,7 +178,11 @@ async def post_with_retries(
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "%s failed (%s); attempt %d/%d, retrying in %.2fs",
-            who, redact(str(exc)), state.attempt_number, policy.max_attempts, wait,
+            who,
+            redact(str(exc)),
+            state.attempt_number,
+            policy.max_attempts,
+            wait,
         )
 
     retrying = AsyncRetrying(

@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from reflection_assets.documented import help_text, mirrored
-from reflection_assets.http_retries import DEFAULT_POLICY, POLICY_HELP, RetryPolicy
+from reflection_assets.http_retries import RetryPolicy
 from reflection_assets.scoring.settings import ScoringConfig
 from reflection_assets.scoring.templates import AUTO, StartToken, TemplateSetting
 
@@ -62,9 +62,9 @@ class StudentModel(dg.ConfigurableResource):
     )
     served_model: str = Field(default="", description="the student's name on that server")
     api_key: Optional[str] = Field(default=None, repr=False, description="bearer token (secret; optional)")
-    max_concurrency: int = Field(default=DEFAULT_POLICY.max_concurrency, description=POLICY_HELP["max_concurrency"])
-    timeout_s: float = Field(default=DEFAULT_POLICY.timeout_s, description=POLICY_HELP["timeout_s"])
-    max_attempts: int = Field(default=DEFAULT_POLICY.max_attempts, description=POLICY_HELP["max_attempts"])
+    max_concurrency: int = mirrored(RetryPolicy, "max_concurrency")
+    timeout_s: float = mirrored(RetryPolicy, "timeout_s")
+    max_attempts: int = mirrored(RetryPolicy, "max_attempts")
     logprob_concurrency: int = Field(
         default=1,
         description="prompt log-probability requests in flight (1: safe on a vLLM 0.32 server with --enable-lora, "

@@ -23,9 +23,10 @@ PACKAGES = ("reflection_assets", "resources", "sensors")
 DAGSTER_FACING = ("reflection_assets.defs", "reflection_assets.commands", "reflection_assets.cli")
 # The pure packages, bottom layer first (see the module docstring for the rule).
 PURE_LAYERS = (
-    ("ingest", "scoring", "teacher"),  # rows in; the student's losses; the teacher's rewrites
+    ("ingest", "scoring"),  # rows in; the student's losses
     ("training",),  # LoRA on the student, its data rendered with scoring's templates
-    ("generation",),  # batched decoding over the student's engine, guided by the teacher's formats
+    ("generation",),  # batched decoding over a loaded model: the engine the teacher and evaluation share
+    ("teacher",),  # the teacher's rewrites: prompts, plans, cache, runner, and the in-process teacher on the engine
     ("evaluation",),  # suites, the judge and verdicts over generation, likelihoods and checkpoints
     ("selection", "served"),  # the selection rules and decontamination; the vLLM clients of everything below
 )

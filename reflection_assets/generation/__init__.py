@@ -8,5 +8,6 @@ ids at the same positions as a fresh `model.generate` call on its full text woul
 every guided step), and greedy choice is taken from the same logits.
 
 Modules: `engine` (requests, outputs, the decoding loop), `cache` (an in-place growing key/value
-cache), `stops` (end tokens and stop strings), `guided` (guided plans as engine continuations).
+cache), `stops` (end tokens and stop strings), `requests` (what a caller asks for, including the
+step protocol a guided plan continues through: `reflection_assets.teacher.guided_run`).
 """

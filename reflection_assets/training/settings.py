@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from reflection_assets.documented import documented, help_texts
+from reflection_assets.documented import documented
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -103,7 +103,3 @@ class LoraSettings:
     def as_params(self) -> dict:
         """Flat values for MLflow params and the model card."""
         return {k: (",".join(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
-
-# What each knob means, read from the fields: the asset config's descriptions and the CLI's --help.
-HELP = help_texts(LoraSettings)

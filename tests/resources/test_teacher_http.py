@@ -12,19 +12,14 @@ import pytest
 from tenacity import RetryCallState
 
 from reflection_assets.defs.deployment import build_teacher
+from reflection_assets.http_retries import RetryableError, RetryAfterWait, parse_retry_after
 from reflection_assets.schema import Pair
 from reflection_assets.teacher.backend import TeacherError
 from reflection_assets.teacher.cache import CallCache
+from reflection_assets.teacher.chat_completions import Reply, read_choice
 from reflection_assets.teacher.runner import reflect_rows
 from reflection_assets.teacher.types import ChatRequest
-from resources.teacher_http import (
-    OpenAICompatibleTeacher,
-    Reply,
-    RetryableError,
-    RetryAfterWait,
-    parse_retry_after,
-    read_choice,
-)
+from resources.teacher_http import OpenAICompatibleTeacher
 from resources.teacher_local import TransformersTeacher
 from support.fault_server import FaultServer
 

@@ -51,7 +51,7 @@ def test_both_stages_run_guided_from_environment_variables_alone(
         second, second_stats = reflect_rows(pairs, "response", teacher, cache, settings, log=context.log.info)
         return {"frames": (first, second), "stats": (first_stats, second_stats)}
 
-    caplog.set_level(logging.INFO, logger="resources.teacher_http")
+    caplog.set_level(logging.INFO, logger="reflection_assets.teacher.chat_completions")
     result = dg.materialize([both_stages], resources={"teacher": build_teacher()})
     assert result.success
     (first, second), stats = result.output_for_node("both_stages").values()

@@ -21,7 +21,7 @@ XDIST_GROUPS = {
         "tests/reflection_assets/test_model_store.py",
         "tests/resources/test_student_vllm.py",
         "tests/resources/test_student_vllm_eval.py",
-        "tests/resources/test_teacher_local.py",
+        "tests/reflection_assets/teacher/test_local_teacher.py",
         "tests/resources/test_teacher_serve.py",
     ),
 }

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from reflection_assets.defs.assets.common import ALL, markdown_preview, numeric_metadata
 from reflection_assets.defs.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
+from reflection_assets.documented import mirrored
 from reflection_assets.model_store import ModelReferenceError
 from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
@@ -27,19 +28,12 @@ from reflection_assets.training.checkpoints import CheckpointLayout
 from reflection_assets.training.dataset import TrainingDataError
 from reflection_assets.training.launch import REPORT_DIR_ENV, Launch, launch_failure, settings_arguments, write_pairs
 from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
-from reflection_assets.training.settings import HELP, LoraSettings
+from reflection_assets.training.settings import LoraSettings
 from reflection_assets.training.statuses import CHECKPOINT_COLUMNS, SKIPPED, TRAINED
 from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
 from resources.student import StudentModel
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
-
-# The defaults and their meaning have one owner, LoraSettings and its HELP (the CLI's `train` reads both).
-DEFAULTS = LoraSettings()
-
-
-def knob(name: str):  # noqa: ANN201 - a pydantic FieldInfo
-    return Field(default=getattr(DEFAULTS, name), description=HELP[name])
 
 
 class LoraCheckpointConfig(dg.Config):
@@ -49,27 +43,27 @@ class LoraCheckpointConfig(dg.Config):
         default=True,
         description="false: skip this arm with a reason (the demo trains selective, reflected_all and random)",
     )
-    rank: int = knob("rank")
-    alpha: int = knob("alpha")
-    dropout: float = knob("dropout")
-    target_modules: list[str] = Field(default=list(DEFAULTS.target_modules), description=HELP["target_modules"])
-    epochs: float = knob("epochs")
-    learning_rate: float = knob("learning_rate")
-    warmup: float = knob("warmup")
-    lr_scheduler: str = knob("lr_scheduler")
-    batch_size: int = knob("batch_size")
-    gradient_accumulation: int = knob("gradient_accumulation")
-    max_length: int = knob("max_length")
-    packing: bool = knob("packing")
-    seed: int = knob("seed")
-    precision: Literal["auto", "fp32", "bf16"] = knob("precision")
-    load_in_4bit: bool = knob("load_in_4bit")
-    activation_checkpointing: Optional[bool] = knob("activation_checkpointing")
-    device: str = knob("device")
-    max_steps: int = knob("max_steps")
-    save_steps: int = knob("save_steps")
-    min_rows: int = knob("min_rows")
-    collective_timeout: int = knob("collective_timeout")
+    rank: int = mirrored(LoraSettings, "rank")
+    alpha: int = mirrored(LoraSettings, "alpha")
+    dropout: float = mirrored(LoraSettings, "dropout")
+    target_modules: list[str] = mirrored(LoraSettings, "target_modules", default=list(LoraSettings.target_modules))
+    epochs: float = mirrored(LoraSettings, "epochs")
+    learning_rate: float = mirrored(LoraSettings, "learning_rate")
+    warmup: float = mirrored(LoraSettings, "warmup")
+    lr_scheduler: str = mirrored(LoraSettings, "lr_scheduler")
+    batch_size: int = mirrored(LoraSettings, "batch_size")
+    gradient_accumulation: int = mirrored(LoraSettings, "gradient_accumulation")
+    max_length: int = mirrored(LoraSettings, "max_length")
+    packing: bool = mirrored(LoraSettings, "packing")
+    seed: int = mirrored(LoraSettings, "seed")
+    precision: Literal["auto", "fp32", "bf16"] = mirrored(LoraSettings, "precision")
+    load_in_4bit: bool = mirrored(LoraSettings, "load_in_4bit")
+    activation_checkpointing: Optional[bool] = mirrored(LoraSettings, "activation_checkpointing")
+    device: str = mirrored(LoraSettings, "device")
+    max_steps: int = mirrored(LoraSettings, "max_steps")
+    save_steps: int = mirrored(LoraSettings, "save_steps")
+    min_rows: int = mirrored(LoraSettings, "min_rows")
+    collective_timeout: int = mirrored(LoraSettings, "collective_timeout")
     num_processes: int = Field(
         default=1,
         description="1: train in this step's process; more: launch that many training processes (one per GPU) "
@@ -321,6 +315,5 @@ def checkpoint_run(outcome: TrainingOutcome, settings: LoraSettings) -> dict:
         },
         "artifact_folders": {"adapter": outcome.adapter_path},
         # summary_first_loss / summary_final_loss are means over a window (training.losses); the tag says which.
-        "tags": {"checkpoint_key": outcome.key}
-        | ({"loss_window": outcome.loss_window} if outcome.loss_window else {}),
+        "tags": {"checkpoint_key": outcome.key} | ({"loss_window": outcome.loss_window} if outcome.loss_window else {}),
     }

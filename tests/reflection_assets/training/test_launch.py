@@ -48,9 +48,10 @@ def test_the_flags_rebuild_exactly_the_settings(settings):
 def test_every_settings_field_has_a_help_text():
     from dataclasses import fields
 
-    from reflection_assets.training.settings import HELP
+    from reflection_assets.documented import help_texts
 
-    assert set(HELP) == {f.name for f in fields(LoraSettings)} and all(HELP.values())
+    help = help_texts(LoraSettings)
+    assert set(help) == {f.name for f in fields(LoraSettings)} and all(help.values())
 
 
 def test_rows_written_for_the_launch_read_back_as_the_same_pairs(tmp_path):

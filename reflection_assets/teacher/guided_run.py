@@ -1,4 +1,4 @@
-"""Guided plans (reflection_assets.teacher.guided) run as engine continuations.
+"""Guided plans (`guided`) run as continuations on reflection_assets.generation's engine.
 
 Each step's sequence is the rendered prompt plus the assistant text so far plus the step's marker,
 tokenized as one string, exactly what a fresh `generate` call per step would read. The engine keeps
