@@ -7,6 +7,7 @@ per-item scores into paired bootstrap intervals and verdicts. The work is in
 `reflection_assets.evaluation` (and `reflection_assets.served`).
 """
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import dagster as dg
@@ -113,8 +114,72 @@ def eval_scores(
     mlflow: MlflowTracking,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     usable, skipped = adapters_to_evaluate(context, lora_checkpoint, student)
+    run = run_evaluation(context, config, usable, student, teacher, judge, warehouse)
+    contaminated = flag_contaminated(run.scores, run.items, arm_datasets, run.ngram)
+    if contaminated:
+        context.log.warning(
+            f"{len(contaminated)} eval items share a {run.ngram}-gram with a training row; the report leaves them out"
+        )
+    numbers = evaluation_numbers(
+        run.scores, run.evaluator.stats, models=len(run.models), dropped=len(run.dropped), skipped=len(skipped),
+        contaminated=len(contaminated),
+    )
+    return stage_result(
+        context, mlflow, "eval_scores", run.scores, numbers=numbers, params=run.params(skipped),
+        metadata=run.metadata(skipped), preview=["model", "suite", "metric", "value", "output"],
+    )
+
+
+@dataclass
+class EvaluationRun:
+    """One evaluation pass: what was evaluated, on which items, and the scores; it states its own metadata."""
+
+    evaluator: Evaluator
+    models: list[Any]
+    items: dict[str, list[EvalItem]]
+    dropped: list[str]
+    adapter_names: dict[str, str]
+    scores: pd.DataFrame
+    ngram: int  # the exports' decontamination n-gram: both checks call the same rows overlapping
+
+    def labels(self) -> list[str]:
+        return [m.label for m in self.models]
+
+    def params(self, skipped: list) -> dict[str, Any]:
+        return {
+            **self.evaluator.settings.record(), "models": self.labels(), "skipped": skipped,
+            "student_backend": self.evaluator.backend.describe(),  # never the key: describe() leaves it out
+            "served_adapters": self.adapter_names,
+        }
+
+    def metadata(self, skipped: list) -> dict[str, Any]:
+        return {
+            "models_evaluated": dg.MetadataValue.json(self.labels()),
+            "arms_skipped": dg.MetadataValue.json(skipped),
+            "truncated_per_suite": dg.MetadataValue.json(truncation_per_suite(self.scores)),
+            "items_dropped": dg.MetadataValue.json(self.dropped),
+            "suite_overlap": dg.MetadataValue.text(SUITE_OVERLAP),
+            "judge": dg.MetadataValue.text(self.evaluator.judge_name or "not run"),
+            "contaminated_items": dg.MetadataValue.json(contaminated_instructions(self.scores)),
+            "settings": dg.MetadataValue.json(self.evaluator.settings.record()),
+            "student_backend": dg.MetadataValue.text(self.evaluator.backend.describe()),
+            "served_adapters": dg.MetadataValue.json(self.adapter_names),
+        }
+
+
+def run_evaluation(
+    context: dg.AssetExecutionContext,
+    config: EvalConfig,
+    usable: pd.DataFrame,
+    student: StudentModel,
+    teacher: Teacher,
+    judge: JudgeModel,
+    warehouse: Warehouse,
+) -> EvaluationRun:
+    """Every usable model on every suite (and the judge, if asked); a user's mistake or a server that
+    refuses fails the run with its reason, a server down past the retries may be retried (outputs are cached)."""
     try:
-        ngram = ngram_size()  # the exports' setting: both checks call the same rows overlapping
+        ngram = ngram_size()
         evaluator, items, dropped, adapter_names = open_evaluator(context, config, student, usable, warehouse)
         models = models_under_test(usable, adapter_names)
         suites = ", ".join(f"{suite} ({len(v)})" for suite, v in items.items())
@@ -126,37 +191,7 @@ def eval_scores(
         raise dg.Failure(str(error), allow_retries=False) from None
     except CallFailed as error:  # the server is down or overloaded past the retries: finished outputs are cached
         raise dg.Failure(f"student server: {error}", allow_retries=not error.refused) from None
-
-    contaminated = flag_contaminated(scores, items, arm_datasets, ngram)
-    if contaminated:
-        context.log.warning(
-            f"{len(contaminated)} eval items share a {ngram}-gram with a training row; the report leaves them out"
-        )
-    numbers = evaluation_numbers(
-        scores, evaluator.stats, models=len(models), dropped=len(dropped), skipped=len(skipped),
-        contaminated=len(contaminated),
-    )
-    record = evaluator.settings.record()
-    backend = evaluator.backend.describe()  # never the key: describe() leaves it out
-    return stage_result(
-        context, mlflow, "eval_scores", scores,
-        numbers=numbers,
-        params={**record, "models": [m.label for m in models], "skipped": skipped, "student_backend": backend,
-                "served_adapters": adapter_names},
-        metadata={
-            "models_evaluated": dg.MetadataValue.json([m.label for m in models]),
-            "arms_skipped": dg.MetadataValue.json(skipped),
-            "truncated_per_suite": dg.MetadataValue.json(truncation_per_suite(scores)),
-            "items_dropped": dg.MetadataValue.json(dropped),
-            "suite_overlap": dg.MetadataValue.text(SUITE_OVERLAP),
-            "judge": dg.MetadataValue.text(evaluator.judge_name or "not run"),
-            "contaminated_items": dg.MetadataValue.json(contaminated_instructions(scores)),
-            "settings": dg.MetadataValue.json(record),
-            "student_backend": dg.MetadataValue.text(backend),
-            "served_adapters": dg.MetadataValue.json(adapter_names),
-        },
-        preview=["model", "suite", "metric", "value", "output"],
-    )
+    return EvaluationRun(evaluator, models, items, dropped, adapter_names, scores, ngram)
 
 
 def attach_judge(

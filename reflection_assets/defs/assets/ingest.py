@@ -2,6 +2,7 @@
 
 
 import dagster as dg
+import pandas as pd
 
 from reflection_assets.defs.assets.common import ACCOUNTED, PARTITION_META, markdown_preview
 from reflection_assets.defs.partitions import dataset_partitions
@@ -9,7 +10,7 @@ from reflection_assets.documented import help_text, mirrored
 from reflection_assets.ingest.detect import DatasetFormat
 from reflection_assets.ingest.errors import DatasetReadError
 from reflection_assets.ingest.near_duplicates import NearDuplicateSettings
-from reflection_assets.ingest.partition import ingest_partition
+from reflection_assets.ingest.partition import IngestedPartition, ingest_partition
 from reflection_assets.ingest.registry import DatasetSource, UnknownDatasetError
 from reflection_assets.paths import shown_path
 from reflection_assets.teacher.estimate import calls_saved
@@ -73,52 +74,66 @@ def raw_instructions(
     """Read one dataset partition with the format readers and split accepted / rejected rows; near-duplicates
     (of a row kept earlier in it or, unless switched off, of another partition's kept row) are rejected too."""
     key = context.partition_key
+    ingested = read_partition_or_fail(key, config, warehouse)
+    result = ingested.result
+    accepted, rejected = result.accepted_frame(key), result.rejected_frame(key)
+    context.log.info(f"{key}: {result.counts()} reasons={result.reason_counts()} format={result.format} "
+                     f"near-duplicate check: {ingested.near_duplicate_check}")
+    link = mlflow.log(context, "raw_instructions", metrics=ingest_metrics(ingested), params=ingest_params(ingested))
+    metadata = {**accepted_metadata(ingested, accepted), **link}
+    yield dg.Output(accepted, output_name="raw_instructions", metadata=metadata)
+    yield dg.Output(rejected, output_name="rejected_rows", metadata=rejected_metadata(rejected, ingested))
+    yield dg.AssetCheckResult(
+        check_name=ACCOUNTED,
+        asset_key="raw_instructions",
+        passed=result.rows_read == len(accepted) + len(rejected),
+        metadata=result.counts(),
+    )
+
+
+def read_partition_or_fail(key: str, config: IngestConfig, warehouse: Warehouse) -> IngestedPartition:
+    """The partition read with the run's settings; a bad setting or an unreadable source fails the run
+    with its reason (no retry: another attempt would read the same thing)."""
     override = DatasetSource(config.source, config.format, dict(config.column_map)) if config.source else None
     try:
         dedup = config.near_duplicate_settings()
     except ValueError as error:
         raise dg.Failure(description=f"near-duplicate settings: {error}", allow_retries=False) from None
     try:
-        ingested = ingest_partition(warehouse.database, key, override, dedup)
+        return ingest_partition(warehouse.database, key, override, dedup)
     except (DatasetReadError, UnknownDatasetError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    source, result, checked = ingested.source, ingested.result, ingested.near_duplicate_check
-    accepted, rejected = result.accepted_frame(key), result.rejected_frame(key)
-    counts, reasons = result.counts(), result.reason_counts()
-    removed = ingested.near_duplicates
-    near = {"near_duplicates": removed, "near_duplicate_calls_saved": calls_saved(removed)}
-    context.log.info(f"{key}: {counts} reasons={reasons} format={result.format} near-duplicate check: {checked}")
 
-    link = mlflow.log(
-        context,
-        "raw_instructions",
-        metrics={**counts, **near, **{f"rejected_{r}": n for r, n in reasons.items()}},
-        params={"source": source.source, "format": result.format},
-    )
-    yield dg.Output(
-        accepted,
-        output_name="raw_instructions",
-        metadata={
-            **{k: dg.MetadataValue.int(v) for k, v in {**counts, **near}.items()},
-            "near_duplicate_check": checked,
-            "format": result.format,
-            "source": shown_path(source.source),
-            "preview": markdown_preview(accepted, ["row_id", "instruction", "input", "output"]),
-            **link,
-        },
-    )
-    yield dg.Output(
-        rejected,
-        output_name="rejected_rows",
-        metadata={
-            "rejected": dg.MetadataValue.int(len(rejected)),
-            "reasons": dg.MetadataValue.json(reasons),
-        },
-    )
-    yield dg.AssetCheckResult(
-        check_name=ACCOUNTED,
-        asset_key="raw_instructions",
-        passed=result.rows_read == len(accepted) + len(rejected),
-        metadata=counts,
-    )
+
+def near_duplicate_counts(ingested: IngestedPartition) -> dict[str, int]:
+    """Rows removed as near-duplicates and the teacher calls that saves (two per row)."""
+    removed = ingested.near_duplicates
+    return {"near_duplicates": removed, "near_duplicate_calls_saved": calls_saved(removed)}
+
+
+def ingest_metrics(ingested: IngestedPartition) -> dict[str, int]:
+    reasons = {f"rejected_{reason}": n for reason, n in ingested.result.reason_counts().items()}
+    return {**ingested.result.counts(), **near_duplicate_counts(ingested), **reasons}
+
+
+def ingest_params(ingested: IngestedPartition) -> dict[str, str]:
+    return {"source": ingested.source.source, "format": ingested.result.format}
+
+
+def accepted_metadata(ingested: IngestedPartition, accepted: pd.DataFrame) -> dict:
+    counts = {**ingested.result.counts(), **near_duplicate_counts(ingested)}
+    return {
+        **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+        "near_duplicate_check": ingested.near_duplicate_check,
+        "format": ingested.result.format,
+        "source": shown_path(ingested.source.source),
+        "preview": markdown_preview(accepted, ["row_id", "instruction", "input", "output"]),
+    }
+
+
+def rejected_metadata(rejected: pd.DataFrame, ingested: IngestedPartition) -> dict:
+    return {
+        "rejected": dg.MetadataValue.int(len(rejected)),
+        "reasons": dg.MetadataValue.json(ingested.result.reason_counts()),
+    }
 

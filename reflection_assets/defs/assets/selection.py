@@ -109,18 +109,9 @@ def selected_dataset(
     student: StudentModel,
     warehouse: Warehouse,
 ):  # no return annotation: with check_specs the op has several outputs
-    try:
-        settings = config.settings()
-        scope = selection_scope(response_scores, raw_ifd_scores, config.datasets)
-    except ValueError as error:  # a config that contradicts itself or names partitions with no scores
-        raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
-    context.log.info(f"selecting over {scope.description()} ({len(scope.response_scores)} rows)")
-    selection = select_rows(scope.response_scores, settings)
-    selection, style_numbers = in_response_style(context, config, selection, teacher, student, warehouse)
-    problems = selection_problems(selection)
-    if problems:  # stopped here, before it is stored: a check after the fact would not stop other runs
-        raise dg.Failure(f"malformed selection: {'; '.join(problems)}", allow_retries=False,
-                         metadata={"problems": dg.MetadataValue.json(problems)})
+    scope, settings, selection, style_numbers = checked_selection(
+        context, config, response_scores, raw_ifd_scores, teacher, student, warehouse
+    )
     counts = decision_counts_dict(selection)
     empty_reason = empty_selection_reason(selection)
     if empty_reason:  # a result, not an error: say why, and let the arms skip with this reason
@@ -145,12 +136,48 @@ def selected_dataset(
     # The card names the MLflow run, so it is written once the run is logged (its path is in the metadata).
     write_export_card(
         ExportRun(context, teacher, student, warehouse), export.out_dir, "selected",
-        title="Selective Reflection-Tuning: selected dataset", rows=len(export.kept),
-        rows_per_dataset=rows_per_dataset(export.kept["row_id"], selection[["row_id", "dataset"]]),
-        selection_rule=SELECTION_RULE, thresholds={**asdict(settings), "response_style": config.response_style},
-        decision_counts=counts, decontamination=export.decontamination, mlflow_link=result.metadata,
+        **selection_card(export, selection, settings, config.response_style, counts), mlflow_link=result.metadata,
     )
     return result
+
+
+def checked_selection(
+    context: dg.AssetExecutionContext,
+    config: SelectionConfig,
+    response_scores: pd.DataFrame,
+    raw_ifd_scores: pd.DataFrame,
+    teacher: Teacher,
+    student: StudentModel,
+    warehouse: Warehouse,
+) -> tuple[SelectionScope, Any, pd.DataFrame, dict[str, Any]]:
+    """(scope, settings, selection in the asked response style, its numbers), or the run fails with the reason:
+    a config that contradicts itself, partitions with no scores, a malformed selection (stopped before it is
+    stored: a check after the fact would not stop other runs)."""
+    try:
+        settings = config.settings()
+        scope = selection_scope(response_scores, raw_ifd_scores, config.datasets)
+    except ValueError as error:
+        raise dg.Failure(f"selection config: {error}", allow_retries=False) from None
+    context.log.info(f"selecting over {scope.description()} ({len(scope.response_scores)} rows)")
+    selection = select_rows(scope.response_scores, settings)
+    selection, style_numbers = in_response_style(context, config, selection, teacher, student, warehouse)
+    problems = selection_problems(selection)
+    if problems:
+        raise dg.Failure(f"malformed selection: {'; '.join(problems)}", allow_retries=False,
+                         metadata={"problems": dg.MetadataValue.json(problems)})
+    return scope, settings, selection, style_numbers
+
+
+def selection_card(
+    export: Export, selection: pd.DataFrame, settings: Any, response_style: str, counts: dict[str, int]
+) -> dict[str, Any]:
+    """The selected export's card: its rows, the rule and thresholds, the decisions, the decontamination."""
+    return dict(
+        title="Selective Reflection-Tuning: selected dataset", rows=len(export.kept),
+        rows_per_dataset=rows_per_dataset(export.kept["row_id"], selection[["row_id", "dataset"]]),
+        selection_rule=SELECTION_RULE, thresholds={**asdict(settings), "response_style": response_style},
+        decision_counts=counts, decontamination=export.decontamination,
+    )
 
 
 def selection_metadata(
@@ -248,15 +275,9 @@ def arm_datasets(
     seed = config.seed + replicate
     if arm != "full" and not selected_count(selected_dataset):  # sized to the selection: nothing to build
         return skipped_arm(context, arm, replicate, empty_selection_reason(selected_dataset))
-    # The arms draw from the dataset partitions the selection read, not from every partition.
     scope = sorted(selected_dataset["dataset"].unique()) if "dataset" in selected_dataset else []
-    raw, raw_scores, reflections, decisions, answers = in_datasets(
-        [raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections], scope
-    )
-    # Drawn from clean candidates, so a decontaminated arm keeps the size of the others; dropped from the
-    # table itself, not only from the files: lora_checkpoint trains on this table.
-    candidates = CandidateDecontamination(contamination_index(config.eval_file))
-    inputs = ArmInputs(raw, raw_scores, reflections, decisions, answers, selected_dataset, seed, usable=candidates)
+    frames = [raw_instructions, raw_ifd_scores, instruction_reflections, instruction_ifd_scores, response_reflections]
+    inputs, candidates = arm_inputs(in_datasets(frames, scope), selected_dataset, seed, config.eval_file)
     result = build_arm(arm, inputs)
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
@@ -274,13 +295,34 @@ def arm_datasets(
     )
     write_export_card(
         ExportRun(context, teacher, student, warehouse), export.out_dir, arm,
+        **arm_card(arm, replicate, seed, export, inputs.raw, numbers), mlflow_link=outcome.metadata,
+    )
+    return outcome
+
+
+def arm_inputs(
+    frames: list[pd.DataFrame], selected_dataset: pd.DataFrame, seed: int, eval_file: str
+) -> tuple[ArmInputs, CandidateDecontamination]:
+    """What an arm draws from: the dataset partitions the selection read (not every partition), the
+    candidates decontaminated first, so a decontaminated arm keeps the size of the others; they are dropped
+    from the table itself, not only from the files: lora_checkpoint trains on this table."""
+    raw, raw_scores, reflections, decisions, answers = frames
+    candidates = CandidateDecontamination(contamination_index(eval_file))
+    inputs = ArmInputs(raw, raw_scores, reflections, decisions, answers, selected_dataset, seed, usable=candidates)
+    return inputs, candidates
+
+
+def arm_card(
+    arm: str, replicate: int, seed: int, export: Export, raw: pd.DataFrame, numbers: dict[str, int]
+) -> dict[str, Any]:
+    """An arm export's card: its rows by dataset and source, the arm's rule, the decontamination."""
+    sources = export.kept["source"].value_counts().sort_index().items()
+    return dict(
         title=f"Selective Reflection-Tuning ablation arm: {arm} (seed {replicate})", rows=len(export.kept),
         rows_per_dataset=rows_per_dataset(export.kept["row_id"], raw[["row_id", "dataset"]]),
         selection_rule=f"Arm {arm}: {arm_rule(arm)}", thresholds={"arm": arm, "seed": seed, **numbers},
-        decision_counts={f"source_{k}": int(v) for k, v in export.kept["source"].value_counts().sort_index().items()},
-        decontamination=export.decontamination, mlflow_link=outcome.metadata,
+        decision_counts={f"source_{k}": int(v) for k, v in sources}, decontamination=export.decontamination,
     )
-    return outcome
 
 
 def skipped_arm(context: dg.AssetExecutionContext, arm: str, replicate: int, reason: str) -> dg.MaterializeResult:

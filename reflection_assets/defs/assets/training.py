@@ -8,9 +8,10 @@ curve is logged once, from the trainer's history, so a resumed run logs no step 
 import math
 import shlex
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -34,6 +35,8 @@ from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
 from resources.student import StudentModel
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
+
+T = TypeVar("T")
 
 
 class LoraCheckpointConfig(dg.Config):
@@ -103,41 +106,42 @@ def lora_checkpoint(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     arm, replicate = arm_and_seed(context.partition_key)
     name = run_name(arm, replicate)
-    try:
-        settings = replace(config.settings(), seed=config.seed + replicate)
-        template = student.scoring_config().template
-        pairs = training_pairs(arm_datasets, raw_instructions)
-        launch = Launch(config.num_processes, config.accelerate_config) if launched(config) else None
-    except (ValueError, TrainingDataError) as error:
-        raise dg.Failure(f"lora_checkpoint[{name}]: {error}", allow_retries=False) from None
+    settings = replace(checked(name, config.settings), seed=config.seed + replicate)
+    template = checked(name, lambda: student.scoring_config().template)
+    pairs = checked(name, lambda: training_pairs(arm_datasets, raw_instructions))
     if not config.enabled:
-        outcome = TrainingOutcome(
-            status=SKIPPED,
-            key="",
-            base_model=student.model,
-            base_fingerprint="",
-            template="",
-            rows_given=len(pairs),
-            rows_trained=0,
-            skipped_reason="training disabled for this arm in the run config (enabled=false)",
-        )
-    elif launch is not None:
-        outcome = train_launched(
-            context, pipes_subprocess_client, launch, pairs, settings, student.model, template, name
-        )
+        outcome = disabled(student.model, len(pairs))
+    elif launched(config):
+        launch = checked(name, lambda: Launch(config.num_processes, config.accelerate_config))
+        client = pipes_subprocess_client
+        outcome = train_launched(context, client, launch, pairs, settings, student.model, template, name)
     else:
-        try:
-            outcome = train_lora(
-                pairs, student.model, settings, checkpoints_dir(), name, template=template, log=context.log.info
-            )
-        except (ModelReferenceError, ValueError) as error:
-            raise dg.Failure(f"lora_checkpoint[{name}]: {error}", allow_retries=False) from None
+        outcome = checked(name, lambda: train_lora(
+            pairs, student.model, settings, checkpoints_dir(), name, template=template, log=context.log.info
+        ))
     if outcome.status == SKIPPED:
         context.log.warning(f"{name}: skipped, {outcome.skipped_reason}")
     record_trained_rows(warehouse, arm, replicate, outcome)
     link, run_id = track(context, mlflow, outcome, settings)
     frame = checkpoint_frame(arm, outcome, run_id, replicate)
     return dg.MaterializeResult(value=frame, metadata=checkpoint_metadata(outcome, frame, link))
+
+
+def checked(name: str, work: Callable[[], T]) -> T:
+    """`work()`, or the run fails naming the arm: bad settings, rows that cannot be trained on, a model
+    that is not there are the user's to fix, so they are not retried."""
+    try:
+        return work()
+    except (ValueError, TrainingDataError, ModelReferenceError) as error:
+        raise dg.Failure(f"lora_checkpoint[{name}]: {error}", allow_retries=False) from None
+
+
+def disabled(base_model: str, rows: int) -> TrainingOutcome:
+    """The outcome of an arm the run config switched off: skipped, with the reason."""
+    return TrainingOutcome(
+        status=SKIPPED, key="", base_model=base_model, base_fingerprint="", template="", rows_given=rows,
+        rows_trained=0, skipped_reason="training disabled for this arm in the run config (enabled=false)",
+    )
 
 
 def launched(config: LoraCheckpointConfig) -> bool:
