@@ -8,14 +8,18 @@ the one a deployment configured; this base never imports its subclasses.
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from reflection_assets.teacher.backend import TeacherBackend
+from reflection_assets.teacher.chat_completions import ChatCompletionsTeacher
+from reflection_assets.teacher.local import LocalTeacher
 from reflection_assets.teacher.stats import JudgeStats
+from reflection_assets.teacher.types import Admit, ChatRequest, ChatResult, Message, OnResult
 
 
 class Teacher(dg.ConfigurableResource, TeacherBackend, ABC):
@@ -42,3 +46,23 @@ class Teacher(dg.ConfigurableResource, TeacherBackend, ABC):
     def judge_stats(self) -> JudgeStats:
         """How this instance's `choose` calls were read (log-probabilities vs text fallbacks)."""
         return self._judge_stats
+
+
+class BackedTeacher(Teacher, ABC):
+    """A teacher resource whose work is done by a pure teacher (`backend()`): the resource holds the
+    deployment's settings, the pure teacher answers the interface's calls."""
+
+    @abstractmethod
+    def backend(self) -> ChatCompletionsTeacher | LocalTeacher:
+        """The pure teacher these settings make (made once per resource instance)."""
+
+    def complete(
+        self, requests: Sequence[ChatRequest], admit: Admit | None = None, on_result: OnResult | None = None
+    ) -> list[ChatResult]:
+        return self.backend().complete(requests, admit, on_result)
+
+    def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
+        return self.backend().choose(messages, options)
+
+    def choose_many(self, asks: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[list[float]]:
+        return self.backend().choose_many(asks)

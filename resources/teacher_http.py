@@ -7,7 +7,6 @@ the resource's repr and scrubbed from every error text by the client.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Optional
 
 from pydantic import Field, PrivateAttr
@@ -15,11 +14,10 @@ from pydantic import Field, PrivateAttr
 from reflection_assets.documented import help_texts, mirrored
 from reflection_assets.http_retries import RetryPolicy
 from reflection_assets.teacher.chat_completions import MASK, ChatCompletionsTeacher
-from reflection_assets.teacher.types import Admit, ChatRequest, ChatResult, Message, OnResult
-from resources.teacher import Teacher
+from resources.teacher import BackedTeacher
 
 
-class OpenAICompatibleTeacher(Teacher):
+class OpenAICompatibleTeacher(BackedTeacher):
     """Chat completions over HTTP with bounded concurrency, timeouts and retries."""
 
     base_url: str = Field(description="Server base URL including /v1, e.g. http://127.0.0.1:8000/v1.")
@@ -49,7 +47,7 @@ class OpenAICompatibleTeacher(Teacher):
     def policy(self) -> RetryPolicy:
         return RetryPolicy(**{name: getattr(self, name) for name in help_texts(RetryPolicy)})
 
-    def client(self) -> ChatCompletionsTeacher:
+    def backend(self) -> ChatCompletionsTeacher:
         """The client (made once: it remembers that the server's prefix continuation was checked)."""
         if self._client is None:
             self._client = ChatCompletionsTeacher(
@@ -70,14 +68,3 @@ class OpenAICompatibleTeacher(Teacher):
     @property
     def guided_by_default(self) -> bool:
         return self.guided
-
-    def complete(
-        self,
-        requests: Sequence[ChatRequest],
-        admit: Admit | None = None,
-        on_result: OnResult | None = None,
-    ) -> list[ChatResult]:
-        return self.client().complete(requests, admit, on_result)
-
-    def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
-        return self.client().choose(messages, options)

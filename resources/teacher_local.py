@@ -8,17 +8,16 @@ splitting a failing batch and the judge's log-probabilities live in `reflection_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Optional
 
 from pydantic import Field, PrivateAttr
 
 from reflection_assets.teacher.local import GenerationPath, LocalTeacher
-from reflection_assets.teacher.types import Admit, ChatRequest, ChatResult, Message, OnResult
-from resources.teacher import Teacher
+from reflection_assets.teacher.types import ChatRequest
+from resources.teacher import BackedTeacher
 
 
-class TransformersTeacher(Teacher):
+class TransformersTeacher(BackedTeacher):
     """A causal LM loaded in this process (once per resource instance, on first use)."""
 
     model_ref: str = Field(default="bundled", description="'bundled', a .gguf path, a model directory or a hub id.")
@@ -79,7 +78,7 @@ class TransformersTeacher(Teacher):
             judge_stats=self.judge_stats,
         )
 
-    def local(self) -> LocalTeacher:
+    def backend(self) -> LocalTeacher:
         """The loaded teacher (the model is loaded on the first call, then reused)."""
         if self._local is None:
             from reflection_assets.model_store import load_model_and_tokenizer
@@ -101,11 +100,11 @@ class TransformersTeacher(Teacher):
 
     def load(self) -> tuple[Any, Any]:
         """The model and tokenizer, loaded once."""
-        return self.local().load()
+        return self.backend().load()
 
     def engine(self) -> Any:
         """The generation engine over the loaded model (benchmarks read its stats)."""
-        return self.local().engine()
+        return self.backend().engine()
 
     def model_name(self) -> str:
         return f"in-process {self.model_ref}"
@@ -154,17 +153,3 @@ class TransformersTeacher(Teacher):
         if self._local is None:  # no tokenizer until the model is loaded: estimate without one
             return super().estimate_prompt_tokens(request)
         return self._local.estimate_prompt_tokens(request)
-
-    def complete(
-        self,
-        requests: Sequence[ChatRequest],
-        admit: Admit | None = None,
-        on_result: OnResult | None = None,
-    ) -> list[ChatResult]:
-        return self.local().complete(requests, admit=admit, on_result=on_result)
-
-    def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
-        return self.local().choose(messages, options)
-
-    def choose_many(self, asks: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[list[float]]:
-        return self.local().choose_many(asks)

@@ -53,10 +53,7 @@ class ScriptedTeacher(Teacher):
         return self.guided
 
     def complete(
-        self,
-        requests: Sequence[ChatRequest],
-        admit: Admit | None = None,
-        on_result: OnResult | None = None,
+        self, requests: Sequence[ChatRequest], admit: Admit | None = None, on_result: OnResult | None = None
     ) -> list[ChatResult]:
         results = []
         for i, request in enumerate(requests):

@@ -37,10 +37,7 @@ class TeacherBackend(ABC):
 
     @abstractmethod
     def complete(
-        self,
-        requests: Sequence[ChatRequest],
-        admit: Admit | None = None,
-        on_result: OnResult | None = None,
+        self, requests: Sequence[ChatRequest], admit: Admit | None = None, on_result: OnResult | None = None
     ) -> list[ChatResult]:
         """Run every request; one result each, in order. Failures are results, not exceptions.
 

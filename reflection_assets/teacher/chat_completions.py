@@ -85,23 +85,21 @@ class ChatCompletionsTeacher:
         return f"ChatCompletionsTeacher({self.model!r} at {self.base_url!r}, api_key={MASK if self.api_key else None})"
 
     def complete(
-        self,
-        requests: Sequence[ChatRequest],
-        admit: Admit | None = None,
-        on_result: OnResult | None = None,
+        self, requests: Sequence[ChatRequest], admit: Admit | None = None, on_result: OnResult | None = None
     ) -> list[ChatResult]:
         return run_sync(self.complete_async(requests, admit, on_result))
 
     def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
         return run_sync(self.choose_async(list(messages), list(options)))
 
+    def choose_many(self, asks: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[list[float]]:
+        """`choose` for each question in turn (a judge's questions are few; each is one short request)."""
+        return [self.choose(messages, options) for messages, options in asks]
+
     # -- async implementation ----------------------------------------------------------------
 
     async def complete_async(
-        self,
-        requests: Sequence[ChatRequest],
-        admit: Admit | None = None,
-        on_result: OnResult | None = None,
+        self, requests: Sequence[ChatRequest], admit: Admit | None = None, on_result: OnResult | None = None
     ) -> list[ChatResult]:
         results: list[ChatResult | None] = [None] * len(requests)
         indices = iter(range(len(requests)))

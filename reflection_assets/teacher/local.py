@@ -147,10 +147,7 @@ class LocalTeacher:
         return results
 
     def complete(
-        self,
-        requests: Sequence[ChatRequest],
-        admit: Admit | None = None,
-        on_result: OnResult | None = None,
+        self, requests: Sequence[ChatRequest], admit: Admit | None = None, on_result: OnResult | None = None
     ) -> list[ChatResult]:
         """Batches of similar length (least padding); each batch is admitted, run, then reported."""
         _, tokenizer = self.load()

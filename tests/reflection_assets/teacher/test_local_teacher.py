@@ -34,7 +34,7 @@ def tiny() -> TransformersTeacher:
 def test_batched_generation_matches_one_at_a_time(tiny: TransformersTeacher) -> None:
     sampling = Sampling(max_new_tokens=6, min_new_tokens=6)
     batched = tiny.complete(requests(6, sampling))
-    local = tiny.local()
+    local = tiny.backend()
     single = [local.generate([local.render(r.message_dicts())], sampling)[0] for r in requests(6, sampling)]
     assert [r.completion_tokens for r in batched] == [6] * 6 and all(r.finish_reason == "length" for r in batched)
     assert [r.prompt_tokens for r in batched] == [s.prompt_tokens for s in single]
@@ -148,8 +148,8 @@ def test_sampled_calls_take_the_generate_path(tiny: TransformersTeacher) -> None
     model, tokenizer = tiny.load()
     teacher = TransformersTeacher.from_loaded(model, tokenizer, name="tiny-llama", num_threads=1)
     sampled = Sampling(max_new_tokens=3, temperature=0.7, seed=1)
-    assert not teacher.local().uses_engine(sampled) and teacher.local().uses_engine(Sampling())
-    assert teacher.complete(requests(2, sampled))[0].ok and teacher.local()._engine is None
+    assert not teacher.backend().uses_engine(sampled) and teacher.backend().uses_engine(Sampling())
+    assert teacher.complete(requests(2, sampled))[0].ok and teacher.backend()._engine is None
 
 
 def test_a_failing_row_does_not_fail_its_engine_batch() -> None:
