@@ -56,14 +56,21 @@ def fan_in() -> Condition:
     """Re-run an aggregate when any input partition updated, once nothing upstream is in flight.
 
     A never-materialized input partition does not block; but at least one partition of each
-    input must exist, so a fresh instance does not select from nothing. An input partition
-    requested in this very tick (a new dataset's chain) makes it wait for that run too: `eager()`
-    would count it as an update and select in parallel, from the stale tables.
+    input must exist, so a fresh instance does not select from nothing. An input about to run makes it
+    wait for that run too (`eager()` would count it as an update and run in parallel, from stale tables):
+    one requested in this very tick, or one whose own inputs are in a run, or updated this tick while it did not.
+    `will_be_requested()` alone misses the last two across partitionings: it only counts an input that could
+    share the aggregate's run, so an arm whose rows had just been built would not hold back evaluation.
     """
     updated = Condition.any_deps_match(Condition.newly_updated()).with_label("an input updated")
+    about_to_run = (
+        Condition.will_be_requested()
+        | Condition.any_deps_in_progress()
+        | (Condition.any_deps_match(Condition.newly_updated()) & ~Condition.newly_updated())
+    )
     return (
         Condition.eager().without(~Condition.any_deps_missing()).replace("any_deps_updated", updated)
-        & ~Condition.any_deps_match(Condition.will_be_requested()).with_label("an input requested now")
+        & ~Condition.any_deps_match(about_to_run).with_label("an input about to run")
         & Condition.all_deps_match(~Condition.missing()).with_label("each input has data")
     ).with_label("fan_in")
 

@@ -9,6 +9,7 @@ the student a tiny model; every run keeps its default config, as automation laun
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.partitions.context import partition_loading_context
 
 from reflection_assets.defs.automation import SENSOR_INTERVAL_ENV
 from reflection_assets.defs.deployment import ENV_EXECUTOR
@@ -79,6 +81,27 @@ def step_spans(instance: dg.DagsterInstance, step: str) -> list[tuple[float, flo
     return sorted(spans)
 
 
+def why_requested(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[str]:
+    """Each automation tick that requested `key`: when, and every clause of its condition that held.
+
+    What a failed one-selection assert needs to tell which input update started the second request.
+    """
+
+    def held(node, depth: int = 0) -> list[str]:
+        size = node.true_subset.size
+        line = f"{'  ' * depth}{node.condition_snapshot.label or node.condition_snapshot.class_name}: {size}"
+        return [line, *(row for child in node.child_evaluations for row in held(child, depth + 1))]
+
+    lines = []
+    # Partitioned subsets are sized against the instance's dynamic partitions.
+    with partition_loading_context(datetime.datetime.now(datetime.timezone.utc), instance):
+        for record in instance.schedule_storage.get_auto_materialize_asset_evaluations(key, limit=50):
+            evaluation = record.get_evaluation_with_run_ids().evaluation
+            if evaluation.true_subset.size:
+                lines += [f"tick {record.evaluation_id} at {record.timestamp:.3f}", *held(evaluation)]
+    return lines
+
+
 def run_summary(instance: dg.DagsterInstance) -> list[tuple]:
     return [(r.job_name, r.status.value, sorted(k.to_user_string() for k in r.asset_selection or []),
              r.tags.get("dagster/partition", "")) for r in instance.get_runs()]
@@ -113,6 +136,7 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
                 wait_for(instance, 900)
                 runs = instance.get_runs()
                 summary = run_summary(instance)
+                selection_ticks = "\n".join(why_requested(instance, dg.AssetKey("selected_dataset")))
                 selections = materializations(instance, dg.AssetKey("selected_dataset"))
                 evaluations = materializations(instance, dg.AssetKey("eval_scores"))
                 partitions = instance.get_dynamic_partitions("datasets")
@@ -124,7 +148,8 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), summary
     launched_by = {r.tags.get("dagster/sensor_name") for r in runs}
     assert launched_by == {"inbox_sensor", "automation_sensor"}, summary  # nobody launched a job by hand
-    assert selections == 1 and evaluations == 1, summary  # one selection for the new partition, not one per step
+    # One selection for the new partition, not one per step.
+    assert selections == 1 and evaluations == 1, f"{summary}\n{selection_ticks}"
     assert teacher.request_count >= 2 * ROWS  # both teacher stages ran, over HTTP
     # Six arm runs (every arm, seed 0: the inbox sensor registers it) may run at once (max_concurrent_runs
     # 4), but the `gpu` pool's one slot lets one training step run at a time.

@@ -142,6 +142,42 @@ def test_no_selection_while_a_partition_run_is_in_flight(dagster_instance):
     assert ticks.tick() == {"selected_dataset": {None}}
 
 
+def start_arm_run(instance: dg.DagsterInstance, partition: dg.MultiPartitionKey, assets: list[str]) -> dg.DagsterRun:
+    job = defs.resolve_job_def("arms_job")
+    tags = {"dagster/partition": str(partition),
+            **{f"dagster/partition/{dimension}": key for dimension, key in partition.keys_by_dimension.items()}}
+    run = instance.create_run_for_job(job_def=job, tags=tags,
+                                      asset_selection=frozenset(dg.AssetKey(asset) for asset in assets))
+    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                  run.run_id)
+    return run
+
+
+def test_no_evaluation_while_an_arm_is_still_building_its_rows(dagster_instance):
+    """Seen under the daemon: one arm's rows built in a run of their own, its training not yet requested
+    (its input in flight), every other arm trained: evaluating then would score five arms, and again later.
+    The fan-in waits for its inputs' inputs too."""
+    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])
+    dagster_instance.add_dynamic_partitions(DATASETS, ["alpaca"])
+    ticks = Ticks(dagster_instance)
+    ticks.tick()
+    ingest(ticks, "alpaca")
+    score_whole_partition(ticks, "alpaca")
+    ticks.materialize("selected_dataset")
+    assert ticks.tick() == {"arm_datasets": ARM_SEED_0, "lora_checkpoint": ARM_SEED_0}
+    late, *done = [arm_key(arm) for arm in ARMS]
+    for partition in done:
+        ticks.materialize("arm_datasets", partition)
+        ticks.materialize("lora_checkpoint", partition)
+    run = start_arm_run(dagster_instance, late, ["arm_datasets"])
+    assert "eval_scores" not in ticks.tick()  # `late`'s rows are being built; its training comes next
+    materialize_in_run(dagster_instance, run, "arm_datasets", late)
+    end_run(dagster_instance, run, dg.DagsterEventType.RUN_SUCCESS)
+    assert ticks.tick() == {"lora_checkpoint": {str(late)}}  # its training, and still no evaluation
+    ticks.materialize("lora_checkpoint", late)
+    assert ticks.tick() == {"eval_scores": {None}, "ablation_report": {None}}  # all six arms, once
+
+
 @pytest.mark.parametrize("names_its_assets", [True, False])
 def test_a_run_that_names_its_assets_is_not_news_for_its_own_later_steps(dagster_instance, names_its_assets):
     """The inbox run writes the inputs of its own later steps; automation must not take them for news.
