@@ -33,10 +33,11 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 constraints:
 	$(BIN)/python scripts/freeze_constraints.py
 
-# The `gpu` and `teacher` pools take one step at a time (dagster.yaml only sets defaults).
+# The `gpu`, `teacher` and `ingest` pools take one step at a time (dagster.yaml only sets defaults).
 concurrency: install
 	$(BIN)/dagster instance concurrency set gpu 1 >/dev/null
 	$(BIN)/dagster instance concurrency set teacher 1 >/dev/null
+	$(BIN)/dagster instance concurrency set ingest 1 >/dev/null
 
 # DEMO_ARGS: the demo's own flags, e.g. DEMO_ARGS="--size full --profile"
 demo: install concurrency

@@ -137,6 +137,7 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
                 runs = instance.get_runs()
                 summary = run_summary(instance)
                 selection_ticks = "\n".join(why_requested(instance, dg.AssetKey("selected_dataset")))
+                training_ticks = "\n".join(why_requested(instance, dg.AssetKey("lora_checkpoint")))
                 selections = materializations(instance, dg.AssetKey("selected_dataset"))
                 evaluations = materializations(instance, dg.AssetKey("eval_scores"))
                 partitions = instance.get_dynamic_partitions("datasets")
@@ -153,6 +154,6 @@ def test_a_file_in_the_inbox_flows_to_the_report_without_a_launched_job(tmp_path
     assert teacher.request_count >= 2 * ROWS  # both teacher stages ran, over HTTP
     # Six arm runs (every arm, seed 0: the inbox sensor registers it) may run at once (max_concurrent_runs
     # 4), but the `gpu` pool's one slot lets one training step run at a time.
-    assert len(training) == len(ARMS), training
+    assert len(training) == len(ARMS), f"{training}\n{summary}\n{training_ticks}"
     assert all(end <= start for (_, end), (start, _) in zip(training, training[1:])), training
     print(f"{len(runs)} runs: {summary}")

@@ -25,10 +25,15 @@ PER_DATASET = ["raw_instructions", "raw_ifd_scores", "instruction_reflections", 
 pytestmark = pytest.mark.slow  # two runs of six step processes each
 
 
+# In both files: the `ingest` pool's one slot makes the second ingest see the first one's kept rows, so one
+# partition keeps the pair and the other rejects it as a near-duplicate (two ingests at once would keep both).
+SHARED_ROW = {"instruction": "ROW=shared Explain why the sky looks blue at noon.", "output": "Air scatters blue light."}
+
+
 def write_dataset(path: Path, name: str, rows: int) -> Path:
     rows_ = [{"instruction": f"ROW={name}{i} Explain item {i} of {name}.", "output": f"Item {i} of {name}."}
              for i in range(rows)]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows_))
+    path.write_text("".join(json.dumps(row) + "\n" for row in [*rows_, SHARED_ROW]))
     return path
 
 
@@ -53,6 +58,8 @@ def test_two_partitions_in_parallel_lose_no_row(tmp_path):
         sources = [str(write_dataset(tmp_path / f"{k}.jsonl", k, n)) for k, n in DATASETS.items()]
         subprocess.run([sys.executable, "-c", register, *[x for pair in zip(DATASETS, sources) for x in pair]],
                        cwd=REPO, env=env, check=True, timeout=120)
+        subprocess.run([str(Path(sys.executable).parent / "dagster"), "instance", "concurrency", "set", "ingest", "1"],
+                       cwd=REPO, env=env, check=True, timeout=120, capture_output=True)  # as `make concurrency`
         runs = [
             subprocess.Popen(
                 [str(Path(sys.executable).parent / "dagster"), "job", "execute",
@@ -68,9 +75,14 @@ def test_two_partitions_in_parallel_lose_no_row(tmp_path):
         assert "RUN_SUCCESS" in output and "multiprocess" in output.lower(), output[-3000:]
 
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        (kept_by,) = conn.execute("SELECT dataset FROM raw_instructions WHERE instruction = ?",
+                                  [SHARED_ROW["instruction"]]).fetchone()
+        rejected = conn.execute("SELECT dataset, reason FROM rejected_rows").fetchall()
+        expected = {key: rows + (key == kept_by) for key, rows in DATASETS.items()}
         for table in PER_DATASET:
             query = f"SELECT dataset, count(DISTINCT row_id) FROM {table} GROUP BY dataset"
             counts = dict(conn.execute(query).fetchall())
-            assert counts == DATASETS, table
+            assert counts == expected, table
         calls = conn.execute("SELECT count(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0]
-    assert calls == 2 * sum(DATASETS.values())  # both stages, every row, once
+    assert rejected == [(next(key for key in DATASETS if key != kept_by), "near_duplicate")]
+    assert calls == 2 * sum(expected.values())  # both stages, every row, once

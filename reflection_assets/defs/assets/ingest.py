@@ -60,6 +60,9 @@ class IngestConfig(dg.Config):
         ),
     },
     partitions_def=dataset_partitions,
+    # One ingest at a time (`make concurrency` sets the `ingest` pool to 1 slot): a partition's near-duplicate
+    # check reads the kept rows of the others, which two ingests running at once could not see of each other.
+    pool="ingest",
     check_specs=[
         dg.AssetCheckSpec(
             ACCOUNTED,
