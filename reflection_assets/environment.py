@@ -25,7 +25,22 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("REFLECTION_WAREHOUSE", "`data/warehouse.duckdb`", "the DuckDB file (one table per asset)"),
     Variable("REFLECTION_MODELS_DIR", "`data/models`", "de-quantized model cache"),
     Variable("REFLECTION_INBOX", "`data/inbox`", "folder watched by `inbox_sensor`"),
-    Variable("MLFLOW_TRACKING_URI", "`sqlite:///data/mlflow.db`", "MLflow store"),
+    Variable(
+        "MLFLOW_TRACKING_URI", "`sqlite:///data/mlflow.db`", "MLflow store (a server's URL: runs and artifacts there)"
+    ),
+    Variable(
+        "REFLECTION_STORAGE",
+        "`local`",
+        "asset tables: `local` (the DuckDB file) or `shared` (Delta Lake tables on an object store; "
+        "[Past one machine](deployment.md#the-shared-stores-tested-on-loopback))",
+    ),
+    Variable("REFLECTION_TABLES_URI", "(required when shared)", "the Delta tables' root, e.g. `s3://bucket/tables`"),
+    Variable(
+        "REFLECTION_S3_ENDPOINT_URL",
+        "(unset: AWS S3)",
+        "an S3-compatible store's URL (MinIO, Ceph, ...) for the tables; credentials from the standard `AWS_*` "
+        "variables",
+    ),
     Variable(
         "REFLECTION_STUDENT",
         "`bundled`",

@@ -34,7 +34,8 @@ def _instance_of(context: Any) -> Any:
     return instance
 
 
-def _bound(context: Any):  # noqa: ANN202 - a context manager
+def bound_partitions(context: Any):  # noqa: ANN202 - a context manager
+    """The instance's dynamic partitions bound for partition keys resolved within (see the module docstring)."""
     instance = _instance_of(context)
     return dg.partition_loading_context(dynamic_partitions_store=instance) if instance is not None else nullcontext()
 
@@ -100,11 +101,11 @@ class _InstanceBoundIOManager(dg.IOManager):
                     f"warehouse table {table} had the columns of an earlier version ({len(old)}); rebuilt with "
                     f"this version's {len(obj.columns)}, its rows kept"
                 )
-        with _bound(context):
+        with bound_partitions(context):
             self.inner.handle_output(context, obj)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        with _bound(context):
+        with bound_partitions(context):
             return self.inner.load_input(context)
 
 

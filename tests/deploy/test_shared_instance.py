@@ -3,7 +3,7 @@ bucket on loopback (tests/support/shared_stores.py). Two `dagster asset material
 own empty data folder, ingest a partition each at the same time; a third reads both runs, their events, the
 partitions and the step logs from the shared stores alone, and the MLflow runs from the tracking server.
 
-What is still one machine's (docs/shared.md): the asset tables and caches (each node's DuckDB file).
+What is still one machine's (deploy/README.md): the asset tables and caches (each node's DuckDB file).
 """
 
 from __future__ import annotations

@@ -15,7 +15,11 @@ XDIST_GROUPS = {
         "tests/scripts/test_gpu_check.py",
     ),
     # Postgres, an object store and an MLflow server on loopback (the `shared_stores` fixture): started once
-    "shared_stores": ("tests/deploy/test_shared_instance.py", "tests/resources/test_tracking_server.py"),
+    "shared_stores": (
+        "tests/deploy/test_shared_instance.py",
+        "tests/resources/test_object_tables_io.py",
+        "tests/resources/test_tracking_server.py",
+    ),
     # the bundled 135M model: loaded once per worker, so once per run when its tests share one
     "bundled_model": (
         "tests/reflection_assets/defs/assets/test_graph.py",
