@@ -56,6 +56,18 @@ def score_whole_partition(ticks: Ticks, partition: str) -> None:
         ticks.materialize(asset, partition)
 
 
+def selected(instance: dg.DagsterInstance, partition: str) -> Ticks:
+    """Ticks on an instance where `partition` was ingested, scored and selected from (its arms not yet built)."""
+    instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
+    instance.add_dynamic_partitions(DATASETS, [partition])
+    ticks = Ticks(instance)
+    ticks.tick()
+    ingest(ticks, partition)
+    score_whole_partition(ticks, partition)
+    ticks.materialize("selected_dataset")
+    return ticks
+
+
 def start_dataset_run(instance: dg.DagsterInstance, partition: str, asset_selection) -> dg.DagsterRun:
     run = instance.create_run_for_job(job_def=defs.resolve_job_def("dataset_job"),
                                       tags={"dagster/partition": partition}, asset_selection=asset_selection)
@@ -109,13 +121,7 @@ def test_two_finished_partitions_make_one_selection_not_two(dagster_instance):
 
 
 def test_a_second_dataset_waits_for_its_own_chain_before_the_next_selection(dagster_instance):
-    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
-    dagster_instance.add_dynamic_partitions(DATASETS, ["first"])
-    ticks = Ticks(dagster_instance)
-    ticks.tick()
-    ingest(ticks, "first")
-    score_whole_partition(ticks, "first")
-    ticks.materialize("selected_dataset")
+    ticks = selected(dagster_instance, "first")
     ticks.tick()
     dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])  # the inbox sensor registers it
     dagster_instance.add_dynamic_partitions(DATASETS, ["second"])
@@ -157,13 +163,7 @@ def test_no_evaluation_while_an_arm_is_still_building_its_rows(dagster_instance)
     """Seen under the daemon: one arm's rows built in a run of their own, its training not yet requested
     (its input in flight), every other arm trained: evaluating then would score five arms, and again later.
     The fan-in waits for its inputs' inputs too."""
-    dagster_instance.add_dynamic_partitions(SEEDS, [FIRST_SEED])
-    dagster_instance.add_dynamic_partitions(DATASETS, ["alpaca"])
-    ticks = Ticks(dagster_instance)
-    ticks.tick()
-    ingest(ticks, "alpaca")
-    score_whole_partition(ticks, "alpaca")
-    ticks.materialize("selected_dataset")
+    ticks = selected(dagster_instance, "alpaca")
     assert ticks.tick() == {"arm_datasets": ARM_SEED_0, "lora_checkpoint": ARM_SEED_0}
     late, *done = [arm_key(arm) for arm in ARMS]
     for partition in done:
