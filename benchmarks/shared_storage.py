@@ -28,7 +28,8 @@ from pathlib import Path
 RUN = """
 import json, sys, time, dagster as dg
 from reflection_assets.defs.definitions import defs
-from reflection_assets.defs.partitions import DATASETS, DEMO_PARTITION
+from reflection_assets.defs.partitions import DATASETS
+from reflection_assets.demo_data import DEMO_PARTITION
 instance = dg.DagsterInstance.get()
 instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])
 start = time.perf_counter()

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from reflection_assets.commands.demo import SIZES, teacher_stage
     from reflection_assets.defs.definitions import defs
-    from reflection_assets.defs.partitions import DATASETS, DEMO_PARTITION
+    from reflection_assets.defs.partitions import DATASETS
+    from reflection_assets.demo_data import DEMO_PARTITION
 
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(DATASETS, [DEMO_PARTITION])
