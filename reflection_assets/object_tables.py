@@ -58,14 +58,19 @@ def as_arrow(frame: pd.DataFrame) -> pa.Table:
     return table
 
 
-def predicate(where: Mapping[str, str], schema: pa.Schema) -> str:
-    """A Delta predicate selecting one partition (text values quoted, numbers as they are)."""
+def is_integer(schema: pa.Schema, column: str) -> bool:
+    """Whether a partition column holds integers (its keys, always text, are then written and compared as numbers)."""
     import pyarrow as pa
 
+    return pa.types.is_integer(schema.field(column).type)
+
+
+def predicate(where: Mapping[str, str], schema: pa.Schema) -> str:
+    """A Delta predicate selecting one partition (text values quoted, integers as they are)."""
     clauses = []
     for column, value in where.items():
-        numeric = pa.types.is_integer(schema.field(column).type) or pa.types.is_floating(schema.field(column).type)
-        clauses.append(f"{column} = {value}" if numeric else f"{column} = '{str(value).replace(chr(39), chr(39) * 2)}'")
+        text = str(value).replace("'", "''")
+        clauses.append(f"{column} = {value}" if is_integer(schema, column) else f"{column} = '{text}'")
     return " AND ".join(clauses)
 
 
@@ -116,10 +121,7 @@ def read_table(uri: str, where: Mapping[str, Sequence[str]] | None, options: Map
 
 def coerce(values: Sequence[str], schema: pa.Schema, column: str) -> list:
     """Partition keys (text) as the column's type, for a filter."""
-    import pyarrow as pa
-
-    numeric = pa.types.is_integer(schema.field(column).type)
-    return [int(v) for v in values] if numeric else [str(v) for v in values]
+    return [int(v) for v in values] if is_integer(schema, column) else [str(v) for v in values]
 
 
 def arrow_dataset(uri: str, options: Mapping[str, str]):

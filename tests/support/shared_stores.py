@@ -133,7 +133,8 @@ class SharedStoreServers:
     def _start_object_store(self) -> str:
         port = free_port()
         server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
-                                   str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
         self.processes.append(server)
         url = f"http://127.0.0.1:{port}"
         wait_for_url(f"{url}/moto-api/", server, 60, "the object store (moto_server)")
@@ -156,7 +157,7 @@ class SharedStoreServers:
     def stop(self) -> None:
         for process in self.processes:
             try:
-                os.killpg(process.pid, 15) if process.pid == os.getpgid(process.pid) else process.terminate()
+                os.killpg(process.pid, 15)  # each server leads its own session: its workers go with it
             except ProcessLookupError:
                 continue
             try:

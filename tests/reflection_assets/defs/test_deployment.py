@@ -52,3 +52,18 @@ def test_runs_execute_in_step_processes_unless_the_deployment_says_in_process() 
     assert build_executor({ENV_EXECUTOR: "in_process"}) is dg.in_process_executor
     with pytest.raises(ValueError, match=ENV_EXECUTOR):
         build_executor({ENV_EXECUTOR: "threads"})
+
+
+def test_the_asset_tables_store_is_chosen_by_the_environment_and_a_bad_choice_says_why() -> None:
+    from reflection_assets.defs.deployment import build_io_manager
+    from resources.object_tables_io import ObjectTablesIOManager
+    from resources.warehouse_io import WarehouseIOManager
+
+    assert isinstance(build_io_manager("w.duckdb", {}), WarehouseIOManager)  # the local default
+    assert isinstance(build_io_manager("w.duckdb", {"REFLECTION_STORAGE": "local"}), WarehouseIOManager)
+    shared = {"REFLECTION_STORAGE": "shared", "REFLECTION_TABLES_URI": "s3://bucket/tables"}
+    assert isinstance(build_io_manager("w.duckdb", shared), ObjectTablesIOManager)
+    with pytest.raises(ValueError, match="REFLECTION_STORAGE='cloud': expected one of local, shared"):
+        build_io_manager("w.duckdb", {"REFLECTION_STORAGE": "cloud"})
+    with pytest.raises(ValueError, match="REFLECTION_STORAGE=shared needs REFLECTION_TABLES_URI"):
+        build_io_manager("w.duckdb", {"REFLECTION_STORAGE": "shared"})
