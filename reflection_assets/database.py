@@ -1,10 +1,13 @@
-"""DuckDB connections with one lock-wait policy, for every file the project writes.
+"""DuckDB connections with one lock-wait policy, for every file the project writes; Postgres for a shared store.
 
 DuckDB lets one process write a file at a time, and Dagster's default executor runs steps in
 separate processes. So every caller (the warehouse resource, the `llm_calls` and
 `student_scores` caches, the dataset-source registry) opens a connection for one short batch,
 never across a model call, and waits with bounded, jittered backoff while another process holds
 the lock. The lock is taken when the file is opened, so only opening is retried.
+
+A location that is a `postgresql://` URL (the shared deployment's caches and registries) opens a
+`reflection_assets.postgres.PostgresConnection` instead, which runs the same statements.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 import duckdb
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from reflection_assets.postgres import PostgresConnection, is_postgres, shown_url
 
 LOCK_WAIT_SECONDS = 120.0
 # DuckDB: 'Could not set lock on file ... Conflicting lock is held'; Windows: 'being used by another process'.
@@ -52,14 +57,39 @@ def connect(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open `database` (creating its folder), waiting while another process holds it; closed on exit.
 
-    `on_wait` is called before each wait (callers count lock waits for their statistics).
+    `on_wait` is called before each wait (callers count lock waits for their statistics). A Postgres URL
+    opens one transaction on that database instead, committed when the block ends without an error.
     """
+    if is_postgres(database):
+        connection = PostgresConnection(str(database))
+        ok = False
+        try:
+            yield connection  # type: ignore[misc]  (the part of DuckDB's connection the stores use)
+            ok = True
+        finally:
+            connection.finish(ok)
+        return
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     connection = lock_retrying(timeout_s, on_wait)(duckdb.connect, str(database), read_only=read_only)
     try:
         yield connection
     finally:
         connection.close()
+
+
+def location(database: str | Path) -> str | Path:
+    """A file's path as a Path; a Postgres URL kept as text (a Path would fold its `//`)."""
+    return str(database) if is_postgres(database) else Path(database)
+
+
+def shown_location(database: str | Path) -> str:
+    """`database` for logs and metadata: a Postgres URL without its password."""
+    return shown_url(str(database)) if is_postgres(database) else str(database)
+
+
+def exists(database: str | Path) -> bool:
+    """Whether there is anything to read at `database` yet (a Postgres database is always there)."""
+    return is_postgres(database) or Path(database).exists()
 
 
 def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -69,7 +99,8 @@ def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 class TableFile:
-    """Short-lived connections to one table of a DuckDB file, the table created on first use.
+    """Short-lived connections to one table of a DuckDB file (or a Postgres database), the table created on first
+    use.
 
     The caches (`student_scores`, `eval_outputs`) subclass it with their table name, CREATE statement
     and a `key` primary key column.
@@ -79,7 +110,7 @@ class TableFile:
     create_sql: str = ""
 
     def __init__(self, db_path: str | Path) -> None:
-        self.db_path = Path(db_path)
+        self.db_path = location(db_path)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -93,6 +124,6 @@ class TableFile:
             return {}
         with self._connection() as connection:
             rows = connection.execute(
-                f"SELECT key, {column} FROM {self.table} WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
+                f"SELECT key, {column} FROM {self.table} WHERE key IN (SELECT unnest(?::VARCHAR[]))", [list(keys)]
             ).fetchall()
         return dict(rows)

@@ -31,10 +31,17 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "REFLECTION_STORAGE",
         "`local`",
-        "asset tables: `local` (the DuckDB file) or `shared` (Delta Lake tables on an object store; "
+        "state: `local` (one DuckDB file) or `shared` (asset tables as Delta Lake tables on an object store, caches "
+        "and registries in Postgres; "
         "[Past one machine](deployment.md#the-shared-stores-tested-on-loopback))",
     ),
     Variable("REFLECTION_TABLES_URI", "(required when shared)", "the Delta tables' root, e.g. `s3://bucket/tables`"),
+    Variable(
+        "REFLECTION_STORE_URL",
+        "(required when shared)",
+        "the Postgres database of the caches and registries, e.g. `postgresql://reflection@db:5432/reflection` "
+        "(the password in `PGPASSWORD`)",
+    ),
     Variable(
         "REFLECTION_S3_ENDPOINT_URL",
         "(unset: AWS S3)",

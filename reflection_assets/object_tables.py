@@ -129,3 +129,46 @@ def arrow_dataset(uri: str, options: Mapping[str, str]):
     from deltalake import DeltaTable
 
     return DeltaTable(uri, storage_options=dict(options)).to_pyarrow_dataset()
+
+
+def filesystem(root: str, options: Mapping[str, str]):
+    """An Arrow filesystem over `root` with the same endpoint and credentials as the table calls, and the path
+    inside it (`s3://bucket/tables` -> `bucket/tables`)."""
+    from pyarrow import fs
+
+    if not root.startswith("s3://"):
+        return fs.FileSystem.from_uri(root)
+    endpoint = options.get("AWS_ENDPOINT_URL", "")
+    return (
+        fs.S3FileSystem(
+            access_key=options.get("AWS_ACCESS_KEY_ID"), secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=options.get("AWS_SESSION_TOKEN"), region=options.get("AWS_REGION"),
+            endpoint_override=endpoint.split("://", 1)[-1] or None,
+            scheme="http" if endpoint.startswith("http://") else "https",
+        ),
+        root[len("s3://"):].rstrip("/"),
+    )
+
+
+def list_tables(root: str, options: Mapping[str, str]) -> list[str]:
+    """The tables under `root` (folders holding a Delta log), by name."""
+    from pyarrow import fs
+
+    store, path = filesystem(root, options)
+    found = store.get_file_info(fs.FileSelector(path, allow_not_found=True))
+    folders = [info.base_name for info in found if info.type == fs.FileType.Directory]
+    logs = store.get_file_info([f"{path}/{name}/_delta_log" for name in folders])
+    return sorted(name for name, log in zip(folders, logs, strict=True) if log.type == fs.FileType.Directory)
+
+
+def sql_connection(root: str, options: Mapping[str, str], extra: Mapping[str, pd.DataFrame] | None = None):
+    """An in-memory DuckDB connection where every table under `root` (and each frame of `extra`) is queried by its
+    name, so the project's SQL (lineage, report) runs over the shared tables as over the local file."""
+    import duckdb
+
+    connection = duckdb.connect()
+    for name in list_tables(root, options):
+        connection.register(name, arrow_dataset(table_uri(root, name), options))
+    for name, frame in (extra or {}).items():
+        connection.register(name, frame)
+    return connection

@@ -1,28 +1,91 @@
-"""DuckDB warehouse resource: one file, short connections (see `reflection_assets.database`)."""
+"""The warehouse resource: where the project's SQL reads the asset tables, and where the caches and registries live.
+
+Local (the default): one DuckDB file holds both, opened for short connections (`reflection_assets.database`).
+Shared (`REFLECTION_STORAGE=shared`, deploy/README.md): the asset tables are Delta tables under `tables_uri`
+(queried through an in-memory DuckDB connection, `object_tables.sql_connection`), and the caches and registries
+are tables of the Postgres database at `store_url`, written by every node at once.
+"""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from pathlib import Path
+import contextlib
+from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
 import pandas as pd
+from pydantic import Field
 
-from reflection_assets.database import connect
+from reflection_assets import object_tables
+from reflection_assets.database import connect, exists, shown_location, table_exists
+from reflection_assets.ingest.registry import REGISTRY_TABLE
+from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
+
+# The registries the project's SQL joins with asset tables (lineage: trained_rows; the report: dataset_sources).
+# On the shared stores they are read from Postgres into the connection when it opens (they are small).
+REGISTRIES_IN_SQL = (TRAINED_ROWS_TABLE, REGISTRY_TABLE)
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The project's DuckDB file: asset tables (through the IO manager) and the caches."""
+    """The asset tables as SQL (`connection`, `query`) and the caches' location (`store`)."""
 
-    database: str
+    database: str = Field(description="The local DuckDB file: asset tables and caches (shared: unused).")
+    store_url: str = Field(
+        default="",
+        description="Shared: the Postgres database of the caches and registries (REFLECTION_STORE_URL). "
+        "Empty: the DuckDB file.",
+    )
+    tables_uri: str = Field(
+        default="",
+        description="Shared: the root of the Delta asset tables (REFLECTION_TABLES_URI). Empty: the DuckDB file.",
+    )
 
-    def connection(self, read_only: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return connect(self.database, read_only=read_only)
+    @property
+    def store(self) -> str:
+        """Where the caches (llm_calls, student_scores, eval_outputs, signatures) and registries live."""
+        return self.store_url or self.database
+
+    def describe(self) -> str:
+        """Where the tables and the caches are, for the console and metadata (no password)."""
+        if not self.tables_uri:
+            return shown_location(self.database)
+        return f"tables {self.tables_uri}, caches {shown_location(self.store)}"
+
+    @contextlib.contextmanager
+    def connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection where every asset table (and each registry) is queried by its name.
+
+        Local: the file itself (an empty in-memory database when reading a file not written yet). Shared: an
+        in-memory database over the Delta tables and the registries, for reading.
+        """
+        if self.tables_uri:
+            connection = object_tables.sql_connection(
+                self.tables_uri, object_tables.storage_options(), self.registries()
+            )
+            try:
+                yield connection
+            finally:
+                connection.close()
+            return
+        if read_only and not exists(self.database):
+            with contextlib.closing(duckdb.connect()) as empty:
+                yield empty
+            return
+        with connect(self.database, read_only=read_only) as connection:
+            yield connection
+
+    def registries(self) -> dict[str, pd.DataFrame]:
+        """The registries of the store that exist, as frames."""
+        frames = {}
+        with connect(self.store) as store:
+            for table in REGISTRIES_IN_SQL:
+                if table_exists(store, table):
+                    frames[table] = store.execute(f"SELECT * FROM {table}").df()
+        return frames
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
-        """Run one read query; returns an empty frame when the file does not exist yet."""
-        if not Path(self.database).exists():
+        """Run one read query; returns an empty frame when there is nothing to read yet."""
+        if not self.tables_uri and not exists(self.database):
             return pd.DataFrame()
-        with self.connection() as conn:
+        with self.connection(read_only=True) as conn:
             return conn.execute(sql, params or []).df()

@@ -23,7 +23,8 @@ from reflection_assets.defs.jobs import dataset_job, run_asset_selection
 from reflection_assets.defs.partitions import FIRST_SEED, dataset_partitions, seed_partitions
 from reflection_assets.hashing import file_sha256
 from reflection_assets.ingest.registry import DatasetSource, lookup_source, partition_key_for, register_source
-from reflection_assets.paths import inbox_dir, warehouse_path
+from reflection_assets.paths import inbox_dir
+from reflection_assets.storage import storage_from_env
 
 DATASET_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 SETTLE_SECONDS = 5.0
@@ -45,7 +46,7 @@ def inbox_files(folder: Path, log: Callable[[str], None] = lambda _: None) -> li
     return files
 
 
-def unique_key(database: Path, wanted: str, source: str, taken: set[str]) -> str:
+def unique_key(database: str | Path, wanted: str, source: str, taken: set[str]) -> str:
     """`wanted`, or `wanted_2`, ... when that key already belongs to another file."""
     key, n = wanted, 1
     while True:
@@ -58,7 +59,7 @@ def unique_key(database: Path, wanted: str, source: str, taken: set[str]) -> str
 
 def scan_inbox(
     folder: Path,
-    database: Path,
+    database: str | Path,
     cursor: dict[str, list],
     now: float,
     settle: float = SETTLE_SECONDS,
@@ -97,7 +98,7 @@ def scan_inbox(
 )
 def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    database = warehouse_path()
+    database = storage_from_env().store()
     found, new_cursor = scan_inbox(inbox_dir(), database, cursor, time.time(), log=context.log.info)
     run_requests = []
     assets = run_asset_selection(context.repository_def.get_job(dataset_job.name)) if found else []

@@ -47,11 +47,11 @@ def register_dataset(source: str | None, partition: str | None) -> str:
     from reflection_assets.defs.partitions import DATASETS
     from reflection_assets.demo_data import DEMO_PARTITION
     from reflection_assets.ingest.registry import DatasetSource, partition_key_for, register_source
-    from reflection_assets.paths import warehouse_path
+    from reflection_assets.storage import storage_from_env
 
     key = partition or (partition_key_for(source) if source else DEMO_PARTITION)
     if source:
-        register_source(warehouse_path(), key, DatasetSource(source))
+        register_source(storage_from_env().store(), key, DatasetSource(source))
     dg.DagsterInstance.get().add_dynamic_partitions(DATASETS, [key])
     return key
 

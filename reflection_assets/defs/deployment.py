@@ -16,6 +16,7 @@ import dagster as dg
 
 from reflection_assets.object_tables import TABLES_URI_ENV
 from reflection_assets.paths import warehouse_path
+from reflection_assets.storage import STORE_URL_ENV, storage_from_env
 from reflection_assets.teacher.backend import TeacherError
 from resources.judge import JudgeModel
 from resources.object_tables_io import ObjectTablesIOManager
@@ -39,10 +40,6 @@ ENV_JUDGE_API_KEY = "REFLECTION_JUDGE_API_KEY"
 # run down and a run's independent steps run side by side) or `in_process` (every step in the run's own process:
 # no process start and model-library import per step, for a small machine).
 ENV_EXECUTOR = "REFLECTION_EXECUTOR"
-# Where the asset tables live: `local` (the DuckDB file, one machine) or `shared` (Delta Lake tables under
-# REFLECTION_TABLES_URI on an object store, every machine; docs: deploy/README.md).
-ENV_STORAGE = "REFLECTION_STORAGE"
-STORAGES = ("local", "shared")
 EXECUTORS = ("multiprocess", "in_process")
 # Step processes fork from a server that has imported Dagster and this code location once, instead of each
 # starting a fresh interpreter that imports them again (Dagster's default, `spawn`). The code location imports
@@ -56,25 +53,26 @@ def env_or(name: str, default: str) -> Any:
 
 
 def build_io_manager(database: Any, env: Mapping[str, str] | None = None) -> dg.ConfigurableIOManager:
-    """The asset tables' IO manager, from REFLECTION_STORAGE: one DuckDB table per tabular asset, named after
-    the asset, in schema `main` (`local`, the default); one Delta table per asset under REFLECTION_TABLES_URI
-    (`shared`)."""
-    env = os.environ if env is None else env
-    choice = env.get(ENV_STORAGE, "").strip() or STORAGES[0]
-    if choice not in STORAGES:
-        raise ValueError(f"{ENV_STORAGE}={choice!r}: expected one of {', '.join(STORAGES)}")
-    if choice == "local":
+    """The asset tables' IO manager, from REFLECTION_STORAGE (`reflection_assets.storage`): one DuckDB table per
+    tabular asset, named after the asset, in schema `main` (`local`, the default); one Delta table per asset under
+    REFLECTION_TABLES_URI (`shared`)."""
+    if not storage_from_env(env).shared:
         return WarehouseIOManager(database=database, schema="main")
-    if not env.get(TABLES_URI_ENV, "").strip():
-        raise ValueError(f"{ENV_STORAGE}=shared needs {TABLES_URI_ENV}, the tables' root (e.g. s3://bucket/tables)")
     return ObjectTablesIOManager(root=dg.EnvVar(TABLES_URI_ENV))
+
+
+def build_warehouse(database: Any, env: Mapping[str, str] | None = None) -> Warehouse:
+    """The warehouse resource: the DuckDB file (`local`), or the shared tables and the Postgres store (`shared`)."""
+    if not storage_from_env(env).shared:
+        return Warehouse(database=database)
+    return Warehouse(database=database, tables_uri=dg.EnvVar(TABLES_URI_ENV), store_url=dg.EnvVar(STORE_URL_ENV))
 
 
 def build_resources() -> dict[str, Any]:
     database = env_or("REFLECTION_WAREHOUSE", str(warehouse_path()))
     return {
         "io_manager": build_io_manager(database),
-        "warehouse": Warehouse(database=database),
+        "warehouse": build_warehouse(database),
         "mlflow": MlflowTracking(tracking_uri=env_or("MLFLOW_TRACKING_URI", "")),
         "student": build_student(),
         "teacher": build_teacher(as_env_vars=True),

@@ -32,7 +32,7 @@ def output_key(kind: str, parts: Any) -> str:
 
 
 class EvalOutputCache(TableFile):
-    """Short-lived connections to the `eval_outputs` table of one DuckDB file."""
+    """Short-lived connections to the `eval_outputs` table of one DuckDB file (or the shared Postgres store)."""
 
     table = TABLE
     create_sql = _CREATE
@@ -48,8 +48,8 @@ class EvalOutputCache(TableFile):
         keys = list(payloads)
         with self._connection() as connection:
             connection.execute(
-                f"INSERT OR IGNORE INTO {TABLE} (key, kind, payload) "
-                "SELECT unnest($1::VARCHAR[]), $2, unnest($3::VARCHAR[])",
+                f"INSERT INTO {TABLE} (key, kind, payload) "
+                "SELECT unnest(?::VARCHAR[]), CAST(? AS VARCHAR), unnest(?::VARCHAR[]) ON CONFLICT DO NOTHING",
                 [keys, kind, [json.dumps(payloads[k], sort_keys=True) for k in keys]],
             )
 

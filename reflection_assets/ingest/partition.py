@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reflection_assets.ingest.near_duplicate_store import load_other_partitions, store_signatures
+from reflection_assets.ingest.near_duplicate_store import TablesOpener, load_other_partitions, store_signatures
 from reflection_assets.ingest.near_duplicates import NearDuplicateIndex, NearDuplicateSettings
 from reflection_assets.ingest.readers import ReadResult
 from reflection_assets.ingest.reasons import NEAR_DUPLICATE
@@ -26,14 +26,19 @@ class IngestedPartition:
 
 
 def ingest_partition(
-    database: str | Path, key: str, override: DatasetSource | None, dedup: NearDuplicateSettings
+    tables: TablesOpener, store: str | Path, key: str, override: DatasetSource | None, dedup: NearDuplicateSettings
 ) -> IngestedPartition:
-    """Read partition `key` (`override`: the run's own source) with near-duplicates removed per `dedup`."""
+    """Read partition `key` (`override`: the run's own source) with near-duplicates removed per `dedup`.
+
+    `tables` opens a read connection over the asset tables (the other partitions' kept rows); `store` holds the
+    source registry and the signature cache.
+    """
     index = NearDuplicateIndex(dedup) if dedup.enabled else None
-    earlier = load_other_partitions(database, key, index) if index is not None and dedup.across_partitions else 0
-    source, result = read_partition(database, key, override, index)
+    across = index is not None and dedup.across_partitions
+    earlier = load_other_partitions(tables, store, key, index) if across else 0
+    source, result = read_partition(store, key, override, index)
     if index is not None:  # this partition's kept rows, for the partitions ingested after it
-        store_signatures(database, dedup.scheme(), index.signatures_from(earlier))
+        store_signatures(store, dedup.scheme(), index.signatures_from(earlier))
     scope = f"and {earlier} kept rows of other partitions" if dedup.across_partitions else "only"
     check = f"Jaccard >= {dedup.threshold} on {dedup.shingle_size}-word shingles, this partition {scope}"
     removed = result.reason_counts().get(NEAR_DUPLICATE, 0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reflection_assets.database import connect, table_exists
+from reflection_assets.database import connect, exists, table_exists
 from reflection_assets.demo_data import DEMO_PARTITION, DEMO_TRAIN_PATH
 from reflection_assets.documented import documented
 from reflection_assets.ingest.near_duplicates import NearDuplicateIndex
@@ -58,13 +58,15 @@ def register_source(database: str | Path, key: str, source: DatasetSource) -> No
             "format VARCHAR, column_map VARCHAR, registered_at TIMESTAMP)"
         )
         conn.execute(
-            f"INSERT OR REPLACE INTO {REGISTRY_TABLE} VALUES (?, ?, ?, ?, ?)",
+            f"INSERT INTO {REGISTRY_TABLE} VALUES (?, ?, ?, ?, ?) ON CONFLICT (dataset) DO UPDATE SET "
+            "source = excluded.source, format = excluded.format, column_map = excluded.column_map, "
+            "registered_at = excluded.registered_at",
             [key, source.source, source.format, json.dumps(source.column_map), datetime.now(timezone.utc)],
         )
 
 
 def lookup_source(database: str | Path, key: str) -> DatasetSource | None:
-    if not Path(database).exists():
+    if not exists(database):
         return None
     with connect(database) as conn:
         if not table_exists(conn, REGISTRY_TABLE):

@@ -26,7 +26,7 @@ TABLE = "student_scores"
 _CREATE = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     key VARCHAR PRIMARY KEY,
-    loss DOUBLE NOT NULL,
+    loss DOUBLE PRECISION NOT NULL,
     n_tokens INTEGER NOT NULL,
     model_fingerprint VARCHAR,
     template VARCHAR,
@@ -77,7 +77,7 @@ def sequence_key(scope_key: str, seq: Seq) -> str:
 
 
 class StudentScoreCache(TableFile):
-    """Short-lived connections to the `student_scores` table of one DuckDB file."""
+    """Short-lived connections to the `student_scores` table of one DuckDB file (or the shared Postgres store)."""
 
     table = TABLE
     create_sql = _CREATE
@@ -92,11 +92,12 @@ class StudentScoreCache(TableFile):
             return
         keys = list(losses)
         scope_values = [getattr(scope, name) for name in _SCOPE_COLUMNS]
-        placeholders = ", ".join(f"${i + 4}" for i in range(len(scope_values)))
+        placeholders = ", ".join("?" for _ in scope_values)
         with self._connection() as connection:
             connection.execute(
-                f"INSERT OR IGNORE INTO {TABLE} (key, loss, n_tokens, {', '.join(_SCOPE_COLUMNS)}) "
-                f"SELECT unnest($1::VARCHAR[]), unnest($2::DOUBLE[]), unnest($3::INTEGER[]), {placeholders}",
+                f"INSERT INTO {TABLE} (key, loss, n_tokens, {', '.join(_SCOPE_COLUMNS)}) "
+                f"SELECT unnest(?::VARCHAR[]), unnest(?::DOUBLE PRECISION[]), unnest(?::INTEGER[]), {placeholders} "
+                "ON CONFLICT DO NOTHING",
                 [keys, [losses[k][0] for k in keys], [losses[k][1] for k in keys], *scope_values],
             )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from reflection_assets.database import LOCK_WAIT_SECONDS, connect
+from reflection_assets.database import LOCK_WAIT_SECONDS, connect, location, shown_location
 from reflection_assets.hashing import stable_json, text_hash
 from reflection_assets.teacher.types import CALL_OK, ChatRequest, ChatResult
 
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     finish_reason VARCHAR,
     prompt_tokens BIGINT,
     completion_tokens BIGINT,
-    latency_s DOUBLE,
+    latency_s DOUBLE PRECISION,
     requests INTEGER,          -- HTTP requests or generate passes, retries included
     tries INTEGER,             -- runs that attempted this key (failures accumulate)
     created_at TIMESTAMP,
@@ -97,13 +97,13 @@ class CallCache:
     """Short-lived connections to one DuckDB file holding the llm_calls table."""
 
     def __init__(self, path: str | Path = DEFAULT_CACHE_PATH, lock_timeout_s: float = LOCK_WAIT_SECONDS):
-        self.path = Path(path)
+        self.path = location(path)
         self.lock_timeout_s = lock_timeout_s
         self.lock_waits = 0  # how often another writer held the file (for stats and tests)
         self._ready = False
 
     def __repr__(self) -> str:
-        return f"CallCache({str(self.path)!r})"
+        return f"CallCache({shown_location(self.path)!r})"
 
     def _count_wait(self) -> None:
         self.lock_waits += 1
@@ -122,13 +122,11 @@ class CallCache:
         wanted = list(dict.fromkeys(keys))
         found: dict[str, dict] = {}
         for part in _chunks(wanted, chunk):
-            frame = pd.DataFrame({"call_key": part})
 
-            def read(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame = frame) -> pd.DataFrame:
-                con.register("wanted_keys", frame)
+            def read(con: duckdb.DuckDBPyConnection, part: list[str] = part) -> pd.DataFrame:
                 return con.execute(
-                    f"SELECT c.* FROM {TABLE} c JOIN wanted_keys w USING (call_key) WHERE c.status = ?",
-                    [CALL_OK],
+                    f"SELECT * FROM {TABLE} WHERE call_key IN (SELECT unnest(?::VARCHAR[])) AND status = ?",
+                    [part, CALL_OK],
                 ).df()
 
             for row in self._run(read).to_dict("records"):

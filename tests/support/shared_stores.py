@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,11 +65,22 @@ class SharedStores:
         # psycopg2 named in the scheme: SQLAlchemy 2.1 takes a bare postgresql:// to mean psycopg 3.
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.postgres_port}/{database}"
 
+    def store_url(self, database: str = "reflection") -> str:
+        """The caches' and registries' database (REFLECTION_STORE_URL)."""
+        return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{database}"
+
+    def fresh_store(self) -> str:
+        """A new, empty database for the caches and registries (a test that counts them starts from none)."""
+        name = f"store_{uuid.uuid4().hex[:8]}"
+        self.create_database(name)
+        return self.store_url(name)
+
     def node_env(self) -> dict[str, str]:
         """What deploy/shared/dagster.yaml and the MLflow client read, as a deployment would set it."""
         return {**AWS_KEYS, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(self.postgres_port),
                 "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster",
                 "REFLECTION_S3_BUCKET": BUCKET, "REFLECTION_S3_ENDPOINT_URL": self.s3_url,
+                "REFLECTION_STORE_URL": self.store_url(),
                 "MLFLOW_S3_ENDPOINT_URL": self.s3_url, "MLFLOW_TRACKING_URI": self.mlflow_url}
 
     def s3(self):
@@ -111,6 +123,7 @@ class SharedStoreServers:
         stores.s3().create_bucket(Bucket=BUCKET)
         stores.create_database("dagster")
         stores.create_database("mlflow")
+        stores.create_database("reflection")
         stores.mlflow_url = self._start_mlflow(stores)
         return stores
 

@@ -18,6 +18,7 @@ XDIST_GROUPS = {
     "shared_stores": (
         "tests/deploy/test_shared_instance.py",
         "tests/resources/test_object_tables_io.py",
+        "tests/reflection_assets/test_postgres_store.py",
         "tests/resources/test_tracking_server.py",
     ),
     # the bundled 135M model: loaded once per worker, so once per run when its tests share one

@@ -245,7 +245,7 @@ def open_evaluator(
     items = build_items(settings, dropped)
     for reason in dropped:
         context.log.warning(reason)
-    cache = EvalOutputCache(warehouse.database)
+    cache = EvalOutputCache(warehouse.store)
     adapter_names: dict[str, str] = {}
     if student.is_served:
         server = student.served()

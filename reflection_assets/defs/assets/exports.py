@@ -151,7 +151,7 @@ def source_files(warehouse: Warehouse, rows_per_dataset: dict[str, int]) -> list
     out = []
     for dataset, rows in sorted(rows_per_dataset.items()):
         try:
-            source = resolve_source(warehouse.database, dataset).source
+            source = resolve_source(warehouse.store, dataset).source
         except UnknownDatasetError:  # a table written without the registry (tests, hand-made warehouses)
             out.append(SourceFile(dataset, "(no registered source)", "", None, rows))
             continue
@@ -162,9 +162,7 @@ def source_files(warehouse: Warehouse, rows_per_dataset: dict[str, int]) -> list
 
 def ablation_verdict(warehouse: Warehouse) -> str | None:
     """The primary comparison of the ablation report in the warehouse, when one exists (an earlier run's)."""
-    if not Path(warehouse.database).exists():
-        return None
-    with warehouse.connection() as conn:
+    with warehouse.connection(read_only=True) as conn:
         if not table_exists(conn, ABLATION_TABLE):
             return None
         rows = conn.execute(f"SELECT * FROM {ABLATION_TABLE} WHERE role = 'primary'").df()

@@ -1,5 +1,6 @@
 """Ingest: raw instruction rows (accepted) and rejected rows with reasons, per dataset partition."""
 
+from functools import partial
 
 import dagster as dg
 import pandas as pd
@@ -103,7 +104,7 @@ def read_partition_or_fail(key: str, config: IngestConfig, warehouse: Warehouse)
     except ValueError as error:
         raise dg.Failure(description=f"near-duplicate settings: {error}", allow_retries=False) from None
     try:
-        return ingest_partition(warehouse.database, key, override, dedup)
+        return ingest_partition(partial(warehouse.connection, read_only=True), warehouse.store, key, override, dedup)
     except (DatasetReadError, UnknownDatasetError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
 

@@ -81,7 +81,7 @@ def run_stage(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """Estimate, then reflect with the shared cache; metadata and MLflow get the counts."""
     settings = config.settings(teacher)
-    cache = CallCache(warehouse.database)
+    cache = CallCache(warehouse.store)
     estimate = estimate_cost(pairs, stage, teacher.cache_identity(), cache, settings)
     context.log.info(f"cost estimate before spending: {estimate}")
     outcomes, stats = reflect_rows(pairs, stage, teacher, cache, settings, log=context.log.info)

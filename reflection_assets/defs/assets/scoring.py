@@ -75,7 +75,7 @@ def score(
             student.scoring_config(),
             ifd=ifd,
             rifd=rifd,
-            cache=StudentScoreCache(warehouse.database),
+            cache=StudentScoreCache(warehouse.store),
             progress=tracker,
         )
     except ServedModelError as error:  # the server cannot score (no prompt log-probabilities, wrong model)

@@ -211,7 +211,7 @@ def in_response_style(
         # Selection itself reads scored tables only: no teacher call, no forward pass (the metadata says so).
         return selection, {"teacher_calls_made": 0, "tokens_computed": 0}
     return rewrite_in_reflection_format(
-        selection, teacher, CallCache(warehouse.database),
+        selection, teacher, CallCache(warehouse.store),
         lambda pairs, label: score(context, student, warehouse, pairs, label),
         max_new_tokens=config.format_max_new_tokens, log=context.log.info,
     )

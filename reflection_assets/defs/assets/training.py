@@ -28,7 +28,7 @@ from reflection_assets.training import train_lora, training_pairs
 from reflection_assets.training.checkpoints import CheckpointLayout
 from reflection_assets.training.dataset import TrainingDataError
 from reflection_assets.training.launch import REPORT_DIR_ENV, Launch, launch_failure, settings_arguments, write_pairs
-from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
+from reflection_assets.training.lineage import record_trained_rows
 from reflection_assets.training.settings import LoraSettings
 from reflection_assets.training.statuses import CHECKPOINT_COLUMNS, SKIPPED, TRAINED
 from reflection_assets.training.trainer import STEP_METRICS, TrainingOutcome
@@ -121,7 +121,7 @@ def lora_checkpoint(
         ))
     if outcome.status == SKIPPED:
         context.log.warning(f"{name}: skipped, {outcome.skipped_reason}")
-    record_trained_rows(warehouse, arm, replicate, outcome)
+    record_trained_rows(warehouse.store, arm, replicate, outcome.key, outcome.trained_row_ids)
     link, run_id = track(context, mlflow, outcome, settings)
     frame = checkpoint_frame(arm, outcome, run_id, replicate)
     return dg.MaterializeResult(value=frame, metadata=checkpoint_metadata(outcome, frame, link))
@@ -252,23 +252,6 @@ def checkpoint_metadata(outcome: TrainingOutcome, frame: pd.DataFrame, link: dic
     if png is not None:
         metadata["loss_curve"] = dg.MetadataValue.md(png_markdown(png, "training loss"))
     return metadata
-
-
-def record_trained_rows(warehouse: Warehouse, arm: str, replicate: int, outcome: TrainingOutcome) -> None:
-    """Replace this arm and seed's trained-on rows (none when skipped): lineage reaches "trained on" from here."""
-    with warehouse.connection() as conn:
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {TRAINED_ROWS_TABLE} "
-            "(arm VARCHAR, checkpoint_key VARCHAR, row_id VARCHAR, seed VARCHAR DEFAULT '0')"
-        )
-        # A warehouse from before seeds: its rows were seed 0.
-        conn.execute(f"ALTER TABLE {TRAINED_ROWS_TABLE} ADD COLUMN IF NOT EXISTS seed VARCHAR DEFAULT '0'")
-        conn.execute(f"DELETE FROM {TRAINED_ROWS_TABLE} WHERE arm = ? AND seed = ?", [arm, str(replicate)])
-        if outcome.trained_row_ids:
-            conn.executemany(
-                f"INSERT INTO {TRAINED_ROWS_TABLE} (arm, checkpoint_key, row_id, seed) VALUES (?, ?, ?, ?)",
-                [[arm, outcome.key, row_id, str(replicate)] for row_id in outcome.trained_row_ids],
-            )
 
 
 def track(

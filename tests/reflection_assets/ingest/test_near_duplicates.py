@@ -1,7 +1,10 @@
+from functools import partial
+
 import duckdb
 import pandas as pd
 import pytest
 
+from reflection_assets.database import connect
 from reflection_assets.ingest.near_duplicate_store import SIGNATURES_TABLE, load_other_partitions, store_signatures
 from reflection_assets.ingest.near_duplicates import NearDuplicateIndex, NearDuplicateSettings, shingles
 from reflection_assets.ingest.readers import read_dataset
@@ -86,10 +89,14 @@ def _warehouse(path, rows_by_dataset):
     return path
 
 
+def _tables(database):
+    return partial(connect, database, read_only=True)
+
+
 def test_other_partitions_rows_are_loaded_and_their_signatures_cached(tmp_path):
     database = _warehouse(tmp_path / "warehouse.duckdb", {"earlier": [SKY], "this": [SEA]})
     index = NearDuplicateIndex()
-    assert load_other_partitions(database, "this", index) == 1  # not the partition being read
+    assert load_other_partitions(_tables(database), database, "this", index) == 1  # not the partition being read
     match = index.check("new", "here", _text(SKY_AGAIN))
     assert match is not None and match.where == "partition earlier: earlier.jsonl row 1"
     with duckdb.connect(str(database), read_only=True) as conn:
@@ -100,11 +107,11 @@ def test_other_partitions_rows_are_loaded_and_their_signatures_cached(tmp_path):
     with duckdb.connect(str(database)) as conn:
         conn.execute(f"UPDATE {SIGNATURES_TABLE} SET signature = ?", [bytes(4 * index.settings.num_perm)])
     again = NearDuplicateIndex()
-    assert load_other_partitions(database, "this", again) == 1
+    assert load_other_partitions(_tables(database), database, "this", again) == 1
     assert again.check("new", "here", _text(SKY_AGAIN)) is None
     # Another scheme has no cached signatures: they are computed from the text and cached beside.
     other = NearDuplicateIndex(NearDuplicateSettings(shingle_size=4))
-    assert load_other_partitions(database, "this", other) == 1
+    assert load_other_partitions(_tables(database), database, "this", other) == 1
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute(f"SELECT count(DISTINCT scheme) FROM {SIGNATURES_TABLE}").fetchone()[0] == 2
 
