@@ -43,6 +43,11 @@ VARIABLES: tuple[Variable, ...] = (
         "(the password in `PGPASSWORD`)",
     ),
     Variable(
+        "REFLECTION_FILES_URI",
+        "(required when shared)",
+        "the checkpoints' and exports' root on the object store, e.g. `s3://bucket/files`",
+    ),
+    Variable(
         "REFLECTION_S3_ENDPOINT_URL",
         "(unset: AWS S3)",
         "an S3-compatible store's URL (MinIO, Ceph, ...) for the tables; credentials from the standard `AWS_*` "

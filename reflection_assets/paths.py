@@ -34,6 +34,12 @@ def checkpoints_dir() -> Path:
     return data_dir() / "checkpoints"
 
 
+def scratch_dir() -> Path:
+    """A shared deployment's only local state: training runs in progress, fetched adapters, exports being
+    written (`data/scratch`; safe to delete between runs)."""
+    return data_dir() / "scratch"
+
+
 def exports_dir() -> Path:
     return data_dir() / "exports"
 

@@ -9,8 +9,10 @@ Postgres lets any number of nodes write at once, so nothing waits for a file loc
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -133,3 +135,28 @@ def _plain(row: tuple | None) -> tuple | None:
     if row is None:
         return None
     return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+
+
+@contextlib.contextmanager
+def advisory_lock(location: str, name: str, on_wait: Callable[[], None] = lambda: None, poll_s: float = 2.0):
+    """Hold Postgres's session advisory lock for `name` while the block runs: one holder across every node, and a
+    node that dies lets go with its connection. Waiting polls (calling `on_wait` each time) rather than blocking,
+    so the waiter's log says why it waits."""
+    import psycopg2
+
+    connection = psycopg2.connect(libpq_url(location))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            while True:
+                cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [name])
+                if cursor.fetchone()[0]:
+                    break
+                on_wait()
+                time.sleep(poll_s)
+            try:
+                yield
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [name])
+    finally:
+        connection.close()

@@ -2,8 +2,9 @@
 
 `local` (the default): the asset tables, caches and registries in one DuckDB file on this machine.
 `shared` (deploy/README.md): the asset tables as Delta tables under REFLECTION_TABLES_URI on an object store,
-the caches and registries in the Postgres database at REFLECTION_STORE_URL, so every node reads and writes the
-same ones. The definitions, the sensors and the CLI all read the switch here, so they agree on it.
+the caches and registries in the Postgres database at REFLECTION_STORE_URL, the checkpoints and exports under
+REFLECTION_FILES_URI, so every node reads and writes the same ones and keeps only scratch on its disk.
+The definitions, the sensors and the CLI all read the switch here, so they agree on it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from reflection_assets.postgres import is_postgres
 
 STORAGE_ENV = "REFLECTION_STORAGE"
 STORE_URL_ENV = "REFLECTION_STORE_URL"  # postgresql://user@host:port/db (the password in PGPASSWORD)
+FILES_URI_ENV = "REFLECTION_FILES_URI"  # s3://bucket/files: checkpoints/ and exports/ under it
 STORAGES = ("local", "shared")
 
 
@@ -31,6 +33,7 @@ class Storage:
     kind: str  # one of STORAGES
     tables_uri: str = ""  # shared: the Delta tables' root
     store_url: str = ""  # shared: the caches' and registries' Postgres database
+    files_uri: str = ""  # shared: the root of the checkpoints and exports on the object store
 
     @property
     def shared(self) -> bool:
@@ -57,4 +60,9 @@ def storage_from_env(env: Mapping[str, str] | None = None) -> Storage:
             f"{STORAGE_ENV}=shared needs {STORE_URL_ENV}, the Postgres database of the caches and registries "
             "(e.g. postgresql://reflection@db:5432/reflection; the password in PGPASSWORD)"
         )
-    return Storage(kind, tables_uri, store_url)
+    files_uri = env.get(FILES_URI_ENV, "").strip()
+    if "://" not in files_uri:
+        raise StorageSettingError(
+            f"{STORAGE_ENV}=shared needs {FILES_URI_ENV}, the checkpoints' and exports' root (e.g. s3://bucket/files)"
+        )
+    return Storage(kind, tables_uri, store_url, files_uri)

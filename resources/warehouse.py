@@ -1,15 +1,19 @@
-"""The warehouse resource: where the project's SQL reads the asset tables, and where the caches and registries live.
+"""The warehouse resource: where the project's SQL reads the asset tables, where the caches and registries live,
+and where checkpoints and exports go.
 
 Local (the default): one DuckDB file holds both, opened for short connections (`reflection_assets.database`).
 Shared (`REFLECTION_STORAGE=shared`, deploy/README.md): the asset tables are Delta tables under `tables_uri`
 (queried through an in-memory DuckDB connection, `object_tables.sql_connection`), and the caches and registries
-are tables of the Postgres database at `store_url`, written by every node at once.
+are tables of the Postgres database at `store_url`, written by every node at once; checkpoints and exports are
+written in the node's scratch and published under `files_uri`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -19,7 +23,11 @@ from pydantic import Field
 from reflection_assets import object_tables
 from reflection_assets.database import connect, exists, shown_location, table_exists
 from reflection_assets.ingest.registry import REGISTRY_TABLE
+from reflection_assets.object_files import upload_folder
+from reflection_assets.paths import checkpoints_dir, exports_dir, scratch_dir
+from reflection_assets.postgres import advisory_lock, is_postgres
 from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
+from reflection_assets.training.shared_checkpoints import CheckpointMirror, local_adapter
 
 # The registries the project's SQL joins with asset tables (lineage: trained_rows; the report: dataset_sources).
 # On the shared stores they are read from Postgres into the connection when it opens (they are small).
@@ -39,11 +47,49 @@ class Warehouse(dg.ConfigurableResource):
         default="",
         description="Shared: the root of the Delta asset tables (REFLECTION_TABLES_URI). Empty: the DuckDB file.",
     )
+    files_uri: str = Field(
+        default="",
+        description="Shared: the root of the checkpoints and exports on the object store (REFLECTION_FILES_URI). "
+        "Empty: data/checkpoints and data/exports.",
+    )
 
     @property
     def store(self) -> str:
         """Where the caches (llm_calls, student_scores, eval_outputs, signatures) and registries live."""
         return self.store_url or self.database
+
+    def checkpoints_root(self) -> Path:
+        """Where adapters are trained: data/checkpoints, or the node's scratch when they are published."""
+        return scratch_dir() / "checkpoints" if self.files_uri else checkpoints_dir()
+
+    def checkpoint_mirror(self) -> CheckpointMirror | None:
+        """The object store's copy of the checkpoints, with a lease per key in the Postgres store (shared only)."""
+        if not self.files_uri:
+            return None
+        store = self.store
+
+        def lease(name: str, on_wait: Callable[[], None]) -> AbstractContextManager[None]:
+            return advisory_lock(store, name, on_wait) if is_postgres(store) else contextlib.nullcontext()
+
+        return CheckpointMirror(f"{self.files_uri.rstrip('/')}/checkpoints", object_tables.storage_options(), lease)
+
+    def local_adapter(self, adapter_path: str) -> str:
+        """A local folder with the adapter a `lora_checkpoint` row names (fetched once into scratch when a URI)."""
+        return local_adapter(adapter_path, scratch_dir() / "adapters", object_tables.storage_options())
+
+    def exports_folder(self, relative: str) -> Path:
+        """Where an export is written: data/exports/<relative>, or the node's scratch when it is published."""
+        return (scratch_dir() / "exports" if self.files_uri else exports_dir()) / relative
+
+    def publish_export(self, folder: Path) -> str:
+        """Where the export written in `folder` (an `exports_folder`) is: the folder, or (shared) its URI once
+        uploaded."""
+        if not self.files_uri:
+            return str(folder)
+        relative = Path(folder).relative_to(self.exports_folder("")).as_posix()
+        uri = f"{self.files_uri.rstrip('/')}/exports/{relative}"
+        upload_folder(folder, uri, object_tables.storage_options())
+        return uri
 
     def describe(self) -> str:
         """Where the tables and the caches are, for the console and metadata (no password)."""

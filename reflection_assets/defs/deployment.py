@@ -16,7 +16,7 @@ import dagster as dg
 
 from reflection_assets.object_tables import TABLES_URI_ENV
 from reflection_assets.paths import warehouse_path
-from reflection_assets.storage import STORE_URL_ENV, storage_from_env
+from reflection_assets.storage import FILES_URI_ENV, STORE_URL_ENV, storage_from_env
 from reflection_assets.teacher.backend import TeacherError
 from resources.judge import JudgeModel
 from resources.object_tables_io import ObjectTablesIOManager
@@ -65,7 +65,8 @@ def build_warehouse(database: Any, env: Mapping[str, str] | None = None) -> Ware
     """The warehouse resource: the DuckDB file (`local`), or the shared tables and the Postgres store (`shared`)."""
     if not storage_from_env(env).shared:
         return Warehouse(database=database)
-    return Warehouse(database=database, tables_uri=dg.EnvVar(TABLES_URI_ENV), store_url=dg.EnvVar(STORE_URL_ENV))
+    return Warehouse(database=database, tables_uri=dg.EnvVar(TABLES_URI_ENV), store_url=dg.EnvVar(STORE_URL_ENV),
+                     files_uri=dg.EnvVar(FILES_URI_ENV))
 
 
 def build_resources() -> dict[str, Any]:

@@ -16,9 +16,9 @@ import math
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reflection_assets.model_store import timed_load
 from reflection_assets.ranks import is_main_process, world_size
@@ -34,6 +34,9 @@ from reflection_assets.training.distributed import (
 from reflection_assets.training.losses import describe_losses, loss_windows
 from reflection_assets.training.settings import LoraSettings
 from reflection_assets.training.statuses import REUSED, SKIPPED, TRAINED
+
+if TYPE_CHECKING:
+    from reflection_assets.training.shared_checkpoints import CheckpointMirror
 
 LogFn = Callable[[str], None]
 STEP_METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_second", "step_seconds", "peak_memory_mb")
@@ -91,8 +94,13 @@ def train_lora(
     template: str | None = None,
     callbacks: Sequence[Any] = (),
     log: LogFn = print,
+    mirror: CheckpointMirror | None = None,
 ) -> TrainingOutcome:
-    """Train (or reuse, or resume) the LoRA adapter of `pairs` on `base_model` under `root/name/<key>/`."""
+    """Train (or reuse, or resume) the LoRA adapter of `pairs` on `base_model` under `root/name/<key>/`.
+
+    With a `mirror` (the shared deployment's object store) the key is held across nodes while it is decided,
+    a finished copy there is reused, and a new adapter is published; `adapter_path` is then its URI.
+    """
     from reflection_assets.model_store import load_tokenizer, local_dir
 
     silence_bitsandbytes()
@@ -107,7 +115,32 @@ def train_lora(
     common = dict(
         key=key, base_model=base_model, base_fingerprint=fingerprint, template=template_name, rows_given=len(pairs)
     )
+    if mirror is None:
+        return reuse_or_train(pairs, base_model, settings, layout, common, tokenizer, examples, name, callbacks, log)
+    with mirror.hold(layout, log):
+        outcome = reuse_or_train(pairs, base_model, settings, layout, common, tokenizer, examples, name, callbacks, log)
+        if outcome.status == SKIPPED:
+            return outcome
+        if not mirror.finished(layout):
+            mirror.publish(layout)
+            log(f"{name}: adapter {key} published to {mirror.uri(layout)}")
+        return replace(outcome, adapter_path=mirror.adapter_uri(layout))
 
+
+def reuse_or_train(
+    pairs: Sequence[Pair],
+    base_model: str,
+    settings: LoraSettings,
+    layout: CheckpointLayout,
+    common: dict,
+    tokenizer: Any,
+    examples: list[TrainingExample],
+    name: str,
+    callbacks: Sequence[Any],
+    log: LogFn,
+) -> TrainingOutcome:
+    """The finished adapter in `layout` when there is one; else a reasoned skip, or a (resumed) training run."""
+    key = common["key"]
     if layout.is_finished():
         log(f"{name}: finished adapter {key} found, reused (nothing trained)")
         return reused_outcome(layout, common)

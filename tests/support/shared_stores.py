@@ -80,7 +80,7 @@ class SharedStores:
         return {**AWS_KEYS, "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(self.postgres_port),
                 "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster",
                 "REFLECTION_S3_BUCKET": BUCKET, "REFLECTION_S3_ENDPOINT_URL": self.s3_url,
-                "REFLECTION_STORE_URL": self.store_url(),
+                "REFLECTION_STORE_URL": self.store_url(), "REFLECTION_FILES_URI": f"s3://{BUCKET}/files",
                 "MLFLOW_S3_ENDPOINT_URL": self.s3_url, "MLFLOW_TRACKING_URI": self.mlflow_url}
 
     def s3(self):

@@ -38,6 +38,7 @@ from reflection_assets.selection.decontamination import DecontaminationError, ng
 from reflection_assets.served.adapters import served_adapters
 from reflection_assets.served.client import ServedModelError
 from reflection_assets.served.evaluation import ServedEvalBackend
+from reflection_assets.training.statuses import SKIPPED
 from resources.judge import JudgeModel
 from resources.student import StudentModel
 from resources.teacher import Teacher
@@ -113,7 +114,7 @@ def eval_scores(
     warehouse: Warehouse,
     mlflow: MlflowTracking,
 ) -> dg.MaterializeResult[pd.DataFrame]:
-    usable, skipped = adapters_to_evaluate(context, lora_checkpoint, student)
+    usable, skipped = adapters_to_evaluate(context, lora_checkpoint, student, warehouse)
     run = run_evaluation(context, config, usable, student, teacher, judge, warehouse)
     contaminated = flag_contaminated(run.scores, run.items, arm_datasets, run.ngram)
     if contaminated:
@@ -207,11 +208,12 @@ def attach_judge(
 
 
 def adapters_to_evaluate(
-    context: dg.AssetExecutionContext, lora_checkpoint: pd.DataFrame, student: StudentModel
+    context: dg.AssetExecutionContext, lora_checkpoint: pd.DataFrame, student: StudentModel, warehouse: Warehouse
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The checkpoints with an adapter of this student, and {model: reason} for those left out."""
+    """The checkpoints with an adapter of this student (a published one fetched to this node's scratch), and
+    {model: reason} for those left out."""
     try:
-        usable, skipped = usable_checkpoints(lora_checkpoint)
+        usable, skipped = usable_checkpoints(fetched_adapters(lora_checkpoint, warehouse))
     except CheckpointTableError as error:
         raise dg.Failure(str(error), allow_retries=False) from None
     for arm, reason in skipped.items():
@@ -222,6 +224,17 @@ def adapters_to_evaluate(
             f"adapters were trained on {foreign}, but the student resource is {student.model!r}", allow_retries=False
         )
     return usable, skipped
+
+
+def fetched_adapters(lora_checkpoint: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+    """The table with each trained adapter's path on this node (published adapters are fetched once)."""
+    if not {"status", "adapter_path"} <= set(lora_checkpoint.columns):
+        return lora_checkpoint  # usable_checkpoints names what is missing
+    trained = lora_checkpoint["status"].astype(str) != SKIPPED
+    paths = lora_checkpoint["adapter_path"].astype(str)
+    return lora_checkpoint.assign(adapter_path=[
+        warehouse.local_adapter(path) if keep else path for path, keep in zip(paths, trained, strict=True)
+    ])
 
 
 def open_evaluator(

@@ -206,7 +206,8 @@ def write_export_card(
     decontamination: Decontamination,
     mlflow_link: dict[str, dg.MetadataValue],
 ) -> Path:
-    """README.md beside the export's files, from the counts the asset stores."""
+    """README.md beside the export's files, from the counts the asset stores; written last, so the export is
+    published (shared stores) from here."""
     mlflow_run = mlflow_link.get("mlflow_run")
     facts = CardFacts(
         title=title,
@@ -224,7 +225,11 @@ def write_export_card(
         mlflow_run=str(mlflow_run.value) if mlflow_run is not None else None,
         data_files=parquet_names(name),
     )
-    return write_card(out_dir, facts)
+    card = write_card(out_dir, facts)
+    published = run.warehouse.publish_export(out_dir)
+    if published != str(out_dir):
+        run.context.log.info(f"{name}: export published to {published}")
+    return card
 
 
 def rows_per_dataset(row_ids: pd.Series, datasets: pd.DataFrame) -> dict[str, int]:

@@ -33,7 +33,6 @@ from reflection_assets.defs.assets.exports import (
 from reflection_assets.defs.assets.scoring import score
 from reflection_assets.defs.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.documented import mirrored
-from reflection_assets.paths import exports_dir
 from reflection_assets.reflection70b import REFLECTION_SYSTEM_PROMPT
 from reflection_assets.selection import (
     ARM_COLUMNS,
@@ -119,7 +118,7 @@ def selected_dataset(
     chosen = selected_pairs(selection)
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
     export = decontaminated_export(
-        context, chosen, exports_dir() / "selected", "selected", system=system, eval_file=config.eval_file
+        context, chosen, warehouse.exports_folder("selected"), "selected", system=system, eval_file=config.eval_file
     )
     selection = selection.assign(**{CONTAMINATION_COLUMN: export.decontamination.labels(selection["row_id"])})
     result = stage_result(
@@ -281,7 +280,7 @@ def arm_datasets(
     result = build_arm(arm, inputs)
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
-    out_dir = exports_dir() / "arms" / arm / f"seed{replicate}"
+    out_dir = warehouse.exports_folder(f"arms/{arm}/seed{replicate}")
     export = decontaminated_export(context, result.frame, out_dir, arm, candidates=candidates)
     numbers = {"target": result.target, "candidates": result.candidates, "shortfall": result.shortfall}
     outcome = stage_result(

@@ -22,7 +22,6 @@ from reflection_assets.defs.assets.common import ALL, markdown_preview, numeric_
 from reflection_assets.defs.partitions import ARM_PARTITION_EXPR, arm_and_seed, arm_partitions
 from reflection_assets.documented import mirrored
 from reflection_assets.model_store import ModelReferenceError
-from reflection_assets.paths import checkpoints_dir
 from reflection_assets.plots import line_png, png_markdown
 from reflection_assets.training import train_lora, training_pairs
 from reflection_assets.training.checkpoints import CheckpointLayout
@@ -114,15 +113,16 @@ def lora_checkpoint(
     elif launched(config):
         launch = checked(name, lambda: Launch(config.num_processes, config.accelerate_config))
         client = pipes_subprocess_client
-        outcome = train_launched(context, client, launch, pairs, settings, student.model, template, name)
+        outcome = train_launched(context, client, launch, pairs, settings, student.model, template, name, warehouse)
     else:
         outcome = checked(name, lambda: train_lora(
-            pairs, student.model, settings, checkpoints_dir(), name, template=template, log=context.log.info
+            pairs, student.model, settings, warehouse.checkpoints_root(), name, template=template,
+            log=context.log.info, mirror=warehouse.checkpoint_mirror(),
         ))
     if outcome.status == SKIPPED:
         context.log.warning(f"{name}: skipped, {outcome.skipped_reason}")
     record_trained_rows(warehouse.store, arm, replicate, outcome.key, outcome.trained_row_ids)
-    link, run_id = track(context, mlflow, outcome, settings)
+    link, run_id = track(context, mlflow, outcome, settings, warehouse, name)
     frame = checkpoint_frame(arm, outcome, run_id, replicate)
     return dg.MaterializeResult(value=frame, metadata=checkpoint_metadata(outcome, frame, link))
 
@@ -158,11 +158,13 @@ def train_launched(
     student_model: str,
     template: str | None,
     arm: str,
+    warehouse: Warehouse,
 ) -> TrainingOutcome:
     """`reflection-tuning train` under torchrun / accelerate through Dagster Pipes: the main rank's log
     lines arrive in this step's log, its outcome as a Pipes message; a failed launch fails the step
-    naming the rank and its error (a user's mistake is not retried, a crash is). `arm`: the run's name."""
-    root = checkpoints_dir()
+    naming the rank and its error (a user's mistake is not retried, a crash is). `arm`: the run's name.
+    On the shared stores the finished adapter is published afterwards (the launched ranks train locally)."""
+    root = warehouse.checkpoints_root()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".launch-{arm}-", dir=root) as folder:
         rows = write_pairs(pairs, Path(folder) / "rows.jsonl")
@@ -183,7 +185,13 @@ def train_launched(
     outcomes = [m["outcome"] for m in invocation.get_custom_messages() if isinstance(m, dict) and "outcome" in m]
     if len(outcomes) != 1:
         raise dg.Failure(f"lora_checkpoint[{arm}]: the training processes sent {len(outcomes)} outcomes, not 1")
-    return TrainingOutcome(**outcomes[0])
+    outcome, mirror = TrainingOutcome(**outcomes[0]), warehouse.checkpoint_mirror()
+    if mirror is None or outcome.status == SKIPPED:
+        return outcome
+    layout = CheckpointLayout.under(root, arm, outcome.key)
+    if not mirror.finished(layout):
+        mirror.publish(layout)
+    return replace(outcome, adapter_path=mirror.adapter_uri(layout))
 
 
 def run_name(arm: str, replicate: int) -> str:
@@ -255,23 +263,31 @@ def checkpoint_metadata(outcome: TrainingOutcome, frame: pd.DataFrame, link: dic
 
 
 def track(
-    context: dg.AssetExecutionContext, mlflow: MlflowTracking, outcome: TrainingOutcome, settings: LoraSettings
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowTracking,
+    outcome: TrainingOutcome,
+    settings: LoraSettings,
+    warehouse: Warehouse,
+    name: str,
 ) -> tuple[dict, str]:
     """One MLflow run per checkpoint: logged when trained, linked again when reused, none when skipped."""
     if outcome.status == SKIPPED:
         return {}, ""
-    layout = CheckpointLayout(folder=Path(outcome.adapter_path).parent)
+    layout = CheckpointLayout.under(warehouse.checkpoints_root(), name, outcome.key)  # this node's copy
     known = layout.read_tracking().get("mlflow_run_id", "")
     if outcome.status != TRAINED and known:
         run = mlflow.find_run(known)
         if run is not None:
             return mlflow.link_metadata(run), known
-    run = mlflow.log_run(context, "lora_checkpoint", **checkpoint_run(outcome, settings))
+    run = mlflow.log_run(context, "lora_checkpoint", **checkpoint_run(outcome, settings, layout.adapter_dir))
     layout.write_tracking({"mlflow_run_id": run.info.run_id})
+    mirror = warehouse.checkpoint_mirror()
+    if mirror is not None:
+        mirror.publish_tracking(layout)
     return mlflow.link_metadata(run), run.info.run_id
 
 
-def checkpoint_run(outcome: TrainingOutcome, settings: LoraSettings) -> dict:
+def checkpoint_run(outcome: TrainingOutcome, settings: LoraSettings, adapter_folder: Path) -> dict:
     """What a checkpoint's MLflow run holds: params, the per-step curve from the trainer's history (so a
     resumed run logs no step twice), the summary, the trained row ids, the loss plot and the adapter."""
     summary = {
@@ -300,7 +316,7 @@ def checkpoint_run(outcome: TrainingOutcome, settings: LoraSettings) -> dict:
             "trained_row_ids.txt": "\n".join(outcome.trained_row_ids),
             **({"loss_curve.png": png} if png is not None else {}),
         },
-        "artifact_folders": {"adapter": outcome.adapter_path},
+        "artifact_folders": {"adapter": str(adapter_folder)},
         # summary_first_loss / summary_final_loss are means over a window (training.losses); the tag says which.
         "tags": {"checkpoint_key": outcome.key} | ({"loss_window": outcome.loss_window} if outcome.loss_window else {}),
     }

@@ -62,7 +62,8 @@ def test_the_asset_tables_store_is_chosen_by_the_environment_and_a_bad_choice_sa
     assert isinstance(build_io_manager("w.duckdb", {}), WarehouseIOManager)  # the local default
     assert isinstance(build_io_manager("w.duckdb", {"REFLECTION_STORAGE": "local"}), WarehouseIOManager)
     shared = {"REFLECTION_STORAGE": "shared", "REFLECTION_TABLES_URI": "s3://bucket/tables",
-              "REFLECTION_STORE_URL": "postgresql://reflection@db:5432/reflection"}
+              "REFLECTION_STORE_URL": "postgresql://reflection@db:5432/reflection",
+              "REFLECTION_FILES_URI": "s3://bucket/files"}
     assert isinstance(build_io_manager("w.duckdb", shared), ObjectTablesIOManager)
     with pytest.raises(ValueError, match="REFLECTION_STORAGE='cloud': expected one of local, shared"):
         build_io_manager("w.duckdb", {"REFLECTION_STORAGE": "cloud"})
@@ -70,3 +71,5 @@ def test_the_asset_tables_store_is_chosen_by_the_environment_and_a_bad_choice_sa
         build_io_manager("w.duckdb", {"REFLECTION_STORAGE": "shared"})
     with pytest.raises(ValueError, match="REFLECTION_STORAGE=shared needs REFLECTION_STORE_URL"):
         build_io_manager("w.duckdb", {**shared, "REFLECTION_STORE_URL": "/var/lib/reflection.duckdb"})
+    with pytest.raises(ValueError, match="REFLECTION_STORAGE=shared needs REFLECTION_FILES_URI"):
+        build_io_manager("w.duckdb", {**shared, "REFLECTION_FILES_URI": ""})
