@@ -50,13 +50,8 @@ def test_two_partitions_in_parallel_lose_no_row(tmp_path):
         env = {**os.environ, "DAGSTER_HOME": str(home), "REFLECTION_DATA_DIR": str(data),
                "REFLECTION_TEACHER_BASE_URL": server.url, "REFLECTION_TEACHER_MODEL": "fault-model",
                "REFLECTION_STUDENT": str(student), "OMP_NUM_THREADS": "1"}
-        register = ("import sys, dagster as dg; from reflection_assets.paths import warehouse_path; "
-                    "from reflection_assets.ingest.registry import DatasetSource, register_source; "
-                    "keys, files = sys.argv[1::2], sys.argv[2::2]; "
-                    "[register_source(warehouse_path(), k, DatasetSource(v)) for k, v in zip(keys, files)]; "
-                    "dg.DagsterInstance.get().add_dynamic_partitions('datasets', keys)")
-        sources = [str(write_dataset(tmp_path / f"{k}.jsonl", k, n)) for k, n in DATASETS.items()]
-        subprocess.run([sys.executable, "-c", register, *[x for pair in zip(DATASETS, sources) for x in pair]],
+        sources = [f"{k}={write_dataset(tmp_path / f'{k}.jsonl', k, n)}" for k, n in DATASETS.items()]
+        subprocess.run([sys.executable, str(REPO / "tests" / "support" / "register_partitions.py"), *sources],
                        cwd=REPO, env=env, check=True, timeout=120)
         subprocess.run([str(Path(sys.executable).parent / "dagster"), "instance", "concurrency", "set", "ingest", "1"],
                        cwd=REPO, env=env, check=True, timeout=120, capture_output=True)  # as `make concurrency`
