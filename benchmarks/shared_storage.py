@@ -1,12 +1,14 @@
-"""The demo's dataset stage with its asset tables on the shared store (Delta Lake in an S3-compatible bucket)
-vs the local DuckDB file, side by side in one run.
+"""The demo's dataset stage on the shared stores (asset tables as Delta Lake in an S3-compatible bucket, caches in
+Postgres) vs the local DuckDB file, side by side in one run.
 
 The demo's per-dataset job (`dataset_job` on the embedded demo partition, the tour size's teacher config, the
 bundled SmolLM2 as teacher and student) first runs once cold, locally, to fill the caches (`llm_calls`,
-`student_scores`). Then, alternating, each repeat starts from a copy of that warm warehouse file on a fresh
-Dagster instance: `local` writes the tables into the copy, `shared` (REFLECTION_STORAGE=shared) into a fresh
-root in the bucket (moto's S3 server on 127.0.0.1). With every teacher call and forward pass a cache hit, what
-differs is where the seven tables are read and written. Absolute seconds: state the machine and its load.
+`student_scores`), which are then copied into a Postgres database too. Then, alternating, each repeat starts
+from a copy of that warm warehouse file on a fresh Dagster instance: `local` reads the caches from the copy and
+writes the tables into it, `shared` (REFLECTION_STORAGE=shared) reads the caches from Postgres and writes the
+tables under a fresh root in the bucket (Debian's Postgres and moto's S3 server on 127.0.0.1, started as the tests
+start them). With every teacher call and forward pass a cache hit, what differs is where the seven tables and the
+cache lookups go. Absolute seconds: state the machine and its load. Needs Postgres installed (as .ci/run does).
 
     OMP_NUM_THREADS=1 python benchmarks/shared_storage.py [--repeats 2] [--limit N]
 """
@@ -21,8 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 RUN = """
@@ -53,27 +53,40 @@ def run_stage(work: Path, data: Path, config: dict, extra_env: dict[str, str]) -
     return json.loads(lines[-1])
 
 
-def start_object_store(work: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+def start_shared_stores():
+    """Postgres, the object store (and the MLflow server) on loopback, as tests/support/shared_stores.py starts
+    them for the tests."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from support.dagster_dev import free_port
+    from support.shared_stores import SharedStoreServers, postgres_bin
 
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.2)
-    keys = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "us-east-1",
-            "REFLECTION_S3_ENDPOINT_URL": url}
-    import boto3
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        raise SystemExit("Postgres is not installed (apt-get install postgresql)")
+    servers = SharedStoreServers()
+    return servers, servers.start(bin_dir)
 
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
-                 aws_secret_access_key="bench-secret").create_bucket(Bucket="reflection")
-    return server, keys
+
+def copy_caches(warehouse: Path, store: str) -> dict[str, int]:
+    """The warm caches of the local file, copied row for row into the Postgres store's same tables."""
+    import duckdb
+
+    from reflection_assets.database import connect
+    from reflection_assets.scoring.cache import StudentScoreCache
+    from reflection_assets.teacher.cache import CallCache
+
+    CallCache(store).count()  # each creates its table with its own statement
+    StudentScoreCache(store).count()
+    copied = {}
+    with duckdb.connect(str(warehouse), read_only=True) as source, connect(store) as target:
+        for table in ("llm_calls", "student_scores"):
+            frame = source.execute(f"SELECT * FROM {table}").df()
+            columns = ", ".join(frame.columns)
+            marks = ", ".join("?" for _ in frame.columns)
+            rows = [[None if value != value else value for value in row]  # NaN/NaT -> NULL
+                    for row in frame.astype(object).itertuples(index=False)]
+            target.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+            copied[table] = len(rows)
+    return copied
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     stage = teacher_stage(SIZES["tour"], limit=args.limit)
     config = {"ops": {name: {"config": stage} for name in ("instruction_reflections", "response_reflections")}}
     work = Path(tempfile.mkdtemp(prefix="shared-storage-"))
-    server, store_env = start_object_store(work)
+    servers, stores = start_shared_stores()
     try:
         uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
         warm = work / "warm"
         cold = run_stage(work, warm, config, {})
+        store_env = {**stores.node_env(), "REFLECTION_STORE_URL": stores.fresh_store()}
+        store_env.pop("MLFLOW_TRACKING_URI")  # both arms log to the node's own MLflow file, as the local one does
+        copied = copy_caches(warm / "warehouse.duckdb", store_env["REFLECTION_STORE_URL"])
         seconds: dict[str, list[float]] = {"local": [], "shared": []}
         for repeat in range(args.repeats):
             for store in ("local", "shared"):
@@ -103,13 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                 seconds[store].append(result["seconds"])
         local, shared = statistics.median(seconds["local"]), statistics.median(seconds["shared"])
         print(json.dumps({
-            "cold_local_s": cold["seconds"], "warm_seconds": seconds, "local_median_s": local,
+            "cold_local_s": cold["seconds"], "caches_copied": copied, "warm_seconds": seconds, "local_median_s": local,
             "shared_median_s": shared, "shared_over_local": round(shared / local, 2), "limit": args.limit,
             "load_before": uptime,
             "load_after": subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip(),
         }, indent=2))
     finally:
-        server.terminate()
+        servers.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -52,7 +52,7 @@ def download_folder(uri: str, local: Path, options: Mapping[str, str]) -> Path:
     local = Path(local)
     staging = local.with_name(f".{local.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True)  # Arrow creates the folders below it, not the top one
     fs.copy_files(root, str(staging), source_filesystem=store, destination_filesystem=fs.LocalFileSystem())
     shutil.rmtree(local, ignore_errors=True)
     staging.rename(local)

@@ -24,8 +24,9 @@ from reflection_assets import object_tables
 from reflection_assets.database import connect, exists, shown_location, table_exists
 from reflection_assets.ingest.registry import REGISTRY_TABLE
 from reflection_assets.object_files import upload_folder
-from reflection_assets.paths import checkpoints_dir, exports_dir, scratch_dir
+from reflection_assets.paths import checkpoints_dir, exports_dir, scratch_dir, warehouse_path
 from reflection_assets.postgres import advisory_lock, is_postgres
+from reflection_assets.storage import storage_from_env
 from reflection_assets.training.lineage import TRAINED_ROWS_TABLE
 from reflection_assets.training.shared_checkpoints import CheckpointMirror, local_adapter
 
@@ -52,6 +53,13 @@ class Warehouse(dg.ConfigurableResource):
         description="Shared: the root of the checkpoints and exports on the object store (REFLECTION_FILES_URI). "
         "Empty: data/checkpoints and data/exports.",
     )
+
+    @classmethod
+    def from_env(cls) -> Warehouse:
+        """The warehouse the environment describes (REFLECTION_STORAGE and its locations), for the CLI."""
+        storage = storage_from_env()
+        return cls(database=str(warehouse_path()), tables_uri=storage.tables_uri, store_url=storage.store_url,
+                   files_uri=storage.files_uri)
 
     @property
     def store(self) -> str:
@@ -80,6 +88,10 @@ class Warehouse(dg.ConfigurableResource):
     def exports_folder(self, relative: str) -> Path:
         """Where an export is written: data/exports/<relative>, or the node's scratch when it is published."""
         return (scratch_dir() / "exports" if self.files_uri else exports_dir()) / relative
+
+    def exports_location(self) -> str:
+        """Where the exports are, for the console: data/exports, or their root on the object store."""
+        return f"{self.files_uri.rstrip('/')}/exports" if self.files_uri else str(exports_dir())
 
     def publish_export(self, folder: Path) -> str:
         """Where the export written in `folder` (an `exports_folder`) is: the folder, or (shared) its URI once

@@ -188,12 +188,12 @@ def closing(seconds: float, key: str) -> str:
     import dagster as dg
 
     from reflection_assets.commands.teacher_note import teacher_note
-    from reflection_assets.database import connect
     from reflection_assets.defs.deployment import build_resources
-    from reflection_assets.paths import exports_dir, warehouse_path
+    from resources.warehouse import Warehouse
 
+    warehouse = Warehouse.from_env()
     lines = [f"\nDone in {seconds:.0f} s.", *teacher_note(dg.DagsterInstance.get(), key)]
-    with connect(str(warehouse_path()), read_only=True) as conn:
+    with warehouse.connection(read_only=True) as conn:
         lines += result_tables(conn)
     tracking = build_resources()["mlflow"]
     lines += [
@@ -202,8 +202,8 @@ def closing(seconds: float, key: str) -> str:
         "  web UI (assets, lineage, run logs, plots):  make dev     -> http://127.0.0.1:3000",
         f"  MLflow (runs, loss curves, reports):        make mlflow-ui -> {tracking.runs_url() or tracking.ui_url}",
         f"    (store: {tracking.resolved_uri()})",
-        f"  warehouse (one table per asset):            {warehouse_path()}",
-        f"  exports (selected rows, arms):              {exports_dir()}",
+        f"  warehouse (one table per asset):            {warehouse.describe()}",
+        f"  exports (selected rows, arms):              {warehouse.exports_location()}",
     ]
     return "\n".join(lines)
 

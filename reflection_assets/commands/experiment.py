@@ -181,10 +181,10 @@ def report_run(result: GraphRun, settings: dict, scope: dict, key: str) -> str:
     """Write the report (markdown, JSON, MLflow) from the warehouse the run left; its tables and where it went."""
     from reflection_assets.commands.demo import table_lines
     from reflection_assets.commands.report import build_report, write_report
-    from reflection_assets.database import connect
-    from reflection_assets.paths import data_dir, warehouse_path
+    from reflection_assets.paths import data_dir
+    from resources.warehouse import Warehouse
 
-    with connect(str(warehouse_path()), read_only=True) as conn:
+    with Warehouse.from_env().connection(read_only=True) as conn:
         report = build_report(conn, result.stages, result.seconds, settings)
     report["ok"], report["failed"] = result.ok, result.failed
     report["scope"] = scope

@@ -19,6 +19,7 @@ XDIST_GROUPS = {
         "tests/deploy/test_shared_instance.py",
         "tests/resources/test_object_tables_io.py",
         "tests/reflection_assets/test_postgres_store.py",
+        "tests/reflection_assets/training/test_shared_checkpoints.py",
         "tests/resources/test_tracking_server.py",
     ),
     # the bundled 135M model: loaded once per worker, so once per run when its tests share one
