@@ -139,3 +139,27 @@ def test_two_writers_of_one_partition_cannot_both_win(shared_tables):
     assert len(same) == 3 and same["tag"].nunique() == 1  # one write's rows, none mixed or doubled
     assert same["tag"].iloc[0] in {tag for _, partition, tag in committed if partition == "same"}
     assert len(committed) + len(refused) == 12
+
+
+def test_a_commit_that_lost_the_race_fails_the_step_with_the_reason_and_is_not_retried(tmp_path, monkeypatch):
+    """The same-partition race as the run sees it: the writer that lost gets a step failure naming why (forced
+    here: which writer loses a real race depends on timing, test_two_writers_of_one_partition_cannot_both_win)."""
+    import resources.object_tables_io as io
+
+    def lost(uri, frame, where, options):
+        raise ConcurrentWrite(f"{uri} (dataset=alpha): another run committed to it while this one wrote")
+
+    monkeypatch.setattr(io, "write_partition", lost)
+    partitions = dg.StaticPartitionsDefinition(["alpha"])
+
+    @dg.asset(partitions_def=partitions, metadata={"partition_expr": "dataset"}, retry_policy=dg.RetryPolicy(2))
+    def rows() -> pd.DataFrame:
+        return pd.DataFrame({"dataset": ["alpha"], "row_id": ["r1"]})
+
+    result = dg.materialize([rows], partition_key="alpha", raise_on_error=False,
+                            resources={"io_manager": ObjectTablesIOManager(root=str(tmp_path / "tables"))})
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "another run committed to it while this one wrote" in failure.step_failure_data.error.message
+    assert failure.step_failure_data.error.cls_name == "Failure"
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # despite the policy
