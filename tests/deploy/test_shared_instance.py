@@ -3,9 +3,10 @@ S3-compatible bucket and an MLflow server on loopback (tests/support/shared_stor
 
 Two nodes, each with its own empty data folder, run `dagster job execute` at the same time on different partitions:
 first a dataset partition each (ingest, reflect, score), then, after one node's selection run, an arm each (build,
-train). A third process, with neither data folder, reads from the shared stores alone the lineage of a trained row
-(raw -> reflected -> scored -> selected -> trained), the runs, partitions and step logs, and the MLflow runs with
-their artifacts in the bucket. Each node's data folder holds nothing but scratch.
+train); one node then evaluates both adapters, fetching the other's from the bucket. A third process, with neither
+data folder, reads from the shared stores alone the lineage of a trained row (raw -> reflected -> scored ->
+selected -> trained), the runs, partitions and step logs, and the MLflow runs with their artifacts in the bucket.
+Each node's data folder holds nothing but scratch.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ DAGSTER = str(Path(sys.executable).parent / "dagster")
 DEFS = ["-m", "reflection_assets.defs.definitions", "-a", "defs"]
 # The tiny random student scores every row near IFD 1: the filter's bounds are opened so the selection keeps rows.
 SELECTION_CONFIG = {"ops": {"selected_dataset": {"config": {"max_ifd": 100.0, "max_rifd": 100.0}}}}
+# The evaluation at its smallest: what is tested is that a node evaluates adapters another node trained.
+EVAL_CONFIG = {"ops": {"eval_scores": {"config": {"items_per_suite": 2, "judge": False, "lm_eval": False}}}}
 
-pytestmark = pytest.mark.slow  # Postgres, an object store, an MLflow server and five run processes
+pytestmark = pytest.mark.slow  # Postgres, an object store, an MLflow server and six run processes
 
 
 def node(tmp_path: Path, key: str, rows: int, env: dict) -> dict:
@@ -84,6 +87,10 @@ def test_two_nodes_run_the_graph_through_training_on_the_shared_stores(tmp_path,
                                    cwd=REPO, env=nodes["alpha"], capture_output=True, text=True, timeout=600)
         assert selection.returncode == 0, (selection.stdout + selection.stderr)[-4000:]
         execute_on_each(nodes, "arms_job", ARMS)
+        config.write_text(json.dumps(EVAL_CONFIG))  # on the node that did not train `selective`
+        evaluation = subprocess.run([DAGSTER, "job", "execute", *DEFS, "-j", "evaluation_job", "-c", str(config)],
+                                    cwd=REPO, env=nodes["beta"], capture_output=True, text=True, timeout=600)
+        assert evaluation.returncode == 0, (evaluation.stdout + evaluation.stderr)[-4000:]
 
     # A third process that has neither data folder: everything below comes from the shared stores.
     for name, value in shared.items():
@@ -101,6 +108,7 @@ def test_two_nodes_run_the_graph_through_training_on_the_shared_stores(tmp_path,
         stages = [stage for (stage,) in conn.execute(f"SELECT stage FROM ({LINEAGE_SQL})", [row_id]).fetchall()]
         trained_on = conn.execute(TRAINED_ON_SQL, [row_id]).df()
         checkpoints = conn.execute("SELECT arm, status, adapter_path, mlflow_run_id FROM lora_checkpoint").df()
+        evaluated = {model for (model,) in conn.execute("SELECT DISTINCT model FROM eval_scores").fetchall()}
     assert stages[0] == "raw" and {"instruction_reflection", "response_score", "selection", "arm"} <= set(stages)
     assert sorted(trained_on["arm"]) == ["full", "selective"]  # a beta row, trained by both nodes' arms
     assert sorted(checkpoints["arm"]) == ["full", "selective"] and set(checkpoints["status"]) == {"trained"}
@@ -112,13 +120,16 @@ def test_two_nodes_run_the_graph_through_training_on_the_shared_stores(tmp_path,
     assert sum(key.endswith("/FINISHED") for key in published) == 2, published
     assert any(key.endswith("adapter/adapter_model.safetensors") for key in published)
     assert shared_stores.object_keys(files.removeprefix("s3://reflection/") + "/exports/selected/")
+    assert {"base", "selective", "full"} <= evaluated  # beta evaluated alpha's adapter, fetched from the bucket
+    fetched = Path(nodes["beta"]["REFLECTION_DATA_DIR"]) / "scratch" / "adapters"
+    assert len(list(fetched.glob("*/adapter/adapter_config.json"))) == 2
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         records = instance.get_run_records()
         materialized = instance.get_materialized_partitions(dg.AssetKey("raw_instructions"))
         trained = instance.get_materialized_partitions(dg.AssetKey("lora_checkpoint"))
-    assert len(records) == 5 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
+    assert len(records) == 6 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
     assert materialized == set(DATASETS) and {str(key) for key in trained} == set(ARMS.values())
     logs = shared_stores.object_keys("dagster/compute-logs/")
     for record in records:
