@@ -117,6 +117,8 @@ class Warehouse(dg.ConfigurableResource):
         in-memory database over the Delta tables and the registries, for reading.
         """
         if self.tables_uri:
+            if not read_only:  # a write here would land in memory and vanish: the tables are the IO manager's
+                raise ValueError("the shared asset tables are read-only here; write them through the IO manager")
             connection = object_tables.sql_connection(
                 self.tables_uri, object_tables.storage_options(), self.registries()
             )
@@ -134,7 +136,9 @@ class Warehouse(dg.ConfigurableResource):
 
     def registries(self) -> dict[str, pd.DataFrame]:
         """The registries of the store that exist, as frames."""
-        frames = {}
+        frames: dict[str, pd.DataFrame] = {}
+        if not exists(self.store):
+            return frames
         with connect(self.store) as store:
             for table in REGISTRIES_IN_SQL:
                 if table_exists(store, table):
