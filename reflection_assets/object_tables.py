@@ -107,16 +107,17 @@ def write_partition(uri: str, frame: pd.DataFrame, where: Mapping[str, str] | No
 
 
 def read_table(uri: str, where: Mapping[str, Sequence[str]] | None, options: Mapping[str, str]) -> pd.DataFrame:
-    """The table's rows (only the partitions in `where`: column -> values, when given)."""
+    """The table's rows (only the partitions in `where`: column -> values, when given; none for an empty one)."""
     import pyarrow as pa
     from deltalake import DeltaTable
 
     table = DeltaTable(uri, storage_options=dict(options))
-    filters = None
-    if where:
-        schema = pa.schema(table.schema().to_arrow())
-        filters = [(column, "in", coerce(values, schema, column)) for column, values in where.items()]
-    return table.to_pandas(filters=filters)
+    if where is None:
+        return table.to_pandas()
+    schema = pa.schema(table.schema().to_arrow())
+    if not where or not all(where.values()):  # no partition asked for: no rows, the table's columns
+        return schema.empty_table().to_pandas()
+    return table.to_pandas(filters=[(column, "in", coerce(values, schema, column)) for column, values in where.items()])
 
 
 def coerce(values: Sequence[str], schema: pa.Schema, column: str) -> list:

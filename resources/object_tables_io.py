@@ -65,5 +65,6 @@ class ObjectTablesIOManager(dg.ConfigurableIOManager):
             if context.has_asset_partitions and expr:
                 keys = context.asset_partition_keys
                 parts = [partition_values(expr, key) for key in keys]
-                where = {column: sorted({part[column] for part in parts}) for column in (parts[0] if parts else {})}
+                columns = [expr] if isinstance(expr, str) else list(expr.values())
+                where = {column: sorted({part[column] for part in parts}) for column in columns}
         return read_table(uri, where, storage_options())

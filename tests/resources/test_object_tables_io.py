@@ -163,3 +163,12 @@ def test_a_commit_that_lost_the_race_fails_the_step_with_the_reason_and_is_not_r
     assert "another run committed to it while this one wrote" in failure.step_failure_data.error.message
     assert failure.step_failure_data.error.cls_name == "Failure"
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]  # despite the policy
+
+
+def test_reading_no_partition_gives_no_rows_and_the_tables_columns(tmp_path):
+    uri, options = str(tmp_path / "rows"), {}
+    write_partition(uri, pd.DataFrame({"dataset": ["a", "b"], "row_id": ["r1", "r2"]}), {"dataset": "a"}, options)
+    assert list(read_table(uri, {"dataset": ["a"]}, options)["row_id"]) == ["r1"]
+    empty = read_table(uri, {"dataset": []}, options)
+    assert empty.empty and list(empty.columns) == ["dataset", "row_id"]
+    assert len(read_table(uri, None, options)) == 2
