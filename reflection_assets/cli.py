@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "LoRA fine-tune the student on a data file or an arm (no Dagster needed).",
     "demo": "Materialize the whole default asset graph on the embedded demo set.",
     "experiment": "Run the whole graph on real data and write a report (markdown, JSON, MLflow).",
+    "lineage": "Follow one raw row through every stage to the adapters trained on it.",
     "recover-runs": "Mark STARTED runs whose local worker process was killed as failed.",
 }
 

@@ -111,6 +111,14 @@ def test_two_nodes_run_the_graph_through_training_on_the_shared_stores(tmp_path,
         evaluated = {model for (model,) in conn.execute("SELECT DISTINCT model FROM eval_scores").fetchall()}
     assert stages[0] == "raw" and {"instruction_reflection", "response_score", "selection", "arm"} <= set(stages)
     assert sorted(trained_on["arm"]) == ["full", "selective"]  # a beta row, trained by both nodes' arms
+    third = tmp_path / "third"  # as a user on a third machine asks for it: the CLI, writing nothing
+    asked = subprocess.run([str(Path(sys.executable).parent / "reflection-tuning"), "lineage", row_id, "--json"],
+                           cwd=REPO, env={**os.environ, **shared, "REFLECTION_DATA_DIR": str(third)},
+                           capture_output=True, text=True, timeout=180)
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    answer = json.loads(asked.stdout)
+    assert [step["stage"] for step in answer["lineage"]] == stages
+    assert sorted(t["arm"] for t in answer["trained_into"]) == ["full", "selective"] and not third.exists()
     assert sorted(checkpoints["arm"]) == ["full", "selective"] and set(checkpoints["status"]) == {"trained"}
     files = shared["REFLECTION_FILES_URI"]
     for path in checkpoints["adapter_path"]:
