@@ -93,15 +93,18 @@ class Warehouse(dg.ConfigurableResource):
         """Where the exports are, for the console: data/exports, or their root on the object store."""
         return f"{self.files_uri.rstrip('/')}/exports" if self.files_uri else str(exports_dir())
 
-    def publish_export(self, folder: Path) -> str:
-        """Where the export written in `folder` (an `exports_folder`) is: the folder, or (shared) its URI once
-        uploaded."""
+    def export_location(self, folder: Path) -> str:
+        """Where readers find the export written in `folder` (an `exports_folder`): the folder, or its URI."""
         if not self.files_uri:
             return str(folder)
-        relative = Path(folder).relative_to(self.exports_folder("")).as_posix()
-        uri = f"{self.files_uri.rstrip('/')}/exports/{relative}"
-        upload_folder(folder, uri, object_tables.storage_options())
-        return uri
+        return f"{self.exports_location()}/{Path(folder).relative_to(self.exports_folder('')).as_posix()}"
+
+    def publish_export(self, folder: Path) -> str:
+        """Upload the export written in `folder` (shared stores; locally it stays where it is); its location."""
+        location = self.export_location(folder)
+        if self.files_uri:
+            upload_folder(folder, location, object_tables.storage_options())
+        return location
 
     def describe(self) -> str:
         """Where the tables and the caches are, for the console and metadata (no password)."""

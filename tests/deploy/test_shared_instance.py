@@ -134,9 +134,13 @@ def test_two_nodes_run_the_graph_through_training_on_the_shared_stores(tmp_path,
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        selected = instance.get_latest_materialization_event(dg.AssetKey("selected_dataset")).asset_materialization
+        card = selected.metadata["export_card"].value  # where readers find the export: the bucket
         records = instance.get_run_records()
         materialized = instance.get_materialized_partitions(dg.AssetKey("raw_instructions"))
         trained = instance.get_materialized_partitions(dg.AssetKey("lora_checkpoint"))
+    assert card == f"{files}/exports/selected/README.md"
+    assert shared_stores.object_keys(card.removeprefix("s3://reflection/"))
     assert len(records) == 6 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
     assert materialized == set(DATASETS) and {str(key) for key in trained} == set(ARMS.values())
     logs = shared_stores.object_keys("dagster/compute-logs/")

@@ -74,16 +74,23 @@ class Export:
     decontamination: Decontamination
     out_dir: Path
     paths: dict[str, Path]
+    location: str = ""  # where the export is read from: out_dir, or its URI once published (shared stores)
 
     @property
     def kept(self) -> pd.DataFrame:
         return self.decontamination.kept
 
+    def shown(self, path: Path) -> str:
+        """`path` (under out_dir) where readers find it."""
+        if not self.location:
+            return str(path)
+        return f"{self.location.rstrip('/')}/{path.relative_to(self.out_dir).as_posix()}"
+
     def metadata(self) -> dict[str, dg.MetadataValue]:
         return {
             **decontamination_metadata(self.decontamination),
-            **{f"export_{k}": dg.MetadataValue.path(str(v)) for k, v in self.paths.items()},
-            "export_card": dg.MetadataValue.path(str(self.out_dir / CARD_NAME)),
+            **{f"export_{k}": dg.MetadataValue.path(self.shown(v)) for k, v in self.paths.items()},
+            "export_card": dg.MetadataValue.path(self.shown(self.out_dir / CARD_NAME)),
         }
 
 
@@ -95,11 +102,13 @@ def decontaminated_export(
     system: str | None = None,
     candidates: CandidateDecontamination | None = None,
     eval_file: str = "",
+    location: str = "",
 ) -> Export:
     """Drop the rows that overlap a benchmark item (named in the log), then write the rest in every form.
 
     `candidates`: the filter an arm was drawn through (its index is reused); the rows it dropped are
     reported with the export's own. `eval_file`: where the evaluation's items come from ('': eval_scores' default).
+    `location`: where readers find the export once published ('': out_dir itself).
     """
     if candidates is None:
         decontaminated = decontaminate(rows, contamination_index(eval_file))
@@ -110,7 +119,7 @@ def decontaminated_export(
             f"{name}: {decontaminated.dropped} rows overlap a benchmark item and are left out of the export: "
             f"{decontaminated.per_benchmark()}"
         )
-    return Export(decontaminated, out_dir, export_arm(decontaminated.kept, out_dir, name, system=system))
+    return Export(decontaminated, out_dir, export_arm(decontaminated.kept, out_dir, name, system=system), location)
 
 
 def decontamination_metadata(result: Decontamination) -> dict[str, dg.MetadataValue]:

@@ -117,8 +117,10 @@ def selected_dataset(
         context.log.warning(f"{empty_reason}; the arms sized to the selection will be skipped. Decisions: {counts}")
     chosen = selected_pairs(selection)
     system = REFLECTION_SYSTEM_PROMPT if config.response_style == "reflection" else None
+    out_dir = warehouse.exports_folder("selected")
     export = decontaminated_export(
-        context, chosen, warehouse.exports_folder("selected"), "selected", system=system, eval_file=config.eval_file
+        context, chosen, out_dir, "selected", system=system, eval_file=config.eval_file,
+        location=warehouse.export_location(out_dir),
     )
     selection = selection.assign(**{CONTAMINATION_COLUMN: export.decontamination.labels(selection["row_id"])})
     result = stage_result(
@@ -281,7 +283,9 @@ def arm_datasets(
     if result.shortfall:
         context.log.warning(f"arm {arm}: only {result.candidates} candidates for a target of {result.target}")
     out_dir = warehouse.exports_folder(f"arms/{arm}/seed{replicate}")
-    export = decontaminated_export(context, result.frame, out_dir, arm, candidates=candidates)
+    export = decontaminated_export(
+        context, result.frame, out_dir, arm, candidates=candidates, location=warehouse.export_location(out_dir)
+    )
     numbers = {"target": result.target, "candidates": result.candidates, "shortfall": result.shortfall}
     outcome = stage_result(
         context, mlflow, "arm_datasets", export.kept.assign(seed=str(replicate)),
