@@ -12,24 +12,14 @@ import pytest
 
 from reflection_assets.cli import main
 from reflection_assets.paths import warehouse_path
-from reflection_assets.selection import ArmInputs, build_arms
 from reflection_assets.training.lineage import record_trained_rows
-from tests.reflection_assets.selection.conftest import pipeline  # noqa: F401 - the selection tests' fixture
+from tests.reflection_assets.selection.conftest import lineage_tables, pipeline  # noqa: F401 - a fixture
 
 
 @pytest.fixture
 def built_warehouse(pipeline, isolated_data_dir):  # noqa: F811 - the imported fixture
-    arms = build_arms(ArmInputs(pipeline["raw"], pipeline["raw_ifd"], pipeline["instruction_reflections"],
-                                pipeline["instruction_decisions"], pipeline["response_reflections"],
-                                pipeline["selection"], seed=1))
     tables = {
-        "raw_instructions": pipeline["raw"],
-        "instruction_reflections": pipeline["instruction_reflections"],
-        "instruction_ifd_scores": pipeline["instruction_decisions"],
-        "response_reflections": pipeline["response_reflections"],
-        "response_scores": pipeline["response_decisions"],
-        "selected_dataset": pipeline["selection"],
-        "arm_datasets": pd.concat([r.frame for r in arms.values()], ignore_index=True),
+        **lineage_tables(pipeline),
         "lora_checkpoint": pd.DataFrame([{"arm": "selective", "checkpoint_key": "k1", "status": "trained",
                                           "adapter_path": "/ckpt/selective/k1/adapter", "base_model": "tiny",
                                           "mlflow_run_id": "run-1"}]),

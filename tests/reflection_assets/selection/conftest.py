@@ -127,3 +127,24 @@ def pipeline() -> dict[str, pd.DataFrame]:
         "response_decisions": stage2,
         "selection": selection,
     }
+
+
+def lineage_tables(pipeline: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The `pipeline` run as the warehouse holds it: one frame per table LINEAGE_SQL reads (arms drawn with seed 1)."""
+    from reflection_assets.selection import ArmInputs, build_arms
+
+    arms = build_arms(
+        ArmInputs(
+            pipeline["raw"], pipeline["raw_ifd"], pipeline["instruction_reflections"],
+            pipeline["instruction_decisions"], pipeline["response_reflections"], pipeline["selection"], seed=1,
+        )
+    )
+    return {
+        "raw_instructions": pipeline["raw"],
+        "instruction_reflections": pipeline["instruction_reflections"],
+        "instruction_ifd_scores": pipeline["instruction_decisions"],
+        "response_reflections": pipeline["response_reflections"],
+        "response_scores": pipeline["response_decisions"],
+        "selected_dataset": pipeline["selection"],
+        "arm_datasets": pd.concat([r.frame for r in arms.values()], ignore_index=True),
+    }

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import duckdb
-import pandas as pd
 import pytest
 
-from reflection_assets.selection import LINEAGE_COLUMNS, LINEAGE_SQL, ArmInputs, build_arms
+from reflection_assets.selection import LINEAGE_COLUMNS, LINEAGE_SQL
+from tests.reflection_assets.selection.conftest import lineage_tables
 
 
 @pytest.fixture
 def warehouse(pipeline):
-    arms = build_arms(
-        ArmInputs(
-            pipeline["raw"], pipeline["raw_ifd"], pipeline["instruction_reflections"],
-            pipeline["instruction_decisions"], pipeline["response_reflections"], pipeline["selection"], seed=1,
-        )
-    )
-    tables = {
-        "raw_instructions": pipeline["raw"],
-        "instruction_reflections": pipeline["instruction_reflections"],
-        "instruction_ifd_scores": pipeline["instruction_decisions"],
-        "response_reflections": pipeline["response_reflections"],
-        "response_scores": pipeline["response_decisions"],
-        "selected_dataset": pipeline["selection"],
-        "arm_datasets": pd.concat([r.frame for r in arms.values()], ignore_index=True),
-    }
+    tables = lineage_tables(pipeline)
     con = duckdb.connect(":memory:")
     for name, frame in tables.items():
         con.register(f"{name}_df", frame)
