@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DB",
-        help="DuckDB file for --arm (default: data/warehouse.duckdb)",
+        help="DuckDB file for --arm (default: the warehouse the environment names: data/warehouse.duckdb, or the "
+        "shared tables with REFLECTION_STORAGE=shared)",
     )
     parser.add_argument(
         "--merge-into",
@@ -73,16 +74,20 @@ def settings_from(args: argparse.Namespace) -> LoraSettings:
     return dataclass_from_args(LoraSettings, args)
 
 
-def arm_pairs(arm: str, database: Path) -> list:
-    """The arm's rows and their raw context, read from the warehouse the asset graph wrote."""
-    from reflection_assets.database import connect, table_exists
+def arm_pairs(arm: str, database: Path | None) -> list:
+    """The arm's rows and their raw context, read from the warehouse the asset graph wrote: `database`, else the
+    one the environment names (the local file, or the shared tables with REFLECTION_STORAGE=shared)."""
+    from reflection_assets.database import table_exists
     from reflection_assets.training.dataset import training_pairs
+    from resources.warehouse import Warehouse
 
-    if not database.is_file():
-        raise ValueError(f"{database}: no warehouse (build the arms first: reflection-tuning demo)")
-    with connect(database, read_only=True) as conn:
+    warehouse = Warehouse.from_env() if database is None else Warehouse(database=str(database))
+    where = warehouse.describe()
+    if not warehouse.tables_uri and not Path(warehouse.database).is_file():
+        raise ValueError(f"{where}: no warehouse (build the arms first: reflection-tuning demo)")
+    with warehouse.connection(read_only=True) as conn:
         if not table_exists(conn, "arm_datasets"):
-            raise ValueError(f"{database}: no arm_datasets table (build the arms first)")
+            raise ValueError(f"{where}: no arm_datasets table (build the arms first)")
         # Every seed of an arm is stored; the first seed's draw is the arm's rows here.
         seeds = conn.execute("SELECT min(seed) FROM arm_datasets WHERE arm = ?", [arm]).fetchone()[0]
         rows = conn.execute(
@@ -90,7 +95,7 @@ def arm_pairs(arm: str, database: Path) -> list:
         ).df()
         raw = conn.execute("SELECT * FROM raw_instructions").df() if table_exists(conn, "raw_instructions") else None
     if rows.empty:
-        raise ValueError(f"{database}: arm {arm!r} has no rows in arm_datasets")
+        raise ValueError(f"{where}: arm {arm!r} has no rows in arm_datasets")
     return training_pairs(rows, raw)
 
 
@@ -134,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace, pipes, report) -> int:  # noqa: ANN001 - a Pipes context or None, a RankReport
     from reflection_assets.commands.score import InputError, read_pairs
     from reflection_assets.model_store import ModelReferenceError
-    from reflection_assets.paths import checkpoints_dir, warehouse_path
+    from reflection_assets.paths import checkpoints_dir
     from reflection_assets.ranks import is_main_process
 
     def fail(exc: Exception, user_error: bool = True) -> int:
@@ -147,7 +152,7 @@ def train(args: argparse.Namespace, pipes, report) -> int:  # noqa: ANN001 - a P
         if args.data is not None:
             pairs, name = read_pairs(args.data), args.name or args.data.stem
         else:
-            pairs, name = arm_pairs(args.arm, args.warehouse or warehouse_path()), args.name or args.arm
+            pairs, name = arm_pairs(args.arm, args.warehouse), args.name or args.arm
     except (InputError, ValueError) as exc:
         return fail(exc)
 

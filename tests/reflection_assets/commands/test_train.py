@@ -73,3 +73,20 @@ def test_bad_row_names_file_and_line(tmp_path, capsys):
 def test_missing_arm_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--arm", "selective", "--warehouse", str(tmp_path / "none.duckdb")]) == 2
     assert "no warehouse" in capsys.readouterr().err
+
+
+def test_an_arm_is_read_from_the_warehouse_the_environment_names(isolated_data_dir):
+    import duckdb
+
+    from reflection_assets.commands.train import arm_pairs
+    from reflection_assets.paths import warehouse_path
+    from tests.reflection_assets.selection.conftest import build_pipeline, lineage_tables
+
+    tables = lineage_tables(build_pipeline())
+    tables["arm_datasets"] = tables["arm_datasets"].assign(seed="0")  # as the asset stores it
+    with duckdb.connect(str(warehouse_path())) as conn:
+        for name in ("raw_instructions", "arm_datasets"):
+            conn.register("frame", tables[name])
+            conn.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+    expected = tables["arm_datasets"].query("arm == 'selective'")
+    assert len(arm_pairs("selective", None)) == len(expected) > 0  # no --warehouse: data/warehouse.duckdb

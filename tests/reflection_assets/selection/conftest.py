@@ -82,6 +82,10 @@ def make() -> SimpleNamespace:
 
 @pytest.fixture
 def pipeline() -> dict[str, pd.DataFrame]:
+    return build_pipeline()
+
+
+def build_pipeline() -> dict[str, pd.DataFrame]:
     """A ten-row run through both stages and selection, with every branch represented.
 
     r0..r3 keep Q' (IFD rose), r4..r7 stay original, r8 reflection failed, r9 scoring failed.
