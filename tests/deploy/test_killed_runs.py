@@ -60,7 +60,9 @@ WORKER = textwrap.dedent(
 TRAINING = {"rank": 4, "alpha": 8, "dropout": 0.0, "epochs": 1, "batch_size": 1, "learning_rate": 5e-3,
             "max_length": 128, "min_rows": 2, "save_steps": 2}
 TRAINING_ROWS = 16  # 16 optimizer steps, a checkpoint every 2
-EVALUATION = {"items_per_suite": 3, "max_new_tokens": SHORT_ANSWERS, "judge": False, "lm_eval": False,
+# Six items a suite: a pass long enough (72 generations, small batches, each saved as it finishes) that the kill
+# lands mid-pass even when the poller waits on the run's lock under load (with 3, CI run 16 saw all 36 saved first).
+EVALUATION = {"items_per_suite": 6, "max_new_tokens": SHORT_ANSWERS, "judge": False, "lm_eval": False,
               "batch_tokens": 120}
 
 
