@@ -65,6 +65,10 @@ class CheckpointMirror:
         upload_folder(layout.folder, self.uri(layout), self.options, last=(TRACKING, MARKER))
         return self.adapter_uri(layout)
 
+    def published(self, layout: CheckpointLayout) -> str:
+        """The adapter's URI, the finished run uploaded first unless the store already has it."""
+        return self.adapter_uri(layout) if self.finished(layout) else self.publish(layout)
+
     def publish_tracking(self, layout: CheckpointLayout) -> None:
         """The MLflow run that logged the adapter (the caller writes it after the marker), for the other nodes."""
         if layout.tracking_file.is_file():

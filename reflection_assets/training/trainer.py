@@ -121,10 +121,9 @@ def train_lora(
         outcome = reuse_or_train(pairs, base_model, settings, layout, common, tokenizer, examples, name, callbacks, log)
         if outcome.status == SKIPPED:
             return outcome
-        if not mirror.finished(layout):
-            mirror.publish(layout)
-            log(f"{name}: adapter {key} published to {mirror.uri(layout)}")
-        return replace(outcome, adapter_path=mirror.adapter_uri(layout))
+        adapter = mirror.published(layout)
+        log(f"{name}: adapter {key} at {adapter}")
+        return replace(outcome, adapter_path=adapter)
 
 
 def reuse_or_train(

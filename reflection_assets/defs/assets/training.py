@@ -188,10 +188,7 @@ def train_launched(
     outcome, mirror = TrainingOutcome(**outcomes[0]), warehouse.checkpoint_mirror()
     if mirror is None or outcome.status == SKIPPED:
         return outcome
-    layout = CheckpointLayout.under(root, arm, outcome.key)
-    if not mirror.finished(layout):
-        mirror.publish(layout)
-    return replace(outcome, adapter_path=mirror.adapter_uri(layout))
+    return replace(outcome, adapter_path=mirror.published(CheckpointLayout.under(root, arm, outcome.key)))
 
 
 def run_name(arm: str, replicate: int) -> str:
