@@ -114,16 +114,16 @@ def ablation_lines(rows: list[dict] | None) -> list[str]:
     the judge, the method against each reference, the other arms against the base."""
     if not rows:
         return ["Not materialized (no arm was evaluated).", ""]
-    from reflection_assets.evaluation.report import COMPARISON_COLUMNS, report_lines
+    from reflection_assets.evaluation.report import COMPARISON_COLUMNS, INTEGER_COLUMNS, NUMBER_COLUMNS, report_lines
 
     table = pd.DataFrame(rows)
-    if "role" not in table:  # a warehouse from before the long-form report
-        return ["The stored ablation table predates the long-form report: materialize ablation_report again.", ""]
+    if "role" not in table or "run_df" not in table:  # a warehouse from before the report counted runs
+        return ["The stored ablation table predates the report's test over training runs: materialize "
+                "ablation_report again.", ""]
     table = table.reindex(columns=COMPARISON_COLUMNS)
-    for column in ("n", "model_rows", "reference_rows", "model_seeds", "reference_seeds"):
+    for column in INTEGER_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce")
-    for column in ("model_value", "model_sd_over_seeds", "reference_value", "delta", "ci_low", "ci_high", "p_value",
-                   "p_adjusted", "detectable", "judge_flip_share"):
+    for column in NUMBER_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
     table["n"] = table["n"].fillna(0).astype(int)
     return [*report_lines(table), ""]

@@ -1,4 +1,4 @@
-"""Tests that hold their level at the project's sizes: an exact sign-flip permutation test, Holm, power.
+"""Tests that hold their level at the project's sizes: an exact sign-flip permutation test, Holm.
 
 Two models answered the same items; under the null that they are exchangeable, each paired
 difference is as likely to have either sign. The sign-flip test compares |mean(d)| with its
@@ -8,8 +8,9 @@ rate stays at or below alpha at any n (the percentile bootstrap it replaces said
 n = 1 and gave 14-16 % false verdicts at n = 5-33). Zero differences (ties, common for pass/fail
 metrics) carry no sign and leave the statistic unchanged, so they are dropped from the flips.
 
-The verdict follows the p-value (Holm-adjusted where a row is one of a family); the bootstrap
-interval beside it describes the size of the difference and is not adjusted.
+Over items alone, the test speaks of two particular models. The report's verdicts come from `runs`,
+which also counts the spread between training runs; this test stays in the report as `p_items`
+(these adapters), and its Holm step serves both.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ ALPHA = 0.05
 MIN_PAIRED_N = 10
 EXACT_MAX = 16  # 2^16 sign vectors: exact; above, Monte Carlo
 RESAMPLES = 10_000
-Z_975, Z_80 = 1.959963984540054, 0.8416212335729143  # two-sided 5 % level, 80 % power
 
 BETTER, WORSE, NO_EVIDENCE, TOO_FEW = "better", "worse", "no evidence either way", "too few items"
-VERDICTS = (BETTER, WORSE, NO_EVIDENCE, TOO_FEW)
+TOO_FEW_RUNS = "too few runs"  # no arm trained with two seeds: the spread between training runs is unknown
+VERDICTS = (BETTER, WORSE, NO_EVIDENCE, TOO_FEW, TOO_FEW_RUNS)
 
 
 def _signs(m: int) -> np.ndarray:
@@ -67,23 +68,6 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[index]))
         out[index] = running
     return out.tolist()
-
-
-def detectable_effect(differences: Sequence[float], alpha: float = ALPHA) -> float:
-    """The smallest mean difference a two-sided test at `alpha` detects with 80 % power, from the paired spread."""
-    d = np.asarray(differences, dtype=float)
-    if len(d) < 2:
-        return float("nan")
-    z_alpha = Z_975 if alpha == ALPHA else _normal_quantile(1 - alpha / 2)
-    spread = d.std(ddof=1)
-    spread = 0.0 if spread < 1e-12 * max(1.0, float(np.abs(d).max())) else spread  # rounding, not spread
-    return float((z_alpha + Z_80) * spread / np.sqrt(len(d)))
-
-
-def _normal_quantile(q: float) -> float:
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(q)
 
 
 def decide(

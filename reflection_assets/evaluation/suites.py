@@ -1,7 +1,7 @@
 """The evaluation items: held-out pairs, generated suites (seeded, versioned) and a GSM8K-format file.
 
 Every item has a stable id (a content hash), so the base and every arm are scored on the same
-items and the bootstrap pairs them. The generated suites need no download: the same version and
+items and the report pairs them. The generated suites need no download: the same version and
 seed always give the same items, and both are recorded with the scores.
 """
 

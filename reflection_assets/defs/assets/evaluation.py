@@ -3,7 +3,7 @@
 `eval_scores` loads the base model once, attaches every trained adapter, and scores all models in
 one shared pass (outputs cached by content); with a served student it loads only the tokenizer and
 evaluates on the same vLLM server, each adapter under its served name. `ablation_report` turns the
-per-item scores into paired bootstrap intervals and verdicts. The work is in
+per-item scores into verdicts over training runs and items. The work is in
 `reflection_assets.evaluation` (and `reflection_assets.served`).
 """
 
@@ -310,8 +310,9 @@ class ReportConfig(dg.Config):
             "detect fine-tuning at all.",
         ),
     ],
-    description="One row per (model, suite, metric, reference): paired n, values, delta [95% CI], sign-flip p "
-    "(Holm-adjusted for secondaries), verdict, detectable effect; the primary endpoint and the control first.",
+    description="One row per (model, suite, metric, reference): paired n, seeds, values, delta [95% CI] and p over "
+    "training runs and items (Holm-adjusted for secondaries), verdict, detectable effect, seeds needed; the "
+    "primary endpoint and the control first.",
 )
 def ablation_report(
     context: dg.AssetExecutionContext,
@@ -340,8 +341,9 @@ def report_metadata(report: Ablation, png: bytes) -> dict[str, Any]:
     return {
         "headline": dg.MetadataValue.md(report.headline_markdown),
         "table": dg.MetadataValue.md(report.markdown),
-        "intervals": dg.MetadataValue.md(png_markdown(png, "selective - reference, 95% paired bootstrap interval")),
+        "intervals": dg.MetadataValue.md(png_markdown(png, "selective - reference, 95% interval over runs and items")),
         "primary_verdict": dg.MetadataValue.text(report.primary_verdict),
+        "seeds": dg.MetadataValue.text(report.seeds),
         "positive_control": dg.MetadataValue.text(report.control),
         "items_left_out_contaminated": dg.MetadataValue.int(report.items_left_out),
     }

@@ -11,7 +11,6 @@ from reflection_assets.evaluation.significance import (
     TOO_FEW,
     WORSE,
     decide,
-    detectable_effect,
     holm,
     sign_flip_p,
 )
@@ -85,13 +84,3 @@ def test_holm_adjusts_step_down_and_keeps_missing_values_out_of_the_family():
     assert adjusted[1] == pytest.approx(0.06)  # max(1 x 0.04, the previous 0.06)
     assert math.isnan(adjusted[3])
     assert holm([0.9, 0.8]) == [1.0, 1.0]
-
-
-def test_the_detectable_effect_shrinks_with_n_and_grows_with_spread():
-    rng = np.random.default_rng(0)
-    small, large = rng.normal(size=10), rng.normal(size=1000)
-    assert detectable_effect(large) < detectable_effect(small)
-    assert detectable_effect(3 * large) == pytest.approx(3 * detectable_effect(large))
-    # (1.96 + 0.84) sd / sqrt(n)
-    assert detectable_effect(large) == pytest.approx(2.8016 * large.std(ddof=1) / math.sqrt(1000), rel=1e-3)
-    assert math.isnan(detectable_effect([1.0]))
