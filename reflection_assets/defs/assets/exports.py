@@ -179,7 +179,8 @@ def ablation_verdict(warehouse: Warehouse) -> str | None:
         return None
     lines = [
         f"- {r.get('model')} vs {r.get('reference')} on {r.get('suite')} ({r.get('metric')}): "
-        f"delta {r.get('delta')}, interval [{r.get('ci_low')}, {r.get('ci_high')}]: **{r.get('verdict')}**"
+        f"delta {r.get('delta')}, interval [{r.get('ci_low')}, {r.get('ci_high')}] over training runs and items "
+        f"(seeds {r.get('model_seeds')} / {r.get('reference_seeds')}): **{r.get('verdict')}**"
         for r in rows.to_dict("records")
     ]
     return "The ablation report in the warehouse when this export was written (its primary comparison):\n\n" + (
