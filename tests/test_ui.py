@@ -193,7 +193,7 @@ def test_materialize_a_new_partition_from_the_asset_page(dagster_dev, screenshot
         screenshots(page, "ablation_report_table.png")
         page.keyboard.press("Escape")
         intervals = show_markdown(page, expect, "intervals")
-        expect_image_loaded(expect, intervals, "selective - reference, 95% paired bootstrap interval")
+        expect_image_loaded(expect, intervals, "selective - reference, 95% interval over runs and items")
         screenshots(page, "ablation_report_intervals.png", intervals)
         page.keyboard.press("Escape")
 

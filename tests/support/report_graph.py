@@ -1,7 +1,8 @@
 """The rest of the graph, through `ablation_report`, on one dataset partition whose `raw_instructions`
 is already materialized: in this process, on a given instance (e.g. the one `dagster dev` serves), with
 a scripted teacher and a tiny student, so training and evaluation take seconds, not the bundled
-model's minutes. Three arms: `selective`, its reference `reflected_all`, and the control `full`."""
+model's minutes. Three arms: `selective`, its reference `reflected_all`, and the control `full`, each with two
+seeds (the fewest that let the report tell a method from a training run)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from resources.teacher_scripted import CannedReply, ScriptedTeacher
 AFTER_INGEST = ["raw_ifd_scores", "instruction_reflections", "instruction_ifd_scores", "response_reflections",
                 "response_scores"]
 ARMS = ("selective", "reflected_all", "full")
+RUN_SEEDS = ("0", "1")
 # A few rows: every answer eligible and two thirds of them selected, so each arm has rows to train on.
 SELECTION = {"extension_keep_lost_answers": True, "max_ifd": 1e9, "max_rifd": 1e9,
              "extension_budget_fraction": 0.67}
@@ -45,7 +47,7 @@ def materialize_through_the_report(instance: dg.DagsterInstance, partition: str,
     assets = dg.load_assets_from_modules(ASSET_MODULES)
     checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
     resources = {**build_resources(), "teacher": scripted_teacher(subjects), "student": StudentModel(model=student)}
-    instance.add_dynamic_partitions(SEEDS, ["0"])
+    instance.add_dynamic_partitions(SEEDS, list(RUN_SEEDS))
 
     def run(selection: list[str], partition_key=None, ops: dict | None = None) -> None:
         result = dg.materialize(
@@ -58,5 +60,6 @@ def materialize_through_the_report(instance: dg.DagsterInstance, partition: str,
     run(AFTER_INGEST, partition)
     run(["selected_dataset"], ops={"selected_dataset": {**SELECTION, "datasets": [partition]}})
     for arm in ARMS:
-        run(["arm_datasets", "lora_checkpoint"], arm_key(arm), {"lora_checkpoint": TRAINING})
+        for seed in RUN_SEEDS:
+            run(["arm_datasets", "lora_checkpoint"], arm_key(arm, seed), {"lora_checkpoint": TRAINING})
     run(["eval_scores", "ablation_report"], ops={"eval_scores": EVALUATION, "ablation_report": {"resamples": 200}})
