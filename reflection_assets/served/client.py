@@ -29,7 +29,7 @@ from reflection_assets.http_retries import (
     Counter,
     RetryableError,
     RetryPolicy,
-    new_client,
+    client_pool,
     post_with_retries,
     run_sync,
 )
@@ -131,12 +131,19 @@ class ServedStudent:
         in input order."""
 
         async def run_all() -> list[R]:
-            gate = asyncio.Semaphore(concurrency or self.policy.max_concurrency)
-            async with new_client(self.policy, self.api_key) as client:
+            width = min(concurrency or self.policy.max_concurrency, len(items))
+            async with client_pool(self.policy, self.api_key, width) as clients:
+                # One slot per request in flight, each bound to a small pool (see http_retries.client_pool).
+                slots: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+                for k in range(width):
+                    slots.put_nowait(clients[k % len(clients)])
 
                 async def one(item: T) -> R:
-                    async with gate:
+                    client = await slots.get()
+                    try:
                         return await call(client, item)
+                    finally:
+                        slots.put_nowait(client)
 
                 return list(await asyncio.gather(*(one(item) for item in items)))
 

@@ -33,6 +33,7 @@ from reflection_assets.http_retries import (
     Counter,
     RetryableError,
     RetryPolicy,
+    client_pool,
     new_client,
     post_with_retries,
     run_sync,
@@ -117,11 +118,11 @@ class ChatCompletionsTeacher:
                     # go on; this worker takes its next request only once that is done.
                     await asyncio.to_thread(on_result, i, result)
 
-        async with new_client(self.policy, self.api_key) as client:
+        workers = min(self.policy.max_concurrency, len(requests))
+        async with client_pool(self.policy, self.api_key, workers) as clients:
             if any(r.guide for r in requests):
-                await self.check_prefix_continuation(client)
-            workers = min(self.policy.max_concurrency, len(requests))
-            await asyncio.gather(*(worker(client) for _ in range(workers)))
+                await self.check_prefix_continuation(clients[0])
+            await asyncio.gather(*(worker(clients[k % len(clients)]) for k in range(workers)))
         return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]
 
     async def call(self, client: httpx.AsyncClient, request: ChatRequest) -> ChatResult:

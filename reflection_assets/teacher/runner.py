@@ -1,9 +1,10 @@
 """Reflect rows with a teacher: cache first, caps enforced, one outcome per row.
 
 Used by both reflection stages and callable without Dagster: the asset passes its logger and
-gets a DataFrame of outcomes plus a RunStats for metadata. Each finished call is written to
-llm_calls before the teacher is told to go on, so a run killed at any point (SIGKILL included)
-loses at most the calls in flight, and its re-run pays only for what is missing.
+gets a DataFrame of outcomes plus a RunStats for metadata. Finished calls are committed to llm_calls
+in groups as they come back (`CallWriter`: every quarter second or 256 calls), so a run killed at any
+point (SIGKILL included) loses at most the calls in flight and the last open group, and its re-run pays
+only for what is missing.
 """
 
 from __future__ import annotations
@@ -130,10 +131,9 @@ class _Run:
         return groups
 
     def call_teacher(self, groups: list[list[PlannedCall]], report: ProgressFn) -> None:
-        """Send one request per group under the budget; each result is on disk before its rows are filled."""
+        """Send one request per group under the budget; every result is on disk when this returns."""
         done, total = self.stats.calls_cached, len(self.planned)
         report(done, total)
-        writer = CallWriter(self.cache)
         requests = [group[0].request for group in groups]
         state = threading.Lock()  # teachers may report from several threads at once
 
@@ -155,7 +155,8 @@ class _Run:
                 report(done, total)
 
         if requests:
-            self.teacher.complete(requests, admit=self.budget.admit, on_result=on_result)
+            with CallWriter(self.cache) as writer:
+                self.teacher.complete(requests, admit=self.budget.admit, on_result=on_result)
 
     def finish(self, started: float) -> tuple[pd.DataFrame, RunStats]:
         """Every row's outcome, in input order, and the run's stats."""
