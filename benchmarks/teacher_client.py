@@ -5,9 +5,11 @@ stage, unguided) over `--calls` rows against the loopback fault server (its own 
 with `--concurrency` requests in flight:
 
 - **now**: finished calls committed in groups by a writer thread (one statement per group), requests spread
-  over small connection pools (`http_retries.CONNECTIONS_PER_CLIENT`);
+  over small connection pools (`http_retries.CONNECTIONS_PER_CLIENT`), requests in flight grown from
+  `initial_concurrency` to the ceiling while the server keeps up (`flow_control.AdaptiveLimit`);
 - **before** (34f020c, reproduced here): each saver waits until its record is written, a group of whoever
-  finished together per `executemany` (~6 ms a row on DuckDB), one connection pool for every request.
+  finished together per `executemany` (~6 ms a row on DuckDB), one connection pool for every request, no flow
+  control (every worker sends at once).
 
 What is timed is the client's own work per call: the server does nothing but answer.
 
@@ -52,6 +54,25 @@ WHERE llm_calls.status <> 'ok'
 """
 
 
+class NoFlowControl:
+    """34f020c had none: every worker sends at once, nothing is counted."""
+
+    def __init__(self, ceiling: int, start: int = 0) -> None:
+        self.ceiling, self.peak, self.throttles = ceiling, ceiling, 0
+
+    async def acquire(self) -> None:
+        return None
+
+    async def release(self) -> None:
+        return None
+
+    def succeeded(self) -> None:
+        return None
+
+    def throttled(self) -> None:
+        return None
+
+
 class BeforeWriter:
     """34f020c's CallWriter: `save` returns once the record is on disk; whoever holds the lock writes all pending."""
 
@@ -87,14 +108,15 @@ def pairs(n: int) -> list:
 
 def run_stage(url: str, calls: int, concurrency: int, before: bool) -> tuple[float, dict]:
     from reflection_assets import http_retries
-    from reflection_assets.teacher import runner
+    from reflection_assets.teacher import chat_completions, runner
     from reflection_assets.teacher.cache import CallCache, CallWriter
     from reflection_assets.teacher.settings import ReflectionSettings
     from resources.teacher_http import OpenAICompatibleTeacher
 
-    pool_size, writer = http_retries.CONNECTIONS_PER_CLIENT, runner.CallWriter
+    pool_size, writer, flow = http_retries.CONNECTIONS_PER_CLIENT, runner.CallWriter, chat_completions.AdaptiveLimit
     if before:
         http_retries.CONNECTIONS_PER_CLIENT, runner.CallWriter = 10**6, BeforeWriter
+        chat_completions.AdaptiveLimit = NoFlowControl
     try:
         folder = tempfile.mkdtemp()
         cache = CallCache(Path(folder) / "llm_calls.duckdb")
@@ -106,6 +128,7 @@ def run_stage(url: str, calls: int, concurrency: int, before: bool) -> tuple[flo
         return seconds, stats.outcomes
     finally:
         http_retries.CONNECTIONS_PER_CLIENT, runner.CallWriter = pool_size, writer
+        chat_completions.AdaptiveLimit = flow
         assert CallWriter is runner.CallWriter
 
 

@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_base, wait_random_exponential
 
 from reflection_assets.documented import documented
+from reflection_assets.flow_control import THROTTLE_STATUSES, AdaptiveLimit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,11 +34,13 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class RetryableError(Exception):
-    """A failure worth another attempt; `retry_after` is the server's requested wait, if any."""
+    """A failure worth another attempt; `retry_after` is the server's requested wait, if any; `status` its HTTP
+    status when it answered."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class FatalError(Exception):
@@ -62,7 +65,16 @@ class CallFailed(Exception):
 class RetryPolicy:
     """Concurrency, timeouts and retries of one client; the defaults are every client's defaults."""
 
-    max_concurrency: int = documented(8, "Requests in flight at once.")
+    max_concurrency: int = documented(
+        64,
+        "Most requests in flight at once: the client starts at initial_concurrency, doubles while the server keeps "
+        "up and halves on 429/503.",
+    )
+    initial_concurrency: int = documented(8, "Requests in flight at the start, before the server has answered.")
+    requests_per_minute: float = documented(0.0, "Requests per minute at most (0: no limit), e.g. a provider's RPM.")
+    tokens_per_minute: float = documented(
+        0.0, "Prompt plus completion tokens per minute at most (0: no limit; prompts estimated), a provider's TPM."
+    )
     timeout_s: float = documented(120.0, "Read/write timeout of one request.")
     connect_timeout_s: float = documented(10.0, "Connect timeout of one request.")
     max_attempts: int = documented(5, "Attempts per request, the first included.")
@@ -165,7 +177,8 @@ async def post_once(client: httpx.AsyncClient, url: str, body: dict, policy: Ret
         raise RetryableError(f"transport error ({type(exc).__name__}: {exc})") from None
     status = response.status_code
     if status in RETRY_STATUSES:
-        raise RetryableError(f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after")))
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise RetryableError(f"HTTP {status}", retry_after=retry_after, status=status)
     if status >= 400:
         raise FatalError(f"HTTP {status}: {response.text[:300]}", status=status)
     try:
@@ -184,16 +197,20 @@ async def post_with_retries(
     parse: Callable[[Any], T] | None = None,
     redact: Callable[[str], str] = no_redaction,
     who: str = "request",
+    flow: AdaptiveLimit | None = None,
 ) -> T:
     """POST with the policy's retries; `parse` runs inside each attempt (a malformed body is retried).
 
-    Raises CallFailed with a clear, credential-free message once the attempts are spent.
+    Raises CallFailed with a clear, credential-free message once the attempts are spent. With `flow`, every
+    answer and every 429/503 is reported to it (the requests in flight follow what the server says).
     """
     counter = counter if counter is not None else Counter()
 
     def note_retry(state: RetryCallState) -> None:
         counter.retries += 1
         exc = state.outcome.exception() if state.outcome else None
+        if flow is not None and getattr(exc, "status", None) in THROTTLE_STATUSES:
+            flow.throttled()
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "%s failed (%s); attempt %d/%d, retrying in %.2fs",
@@ -216,6 +233,8 @@ async def post_with_retries(
             with attempt:
                 counter.requests += 1
                 data = await post_once(client, url, body, policy)
+                if flow is not None:
+                    flow.succeeded()
                 return parse(data) if parse is not None else data
     except RetryableError as exc:
         raise CallFailed(redact(f"gave up after {policy.max_attempts} attempts to {url}: {exc}")) from None

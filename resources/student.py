@@ -62,7 +62,11 @@ class StudentModel(dg.ConfigurableResource):
     )
     served_model: str = Field(default="", description="the student's name on that server")
     api_key: Optional[str] = Field(default=None, repr=False, description="bearer token (secret; optional)")
-    max_concurrency: int = mirrored(RetryPolicy, "max_concurrency")
+    max_concurrency: int = mirrored(
+        RetryPolicy, "max_concurrency", default=8,
+        description="requests in flight at once (a vLLM server batches them; its scoring and evaluation send "
+        "this many at a time)",
+    )  # fmt: skip
     timeout_s: float = mirrored(RetryPolicy, "timeout_s")
     max_attempts: int = mirrored(RetryPolicy, "max_attempts")
     logprob_concurrency: int = Field(
@@ -81,7 +85,10 @@ class StudentModel(dg.ConfigurableResource):
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(
-            max_concurrency=self.max_concurrency, timeout_s=self.timeout_s, max_attempts=self.max_attempts
+            max_concurrency=self.max_concurrency,
+            initial_concurrency=self.max_concurrency,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
         )
 
     def served(self) -> ServedStudent | None:

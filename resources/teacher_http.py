@@ -26,6 +26,9 @@ class OpenAICompatibleTeacher(BackedTeacher):
         default=None, repr=False, description="Bearer token (secret; optional for local servers)."
     )
     max_concurrency: int = mirrored(RetryPolicy, "max_concurrency")
+    initial_concurrency: int = mirrored(RetryPolicy, "initial_concurrency")
+    requests_per_minute: float = mirrored(RetryPolicy, "requests_per_minute")
+    tokens_per_minute: float = mirrored(RetryPolicy, "tokens_per_minute")
     timeout_s: float = mirrored(RetryPolicy, "timeout_s")
     connect_timeout_s: float = mirrored(RetryPolicy, "connect_timeout_s")
     max_attempts: int = mirrored(RetryPolicy, "max_attempts")

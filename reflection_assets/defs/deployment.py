@@ -175,6 +175,9 @@ class TeacherSetting:
 TEACHER_SETTINGS: tuple[TeacherSetting, ...] = (
     TeacherSetting("REFLECTION_TEACHER_GUIDED", "guided", OpenAICompatibleTeacher),
     TeacherSetting("REFLECTION_TEACHER_CONCURRENCY", "max_concurrency", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_INITIAL_CONCURRENCY", "initial_concurrency", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_RPM", "requests_per_minute", OpenAICompatibleTeacher),
+    TeacherSetting("REFLECTION_TEACHER_TPM", "tokens_per_minute", OpenAICompatibleTeacher),
     TeacherSetting("REFLECTION_TEACHER_TIMEOUT_S", "timeout_s", OpenAICompatibleTeacher),
     TeacherSetting("REFLECTION_TEACHER_CONNECT_TIMEOUT_S", "connect_timeout_s", OpenAICompatibleTeacher),
     TeacherSetting("REFLECTION_TEACHER_MAX_ATTEMPTS", "max_attempts", OpenAICompatibleTeacher),

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from reflection_assets.flow_control import AdaptiveLimit, RateLimit
 from reflection_assets.http_retries import (
     DEFAULT_POLICY,
     CallFailed,
@@ -40,6 +41,7 @@ from reflection_assets.http_retries import (
 )
 from reflection_assets.teacher.backend import TeacherError, normalise
 from reflection_assets.teacher.guided import GuidedState
+from reflection_assets.teacher.planning import estimate_prompt_tokens, worst_case_tokens
 from reflection_assets.teacher.stats import JudgeStats
 from reflection_assets.teacher.types import (
     CALL_ERROR,
@@ -80,6 +82,7 @@ class ChatCompletionsTeacher:
     ) -> None:
         self.base_url, self.model, self.api_key, self.policy = base_url, model, api_key, policy
         self.judge_stats = judge_stats if judge_stats is not None else JudgeStats()
+        self.last_flow: dict = {}  # the last `complete`'s flow control: peak in flight, push-backs, rate waits
         self._prefix_checked = False
 
     def __repr__(self) -> str:
@@ -104,6 +107,9 @@ class ChatCompletionsTeacher:
     ) -> list[ChatResult]:
         results: list[ChatResult | None] = [None] * len(requests)
         indices = iter(range(len(requests)))
+        policy = self.policy
+        flow = AdaptiveLimit(ceiling=policy.max_concurrency, start=policy.initial_concurrency)
+        rate = RateLimit(policy.requests_per_minute, policy.tokens_per_minute)
 
         async def worker(client: httpx.AsyncClient) -> None:
             for i in indices:  # one shared iterator: each worker takes the next request in order
@@ -111,7 +117,12 @@ class ChatCompletionsTeacher:
                 if admit is not None and not admit(request):
                     result = ChatResult(status=CALL_SKIPPED, error="not admitted (cap reached)")
                 else:
-                    result = await self.call(client, request)
+                    await rate.acquire(worst_case_tokens(request, estimate_prompt_tokens(request)))
+                    await flow.acquire()
+                    try:
+                        result = await self.call(client, request, flow)
+                    finally:
+                        await flow.release()
                 results[i] = result
                 if on_result is not None:
                     # In a thread: the caller saves the result (a disk write) while the other requests
@@ -123,14 +134,22 @@ class ChatCompletionsTeacher:
             if any(r.guide for r in requests):
                 await self.check_prefix_continuation(clients[0])
             await asyncio.gather(*(worker(clients[k % len(clients)]) for k in range(workers)))
+        self.last_flow = {"peak_in_flight": flow.peak, "push_backs": flow.throttles, "rate_wait_s": rate.waited_s}
+        log.info(
+            "teacher: %d requests, up to %d in flight (ceiling %d), %d push-backs from the server, %.1f s waited "
+            "for the rate limits", len(requests), flow.peak, flow.ceiling, flow.throttles, rate.waited_s,
+        )
         return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]
 
-    async def call(self, client: httpx.AsyncClient, request: ChatRequest) -> ChatResult:
+    async def call(
+        self, client: httpx.AsyncClient, request: ChatRequest, flow: AdaptiveLimit | None = None
+    ) -> ChatResult:
         """One logical call (several requests when guided); failures come back as results."""
         start, counter = time.perf_counter(), Counter()
         try:
             if request.guide is None:
-                reply = await self.post(client, self.body(request.message_dicts(), request.sampling), counter)
+                body = self.body(request.message_dicts(), request.sampling)
+                reply = await self.post(client, body, counter, flow)
                 text, prompt, completion, finish = (
                     reply.text,
                     reply.prompt_tokens,
@@ -138,7 +157,7 @@ class ChatCompletionsTeacher:
                     reply.finish_reason,
                 )
             else:
-                text, prompt, completion, finish = await self._guided(client, request, counter)
+                text, prompt, completion, finish = await self._guided(client, request, counter, flow)
         except CallFailed as exc:
             return ChatResult(
                 status=CALL_ERROR,
@@ -158,7 +177,7 @@ class ChatCompletionsTeacher:
         )
 
     async def _guided(
-        self, client: httpx.AsyncClient, request: ChatRequest, counter: Counter
+        self, client: httpx.AsyncClient, request: ChatRequest, counter: Counter, flow: AdaptiveLimit | None = None
     ) -> tuple[str, int, int, str]:
         assert request.guide is not None
         state, prompt, completion, finish = GuidedState(), 0, 0, "stop"
@@ -172,7 +191,7 @@ class ChatCompletionsTeacher:
                 seed=request.sampling.seed,
                 stop=step.stop,
             )
-            reply = await self.post(client, self.body(messages, sampling, continue_prefix=bool(prefix)), counter)
+            reply = await self.post(client, self.body(messages, sampling, continue_prefix=bool(prefix)), counter, flow)
             prompt, completion = prompt + reply.prompt_tokens, completion + reply.completion_tokens
             state.absorb(step, reply.text, hit_length=reply.finish_reason == "length")
             if state.truncated:
@@ -200,7 +219,9 @@ class ChatCompletionsTeacher:
             body["add_generation_prompt"] = False
         return body
 
-    async def post(self, client: httpx.AsyncClient, body: dict, counter: Counter) -> Reply:
+    async def post(
+        self, client: httpx.AsyncClient, body: dict, counter: Counter, flow: AdaptiveLimit | None = None
+    ) -> Reply:
         """POST with the shared retry policy; raises CallFailed with a clear, credential-free message."""
         return await post_with_retries(
             client,
@@ -211,6 +232,7 @@ class ChatCompletionsTeacher:
             parse=read_reply,
             redact=self.redact,
             who="teacher request",
+            flow=flow,
         )
 
     def endpoint(self) -> str:

@@ -188,3 +188,26 @@ def test_key_from_env_var_stays_out_of_dagster_logs(monkeypatch: pytest.MonkeyPa
             dump = "\n".join(repr(r.event_log_entry) for r in records)
     assert "Bearer ***" in dump  # the echoed credentials were logged, masked
     assert SENTINEL not in dump
+
+
+def test_requests_in_flight_grow_while_the_server_keeps_up_and_halve_when_it_pushes_back() -> None:
+    healthy = [ChatRequest.of([{"role": "user", "content": f"ROW=h{i} hi"}]) for i in range(200)]
+    pushed = [ChatRequest.of([{"role": "user", "content": f"ROW=p{i} FAULT=429x1 hi"}]) for i in range(40)]
+    with FaultServer(retry_after="0", latency_s=0.005) as server:
+        teacher = teacher_for(server.url, max_concurrency=32, initial_concurrency=2)
+        assert all(r.ok for r in teacher.complete(healthy))
+        grown = dict(teacher.backend().last_flow)
+        assert all(r.ok for r in teacher.complete(pushed))  # every push-back retried to an answer
+        cut = dict(teacher.backend().last_flow)
+    assert grown["peak_in_flight"] == 32 and grown["push_backs"] == 0  # from 2 to the ceiling
+    assert cut["push_backs"] >= 1
+
+
+def test_a_requests_per_minute_limit_paces_the_stage() -> None:
+    requests = [ChatRequest.of([{"role": "user", "content": f"ROW=r{i} hi"}]) for i in range(4)]
+    with FaultServer() as server:
+        teacher = teacher_for(server.url, requests_per_minute=120)  # two a second, a bucket of 120
+        backend = teacher.backend()
+        started = server.request_count
+        assert all(r.ok for r in teacher.complete(requests))
+        assert server.request_count - started == 4 and backend.last_flow["rate_wait_s"] == 0  # within the bucket
