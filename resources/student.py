@@ -17,6 +17,7 @@ from reflection_assets.documented import help_text, mirrored
 from reflection_assets.http_retries import RetryPolicy
 from reflection_assets.scoring.settings import ScoringConfig
 from reflection_assets.scoring.templates import AUTO, StartToken, TemplateSetting
+from reflection_assets.served.client import STUDENT_CONCURRENCY
 
 if TYPE_CHECKING:
     from reflection_assets.scoring.student import Student
@@ -63,7 +64,7 @@ class StudentModel(dg.ConfigurableResource):
     served_model: str = Field(default="", description="the student's name on that server")
     api_key: Optional[str] = Field(default=None, repr=False, description="bearer token (secret; optional)")
     max_concurrency: int = mirrored(
-        RetryPolicy, "max_concurrency", default=8,
+        RetryPolicy, "max_concurrency", default=STUDENT_CONCURRENCY,
         description="requests in flight at once (a vLLM server batches them; its scoring and evaluation send "
         "this many at a time)",
     )  # fmt: skip

@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 import httpx
 
 from reflection_assets.http_retries import (
-    DEFAULT_POLICY,
     CallFailed,
     Counter,
     RetryableError,
@@ -48,6 +47,10 @@ ENV_POLICY = {  # variable -> RetryPolicy field (the teacher's knobs, with the s
     "REFLECTION_STUDENT_MAX_ATTEMPTS": "max_attempts",
 }
 ENV_LOGPROB_CONCURRENCY = "REFLECTION_STUDENT_LOGPROB_CONCURRENCY"
+# The student's requests: 8 in flight from the start (its scoring and evaluation write their caches every few
+# rounds of requests, so a larger default would also mean more to redo after a kill).
+STUDENT_CONCURRENCY = 8
+DEFAULT_POLICY = RetryPolicy(max_concurrency=STUDENT_CONCURRENCY, initial_concurrency=STUDENT_CONCURRENCY)
 # Prompt log-probability requests in flight at once. One by default: vLLM 0.32 started with
 # --enable-lora computes prompt log-probabilities through the LoRA logits processor with one
 # adapter index per *request*, so a batch holding a prompt_logprobs request and any other request
@@ -103,6 +106,8 @@ class ServedStudent:
         if not raw.isdigit() or int(raw) < 1:
             raise ServedModelError(f"{ENV_LOGPROB_CONCURRENCY} must be a positive integer, not {raw!r}")
         api_key = (env.get(ENV_API_KEY) or "").strip() or None
+        policy.setdefault("initial_concurrency", policy.get("max_concurrency", STUDENT_CONCURRENCY))
+        policy.setdefault("max_concurrency", STUDENT_CONCURRENCY)
         return cls(base_url, model, api_key, RetryPolicy(**policy), logprob_concurrency=int(raw))
 
     def describe(self) -> str:
