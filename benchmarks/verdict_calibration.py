@@ -13,18 +13,16 @@ on planted effects. The spreads come from a real evaluation when `--warehouse` n
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
-from reflection_assets.evaluation.calibration import DEMO, DEMO_NOISE, EXPERIMENT, Noise, error_rates, noise_of
+from reflection_assets.evaluation.calibration import DEMO, DEMO_NOISE, EXPERIMENT, Noise, Rates, error_rates, noise_of
 
 RUN_SDS = (0.0013,)  # also the run sd of the demo on the 2-core machine with native bf16
 EFFECTS = (1, 2, 4)  # planted selective - reflected_all differences, in units of the run sd
 
 
-def _rate(value: float, runs: int) -> str:
-    se = math.sqrt(max(value * (1 - value), 1e-12) / runs)
-    return f"{value:.3f} ± {se:.3f}"
+def _rate(value: float, rates: Rates) -> str:
+    return f"{value:.3f} ± {rates.se(value):.3f}"
 
 
 def main() -> None:
@@ -53,8 +51,8 @@ def main() -> None:
             rates = error_rates(design, Noise(noise.item_sd, noise.noise_sd, run_sd), runs=args.runs, seed=11)
             print(
                 f"| {design.name} (n {design.items}, {design.seeds} seeds) | sd {run_sd:.4f} "
-                f"| {_rate(rates.primary, rates.runs)} | {_rate(rates.primary_items_only, rates.runs)} "
-                f"| {_rate(rates.family, rates.runs)} | {_rate(rates.family_items_only, rates.runs)} | {rates.runs} |",
+                f"| {_rate(rates.primary, rates)} | {_rate(rates.primary_items_only, rates)} "
+                f"| {_rate(rates.family, rates)} | {_rate(rates.family_items_only, rates)} | {rates.runs} |",
                 flush=True,
             )
     print()
@@ -65,8 +63,8 @@ def main() -> None:
             effect = times * noise.run_sd
             rates = error_rates(design, noise, {"selective": -effect}, runs=args.power_runs, seed=12)
             print(
-                f"| {design.name} | {effect:.4f} ({times}x run sd) | {_rate(rates.primary, rates.runs)} "
-                f"| {_rate(rates.primary_items_only, rates.runs)} | {rates.runs} |",
+                f"| {design.name} | {effect:.4f} ({times}x run sd) | {_rate(rates.primary, rates)} "
+                f"| {_rate(rates.primary_items_only, rates)} | {rates.runs} |",
                 flush=True,
             )
     print(f"\n{time.time() - started:.0f} s")

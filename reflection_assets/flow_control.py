@@ -94,6 +94,11 @@ class RateLimit:
         self._requests = min(self.requests_per_minute, self._requests + elapsed * self.requests_per_minute / 60)
         self._tokens = min(self.tokens_per_minute, self._tokens + elapsed * self.tokens_per_minute / 60)
 
+    @property
+    def active(self) -> bool:
+        """Whether either limit is set (without one, `acquire` has nothing to wait for)."""
+        return bool(self.requests_per_minute or self.tokens_per_minute)
+
     def delay(self, tokens: int, now: float) -> float:
         """Seconds until one request of `tokens` fits both buckets (0: now)."""
         self._refill(now)
@@ -107,7 +112,7 @@ class RateLimit:
         return max(waits)
 
     async def acquire(self, tokens: int) -> None:
-        if not (self.requests_per_minute or self.tokens_per_minute):
+        if not self.active:
             return
         if self._lock is None:
             self._lock = asyncio.Lock()

@@ -127,12 +127,6 @@ def training_facts(checkpoints: pd.DataFrame) -> dict[str, ArmFacts]:
     return facts
 
 
-def per_item(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean per (model, suite, metric, item) over seeds (what the items-only test pairs)."""
-    frame = _with_seed(scores)
-    return frame.groupby(["model", "suite", "metric", "item_id"], sort=True, as_index=False)["value"].mean()
-
-
 def _with_seed(scores: pd.DataFrame) -> pd.DataFrame:
     return scores if "seed" in scores else scores.assign(seed=0)
 

@@ -40,8 +40,7 @@ class ArmRuns:
 
     runs: int
     items: int
-    run_sd: float  # sd of its runs' means (what a reader sees between seeds)
-    between_sd: float  # the same with the within-run item noise taken out (NaN below two runs)
+    between_sd: float  # sd of its runs' shifts, the within-run item noise taken out (NaN below two runs)
 
 
 def _anova(matrix: np.ndarray) -> tuple[float, float, int, int]:
@@ -55,14 +54,17 @@ def _anova(matrix: np.ndarray) -> tuple[float, float, int, int]:
     return ss_run, ss_res, runs - 1, (runs - 1) * (items - 1)
 
 
-def arm_runs(matrix: np.ndarray) -> ArmRuns:
-    """An arm's spread between runs (rows: runs, columns: the items every run answered)."""
+def _replicated(matrix: np.ndarray) -> bool:
+    return matrix.shape[0] >= 2 and matrix.shape[1] >= 2
+
+
+def arm_runs(matrix: np.ndarray, anova: tuple[float, float, int, int] | None = None) -> ArmRuns:
+    """An arm's spread between runs (rows: runs, columns: the items every run answered); `anova`: its `_anova`."""
     runs, items = matrix.shape
-    if runs < 2 or items < 2:
-        return ArmRuns(runs, items, float("nan"), float("nan"))
-    ss_run, ss_res, df_run, df_res = _anova(matrix)
-    between = max(0.0, (ss_run / df_run - ss_res / df_res) / items)
-    return ArmRuns(runs, items, float(np.std(matrix.mean(axis=1), ddof=1)), math.sqrt(between))
+    if not _replicated(matrix):
+        return ArmRuns(runs, items, float("nan"))
+    ss_run, ss_res, df_run, df_res = anova or _anova(matrix)
+    return ArmRuns(runs, items, math.sqrt(max(0.0, (ss_run / df_run - ss_res / df_res) / items)))
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,11 @@ def pooled_spread(matrices: dict[str, np.ndarray]) -> RunSpread:
     Pooled by degrees of freedom, it is a chi-square estimate with `run_df` df of what one run's mean
     varies by, whatever part of it is run shift and whatever item noise: the term that dominates a
     comparison of arms with few seeds is then estimated without a subtraction."""
-    arms = {name: arm_runs(m) for name, m in matrices.items()}
-    replicated = [m for m in matrices.values() if m.shape[0] >= 2 and m.shape[1] >= 2]
-    if not replicated:
+    anovas = {name: _anova(m) for name, m in matrices.items() if _replicated(m)}
+    arms = {name: arm_runs(m, anovas.get(name)) for name, m in matrices.items()}
+    if not anovas:
         return RunSpread(0.0, float("nan"), 0, 0, arms)
-    parts = [_anova(m) + (m.shape[1],) for m in replicated]
+    parts = [anovas[name] + (matrices[name].shape[1],) for name in anovas]
     run_df = sum(p[2] for p in parts)
     run_var = sum(p[0] / p[4] for p in parts) / run_df  # SS_run / items = sum of squared run-mean deviations
     noise_df = sum(p[3] for p in parts)

@@ -117,7 +117,8 @@ class ChatCompletionsTeacher:
                 if admit is not None and not admit(request):
                     result = ChatResult(status=CALL_SKIPPED, error="not admitted (cap reached)")
                 else:
-                    await rate.acquire(worst_case_tokens(request, estimate_prompt_tokens(request)))
+                    if rate.active:  # the token estimate only where a limit reads it
+                        await rate.acquire(worst_case_tokens(request, estimate_prompt_tokens(request)))
                     await flow.acquire()
                     try:
                         result = await self.call(client, request, flow)
