@@ -28,7 +28,7 @@ class AdaptiveLimit:
     limit: int = field(init=False)
     in_flight: int = field(init=False, default=0)
     throttles: int = field(init=False, default=0)  # push-backs that cut the limit (for stats and tests)
-    peak: int = field(init=False, default=0)
+    peak: int = field(init=False, default=0)  # the highest limit reached
     _ok_in_round: int = field(init=False, default=0)
     _slow_start: bool = field(init=False, default=True)
     _cut_at: float = field(init=False, default=float("-inf"))

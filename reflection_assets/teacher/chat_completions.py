@@ -82,7 +82,7 @@ class ChatCompletionsTeacher:
     ) -> None:
         self.base_url, self.model, self.api_key, self.policy = base_url, model, api_key, policy
         self.judge_stats = judge_stats if judge_stats is not None else JudgeStats()
-        self.last_flow: dict = {}  # the last `complete`'s flow control: peak in flight, push-backs, rate waits
+        self.last_flow: dict = {}  # the last `complete`'s flow control: highest in-flight limit, push-backs, waits
         self._prefix_checked = False
 
     def __repr__(self) -> str:
@@ -126,8 +126,8 @@ class ChatCompletionsTeacher:
                         await flow.release()
                 results[i] = result
                 if on_result is not None:
-                    # In a thread: the caller saves the result (a disk write) while the other requests
-                    # go on; this worker takes its next request only once that is done.
+                    # In a thread: the caller queues the result for its writer (which may hold it back while the
+                    # store catches up) and parses it; this worker takes its next request once that is done.
                     await asyncio.to_thread(on_result, i, result)
 
         workers = min(self.policy.max_concurrency, len(requests))
@@ -135,9 +135,9 @@ class ChatCompletionsTeacher:
             if any(r.guide for r in requests):
                 await self.check_prefix_continuation(clients[0])
             await asyncio.gather(*(worker(clients[k % len(clients)]) for k in range(workers)))
-        self.last_flow = {"peak_in_flight": flow.peak, "push_backs": flow.throttles, "rate_wait_s": rate.waited_s}
+        self.last_flow = {"peak_limit": flow.peak, "push_backs": flow.throttles, "rate_wait_s": rate.waited_s}
         log.info(
-            "teacher: %d requests, up to %d in flight (ceiling %d), %d push-backs from the server, %.1f s waited "
+            "teacher: %d requests, in-flight limit up to %d (ceiling %d), %d push-backs from the server, %.1f s waited "
             "for the rate limits", len(requests), flow.peak, flow.ceiling, flow.throttles, rate.waited_s,
         )
         return [r if r is not None else ChatResult(status=CALL_SKIPPED) for r in results]

@@ -199,7 +199,7 @@ def test_requests_in_flight_grow_while_the_server_keeps_up_and_halve_when_it_pus
         grown = dict(teacher.backend().last_flow)
         assert all(r.ok for r in teacher.complete(pushed))  # every push-back retried to an answer
         cut = dict(teacher.backend().last_flow)
-    assert grown["peak_in_flight"] == 32 and grown["push_backs"] == 0  # from 2 to the ceiling
+    assert grown["peak_limit"] == 32 and grown["push_backs"] == 0  # from 2 to the ceiling
     assert cut["push_backs"] >= 1
 
 
