@@ -7,7 +7,7 @@ numbers for the same settings.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from reflection_assets.schema import Pair
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 CACHE_FLUSH_SECONDS = 30.0  # a crash loses at most this much scoring work
 CACHE_FLUSH_ROWS = 2048
+# Rows planned, scored and turned into scores at a time: tokens and losses of one chunk in memory, never the dataset's.
+SCORE_CHUNK_ROWS = 4096
 DEFAULT_CONFIG = ScoringConfig()
 
 
@@ -137,6 +139,70 @@ def row_id(pair: Pair) -> str:
     return pair.row_id or pair.content_id()
 
 
+class _ChunkProgress:
+    """One progress line over every chunk: tokens done so far, and a total that counts the chunks still to come
+    as the size of the current one; the last line's total is exact (the tokens that needed a forward pass)."""
+
+    def __init__(self, progress: ProgressFn | None, chunks: int) -> None:
+        self.progress, self.chunks = progress, chunks
+        self.before = 0  # tokens computed in the finished chunks
+        self.chunk_total = 0
+        self.reported: int | None = None  # the last total passed on
+
+    def start(self, index: int) -> ProgressFn:
+        self.chunk_total = 0
+
+        def report(done: int, total: int) -> None:
+            self.chunk_total = total
+            self._report(self.before + done, self.before + total * (self.chunks - index))
+
+        return report
+
+    def finish(self) -> None:
+        self.before += self.chunk_total
+
+    def close(self) -> None:
+        if self.reported is not None and self.reported != self.before:  # later chunks were cached: say the real total
+            self._report(self.before, self.before)
+
+    def _report(self, done: int, total: int) -> None:
+        self.reported = total
+        if self.progress is not None:
+            self.progress(done, total)
+
+
+def score_chunks(
+    pairs: Sequence[Pair],
+    student: Student,
+    config: ScoringConfig = DEFAULT_CONFIG,
+    *,
+    ifd: bool = True,
+    rifd: bool = True,
+    cache: StudentScoreCache | None = None,
+    progress: ProgressFn | None = None,
+    chunk_rows: int = SCORE_CHUNK_ROWS,
+) -> Iterator[list[PairScore]]:
+    """The scores of `pairs` chunk by chunk, in input order; each chunk's losses are in the cache before it is yielded.
+
+    Tokens, plans and losses live for one chunk only, so memory stays flat at any dataset size; a sequence
+    shared with an earlier chunk is read from the cache (or, without one, scored again).
+    """
+    settings = settings_for(student, config)
+    chunks = range(0, len(pairs), chunk_rows)
+    tracker = _ChunkProgress(progress, len(chunks))
+    for index, start in enumerate(chunks):
+        part = pairs[start : start + chunk_rows]
+        plans = plan_pairs(student, settings, part, ifd=ifd, rifd=rifd)
+        seqs = unique_sequences(plans)
+        losses = sequence_losses(student, settings, seqs, config.batch_tokens, cache, tracker.start(index))
+        tracker.finish()
+        yield [
+            PairScore.build(row_id(pair), combine(ifd_plan, losses), combine(rifd_plan, losses))
+            for pair, (ifd_plan, rifd_plan) in zip(part, plans)
+        ]
+    tracker.close()
+
+
 def score_pairs(
     pairs: Sequence[Pair],
     student: Student,
@@ -148,13 +214,8 @@ def score_pairs(
     progress: ProgressFn | None = None,
 ) -> list[PairScore]:
     """IFD and/or r-IFD of every pair, in input order; a score that was not asked for is `skipped`."""
-    settings = settings_for(student, config)
-    plans = plan_pairs(student, settings, pairs, ifd=ifd, rifd=rifd)
-    losses = sequence_losses(student, settings, unique_sequences(plans), config.batch_tokens, cache, progress)
-    return [
-        PairScore.build(row_id(pair), combine(ifd_plan, losses), combine(rifd_plan, losses))
-        for pair, (ifd_plan, rifd_plan) in zip(pairs, plans)
-    ]
+    chunks = score_chunks(pairs, student, config, ifd=ifd, rifd=rifd, cache=cache, progress=progress)
+    return [score for chunk in chunks for score in chunk]
 
 
 def scores_frame(
@@ -170,8 +231,7 @@ def scores_frame(
     """Per-pair score rows as a DataFrame (`id` renamed `row_id`, the warehouse's row key)."""
     import pandas as pd
 
-    scores = score_pairs(pairs, student, config, ifd=ifd, rifd=rifd, cache=cache, progress=progress)
-    frame = pd.DataFrame([score.to_dict() for score in scores], columns=SCORE_COLUMNS)
+    chunks = score_chunks(pairs, student, config, ifd=ifd, rifd=rifd, cache=cache, progress=progress)
     # Nullable dtypes: a missing score is NULL in the warehouse, never NaN or 0.
     def dtype(name: str) -> str:
         if name in ("id", "ifd_status", "rifd_status"):
@@ -179,4 +239,7 @@ def scores_frame(
         return "Int64" if name.startswith("n_") else "Float64"
 
     dtypes = {name: dtype(name) for name in SCORE_COLUMNS}
-    return frame.astype(dtypes).rename(columns={"id": "row_id"})
+    frames = [pd.DataFrame([score.to_dict() for score in chunk], columns=SCORE_COLUMNS).astype(dtypes)
+              for chunk in chunks]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS).astype(dtypes)
+    return frame.rename(columns={"id": "row_id"})

@@ -8,7 +8,14 @@ import pytest
 from reflection_assets.database import is_lock_error
 from reflection_assets.schema import Pair
 from reflection_assets.scoring.cache import SCORER_VERSION, CacheScope, StudentScoreCache, sequence_key
-from reflection_assets.scoring.scorer import ScoringConfig, plan_pairs, score_pairs, settings_for, unique_sequences
+from reflection_assets.scoring.scorer import (
+    ScoringConfig,
+    plan_pairs,
+    score_chunks,
+    score_pairs,
+    settings_for,
+    unique_sequences,
+)
 from reflection_assets.scoring.sequences import Seq
 from support.duckdb_lock import hold_lock
 
@@ -93,3 +100,41 @@ def test_only_new_rows_are_computed(tmp_path, llama_student):
     settings = settings_for(llama_student, ScoringConfig(template="alpaca"))
     new_seqs = unique_sequences(plan_pairs(llama_student, settings, PAIRS[2:]))
     assert seen[-1] == sum(seq.length for seq in new_seqs)  # only the new pair's four sequences ran
+
+
+def test_chunks_give_the_same_scores_and_progress_ends_on_the_tokens_computed(tmp_path, llama_student):
+    config = ScoringConfig(template="alpaca")
+    whole = score_pairs(PAIRS, llama_student, config)
+    cache = StudentScoreCache(tmp_path / "w.duckdb")
+    score_pairs(PAIRS[2:], llama_student, config, cache=cache)  # the last chunk is cached already
+    seen = []
+    chunks = list(score_chunks(PAIRS, llama_student, config, cache=cache, progress=lambda d, t: seen.append((d, t)),
+                               chunk_rows=2))
+    assert [len(chunk) for chunk in chunks] == [2, 1]
+    chunked = [score for chunk in chunks for score in chunk]
+    assert [s.id for s in chunked] == [s.id for s in whole]
+    for a, b in zip(chunked, whole):  # other batches: the same losses up to float rounding
+        a_numbers, a_rest = split_fields(dataclasses.asdict(a))
+        b_numbers, b_rest = split_fields(dataclasses.asdict(b))
+        assert a_rest == b_rest and a_numbers == pytest.approx(b_numbers, rel=1e-5)
+    settings = settings_for(llama_student, config)
+    computed = sum(seq.length for seq in unique_sequences(plan_pairs(llama_student, settings, PAIRS[:2])))
+    assert seen[-1] == (computed, computed)  # the estimate counted a third chunk as big as the first
+    assert all(done <= total for done, total in seen)
+
+
+def test_a_kill_after_a_chunk_loses_none_of_its_scores(tmp_path, llama_student):
+    cache = StudentScoreCache(tmp_path / "w.duckdb")
+    config = ScoringConfig(template="alpaca")
+    chunks = score_chunks(PAIRS, llama_student, config, cache=cache, chunk_rows=2)
+    next(chunks)  # the run stops here, as a killed one would
+    assert cache.count() == 4 * 2  # both rows' four passes, before the next chunk started
+    calls = llama_student.engine.forward_calls
+    score_pairs(PAIRS[:2], llama_student, config, cache=cache)
+    assert llama_student.engine.forward_calls == calls
+
+
+def split_fields(row: dict) -> tuple[dict, dict]:
+    """(numbers, the rest) of a score row."""
+    numbers = {k: v for k, v in row.items() if isinstance(v, float)}
+    return numbers, {k: v for k, v in row.items() if k not in numbers}
