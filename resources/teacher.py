@@ -64,5 +64,8 @@ class BackedTeacher(Teacher, ABC):
     def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
         return self.backend().choose(messages, options)
 
+    def flow_stats(self) -> dict[str, int | float]:
+        return self.backend().flow_stats()
+
     def choose_many(self, asks: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[list[float]]:
         return self.backend().choose_many(asks)

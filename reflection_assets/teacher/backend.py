@@ -58,6 +58,10 @@ class TeacherBackend(ABC):
         """Prompt tokens of a request, estimated without a tokenizer unless a backend has one."""
         return estimate_prompt_tokens(request)
 
+    def flow_stats(self) -> dict[str, int | float]:
+        """How the last `complete` was paced (a server teacher's in-flight limit, push-backs, rate-limit waits)."""
+        return {}
+
 
 def normalise(scores: Mapping[int, float], n: int) -> list[float]:
     """Softmax of log-probabilities over options; options without a score get 0."""

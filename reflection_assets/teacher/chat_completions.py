@@ -96,6 +96,9 @@ class ChatCompletionsTeacher:
     def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
         return run_sync(self.choose_async(list(messages), list(options)))
 
+    def flow_stats(self) -> dict[str, int | float]:
+        return dict(self.last_flow)
+
     def choose_many(self, asks: Sequence[tuple[Sequence[Message], Sequence[str]]]) -> list[list[float]]:
         """`choose` for each question in turn (a judge's questions are few; each is one short request)."""
         return [self.choose(messages, options) for messages, options in asks]

@@ -425,6 +425,10 @@ class LocalTeacher:
             results.append(normalise(scores[q], len(options)))
         return results
 
+    def flow_stats(self) -> dict[str, int | float]:
+        """Nothing is paced in process: batches run as the engine forms them."""
+        return {}
+
     def choose(self, messages: Sequence[Message], options: Sequence[str]) -> list[float]:
         """Softmax over options of the summed log-probability of each option's tokens."""
         import torch

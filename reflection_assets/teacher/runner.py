@@ -157,6 +157,10 @@ class _Run:
         if requests:
             with CallWriter(self.cache) as writer:
                 self.teacher.complete(requests, admit=self.budget.admit, on_result=on_result)
+            flow = self.teacher.flow_stats()
+            self.stats.peak_in_flight = int(flow.get("peak_limit", 0))
+            self.stats.push_backs = int(flow.get("push_backs", 0))
+            self.stats.rate_wait_s = round(float(flow.get("rate_wait_s", 0.0)), 3)
 
     def finish(self, started: float) -> tuple[pd.DataFrame, RunStats]:
         """Every row's outcome, in input order, and the run's stats."""

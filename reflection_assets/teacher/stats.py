@@ -26,6 +26,11 @@ class RunStats:
     limited_rows: int = 0  # rows past `limit`
     elapsed_s: float = 0.0
     cache_lock_waits: int = 0
+    # A server teacher's pacing (0 in process): the highest in-flight limit reached, the 429/503 push-backs that
+    # cut it, and the seconds spent waiting for the requests- and tokens-per-minute limits.
+    peak_in_flight: int = 0
+    push_backs: int = 0
+    rate_wait_s: float = 0.0
 
     @property
     def total_tokens(self) -> int:

@@ -196,11 +196,20 @@ def test_requests_in_flight_grow_while_the_server_keeps_up_and_halve_when_it_pus
     with FaultServer(retry_after="0", latency_s=0.005) as server:
         teacher = teacher_for(server.url, max_concurrency=32, initial_concurrency=2)
         assert all(r.ok for r in teacher.complete(healthy))
-        grown = dict(teacher.backend().last_flow)
+        grown = teacher.flow_stats()
         assert all(r.ok for r in teacher.complete(pushed))  # every push-back retried to an answer
-        cut = dict(teacher.backend().last_flow)
+        cut = teacher.flow_stats()
     assert grown["peak_limit"] == 32 and grown["push_backs"] == 0  # from 2 to the ceiling
     assert cut["push_backs"] >= 1
+
+
+def test_the_stage_stats_say_how_the_server_paced_it(tmp_path: Path) -> None:
+    pairs = [Pair(f"ROW=f{i} {'FAULT=429x1 ' if i % 5 == 0 else ''}Name a prime.", "7") for i in range(40)]
+    with FaultServer(retry_after="0", latency_s=0.005) as server:
+        teacher = teacher_for(server.url, max_concurrency=16, initial_concurrency=2)
+        _, stats = reflect_rows(pairs, "instruction", teacher, CallCache(tmp_path / "c.duckdb"))
+    assert stats.push_backs >= 1 and 2 <= stats.peak_in_flight <= 16
+    assert {"peak_in_flight", "push_backs", "rate_wait_s"} <= set(stats.metadata())  # metadata and MLflow
 
 
 def test_a_requests_per_minute_limit_paces_the_stage() -> None:
