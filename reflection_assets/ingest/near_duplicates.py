@@ -1,4 +1,4 @@
-"""Near-duplicate rows: MinHash signatures of word shingles, found with datasketch's LSH index.
+"""Near-duplicate rows: MinHash signatures of word shingles (datasketch), found through LSH bands.
 
 Two rows are near-duplicates when the Jaccard similarity of their word-shingle sets reaches the
 threshold. What is compared is a row's conversation text (history turns, instruction, input, output),
@@ -8,16 +8,15 @@ question with a different answer is a different training example, not a copy. Th
 left out: it is often boilerplate shared by every row and would make unrelated rows look alike.
 
 The index is built incrementally (each row is queried before it is inserted, so the first copy is
-kept) and can start from rows read earlier (other partitions, `near_duplicate_store`). Memory per
-row: the signature (num_perm uint32: 512 bytes at 128) plus one LSH entry per band (14 bands of 9 at
-the default threshold), each band key shortened to an 8-byte digest; BENCHMARKS.md has the figures.
-LSH only proposes candidates; each is confirmed on the signatures' estimated Jaccard, so a row is
-removed only when the estimate reaches the threshold.
+kept) and can start from rows read earlier (other partitions, `near_duplicate_store`). The band layout
+is datasketch's (`MinHashLSH` picks it: 14 bands of 9 at the default threshold); the buckets are the
+project's own (`BandBuckets`): datasketch keeps a set per bucket, about 5.3 KB a row, where one int per
+band is about 1.6 KB (BENCHMARKS.md). LSH only proposes candidates; each is confirmed on the signatures'
+estimated Jaccard, so a row is removed only when the estimate reaches the threshold.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from collections.abc import Iterable
@@ -100,9 +99,50 @@ def shingles(text: str, size: int) -> list[bytes]:
     return [gram.encode("utf-8") for gram in grams]
 
 
-def _band_digest(band: bytes) -> bytes:
-    """An 8-byte stand-in for an LSH band key (9 hash values at the default): the index stores one per band per row."""
-    return hashlib.blake2b(band, digest_size=8).digest()
+# Odd 64-bit multipliers (seeded): a band's key is the wrapped sum of its values times these, one vector
+# operation per row. Two different bands sharing a key only add a candidate, which the signature check drops.
+_MULTIPLIERS = np.random.default_rng(SEED).integers(1, 2**63, size=256, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+class BandBuckets:
+    """LSH buckets: per band, a dict from the band's 64-bit key to the slot kept there (a list once two share it).
+
+    Most buckets hold one row, so a plain int (the same object in every band) is what a row costs per band.
+    """
+
+    def __init__(self, bands: int, rows: int) -> None:
+        if rows > len(_MULTIPLIERS):
+            raise ValueError(f"at most {len(_MULTIPLIERS)} values per LSH band, got {rows}")
+        self.bands, self.rows = bands, rows
+        self._multipliers = _MULTIPLIERS[:rows]
+        self._buckets: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
+
+    def keys(self, signature: np.ndarray) -> list[int]:
+        banded = signature[: self.bands * self.rows].astype(np.uint64).reshape(self.bands, self.rows)
+        with np.errstate(over="ignore"):  # wrapping is the point: arithmetic modulo 2**64
+            return (banded * self._multipliers).sum(axis=1, dtype=np.uint64).tolist()
+
+    def candidates(self, keys: list[int]) -> set[int]:
+        found: set[int] = set()
+        for bucket, key in zip(self._buckets, keys):
+            held = bucket.get(key)
+            if held is None:
+                continue
+            if isinstance(held, int):
+                found.add(held)
+            else:
+                found.update(held)
+        return found
+
+    def insert(self, slot: int, keys: list[int]) -> None:
+        for bucket, key in zip(self._buckets, keys):
+            held = bucket.get(key)
+            if held is None:
+                bucket[key] = slot
+            elif isinstance(held, int):
+                bucket[key] = [held, slot]
+            else:
+                held.append(slot)
 
 
 class NearDuplicateIndex:
@@ -114,12 +154,8 @@ class NearDuplicateIndex:
         self.settings = settings or NearDuplicateSettings()
         self._minhash = MinHash
         self._permutations = MinHash(num_perm=self.settings.num_perm, seed=SEED, scheme=SCHEME).permutations
-        self._lsh = MinHashLSH(
-            threshold=self.settings.threshold,
-            num_perm=self.settings.num_perm,
-            weights=LSH_WEIGHTS,
-            hashfunc=_band_digest,
-        )
+        layout = MinHashLSH(threshold=self.settings.threshold, num_perm=self.settings.num_perm, weights=LSH_WEIGHTS)
+        self._buckets = BandBuckets(layout.b, layout.r)
         self._signatures = np.empty((1024, self.settings.num_perm), dtype=np.uint32)
         self._row_ids: list[str] = []
         self._wheres: list[str] = []
@@ -142,9 +178,9 @@ class NearDuplicateIndex:
         minhash.update_batch(grams)
         return minhash.hashvalues.astype(np.uint32, copy=False)
 
-    def match(self, signature: np.ndarray) -> Match | None:
+    def match(self, signature: np.ndarray, keys: list[int] | None = None) -> Match | None:
         """The most similar kept row at or above the threshold, if any (LSH candidates, confirmed)."""
-        candidates = self._lsh.query(self._lean(signature))
+        candidates = self._buckets.candidates(self._buckets.keys(signature) if keys is None else keys)
         if not candidates:
             return None
         slots = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
@@ -155,7 +191,7 @@ class NearDuplicateIndex:
         slot = int(slots[best])
         return Match(self._row_ids[slot], self._wheres[slot], float(similarity[best]))
 
-    def add(self, row_id: str, where: str, signature: np.ndarray) -> None:
+    def add(self, row_id: str, where: str, signature: np.ndarray, keys: list[int] | None = None) -> None:
         """Keep a row: later rows are matched against it."""
         slot = len(self._row_ids)
         if slot == len(self._signatures):  # grow by doubling: amortised O(1) per row, no list of arrays
@@ -165,24 +201,20 @@ class NearDuplicateIndex:
         self._signatures[slot] = signature
         self._row_ids.append(row_id)
         self._wheres.append(where)
-        self._lsh.insert(slot, self._lean(signature), check_duplication=False)
+        self._buckets.insert(slot, self._buckets.keys(signature) if keys is None else keys)
 
     def check(self, row_id: str, where: str, text: str) -> Match | None:
         """Match `text` against the kept rows; when it matches none, keep it (the first copy stays)."""
         signature = self.signature(text)
         if signature is None:  # nothing to compare: an all-punctuation row is never called a copy
             return None
-        found = self.match(signature)
+        keys = self._buckets.keys(signature)
+        found = self.match(signature, keys)
         if found is None:
-            self.add(row_id, where, signature)
+            self.add(row_id, where, signature, keys)
         return found
 
     def signatures_from(self, start: int) -> Iterable[tuple[str, np.ndarray]]:
         """(row_id, signature) of the rows kept from position `start` on (to store a partition's rows)."""
         for slot in range(start, len(self._row_ids)):
             yield self._row_ids[slot], self._signatures[slot]
-
-    def _lean(self, signature: np.ndarray):  # noqa: ANN202 - a datasketch LeanMinHash
-        from datasketch import LeanMinHash
-
-        return LeanMinHash(seed=SEED, hashvalues=signature, scheme=SCHEME)

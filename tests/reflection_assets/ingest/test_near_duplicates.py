@@ -1,12 +1,19 @@
+import random
 from functools import partial
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
 from reflection_assets.database import connect
 from reflection_assets.ingest.near_duplicate_store import SIGNATURES_TABLE, load_other_partitions, store_signatures
-from reflection_assets.ingest.near_duplicates import NearDuplicateIndex, NearDuplicateSettings, shingles
+from reflection_assets.ingest.near_duplicates import (
+    BandBuckets,
+    NearDuplicateIndex,
+    NearDuplicateSettings,
+    shingles,
+)
 from reflection_assets.ingest.readers import read_dataset
 from reflection_assets.ingest.validate import format_summary, validate_file
 from reflection_assets.schema import Pair
@@ -124,3 +131,26 @@ def test_stored_signatures_round_trip(tmp_path):
     with duckdb.connect(str(database), read_only=True) as conn:
         blob = conn.execute(f"SELECT signature FROM {SIGNATURES_TABLE} WHERE row_id = 'sky'").fetchone()[0]
     assert len(blob) == 4 * index.settings.num_perm
+
+
+def test_band_buckets_hold_one_int_a_row_and_a_list_where_rows_share_a_band():
+    buckets = BandBuckets(bands=3, rows=2)
+    first = np.array([1, 2, 3, 4, 5, 6], dtype=np.uint32)
+    shares_middle = np.array([9, 9, 3, 4, 8, 8], dtype=np.uint32)
+    keys_first, keys_shares = buckets.keys(first), buckets.keys(shares_middle)
+    assert keys_first[1] == keys_shares[1] and keys_first[0] != keys_shares[0]
+    buckets.insert(0, keys_first)
+    assert buckets.candidates(keys_shares) == {0}
+    buckets.insert(1, keys_shares)
+    assert buckets.candidates(keys_first) == {0, 1}
+    assert buckets.candidates(buckets.keys(np.array([7, 7, 7, 7, 7, 7], dtype=np.uint32))) == set()
+
+
+def test_one_copy_among_many_unrelated_rows_is_found_and_none_of_the_others():
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(4000)]
+    rows = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(2000)]
+    copy = rows[700].replace(rows[700].split()[30], "changed", 1)
+    index = NearDuplicateIndex()
+    found = [index.check(str(i), f"line {i}", text) for i, text in enumerate([*rows, copy])]
+    assert [i for i, match in enumerate(found) if match] == [2000] and found[2000].row_id == "700"
