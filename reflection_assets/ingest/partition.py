@@ -7,6 +7,7 @@ are stored for the partitions ingested after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,12 @@ class IngestedPartition:
 
 
 def ingest_partition(
-    tables: TablesOpener, store: str | Path, key: str, override: DatasetSource | None, dedup: NearDuplicateSettings
+    tables: TablesOpener,
+    store: str | Path,
+    key: str,
+    override: DatasetSource | None,
+    dedup: NearDuplicateSettings,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestedPartition:
     """Read partition `key` (`override`: the run's own source) with near-duplicates removed per `dedup`.
 
@@ -36,7 +42,7 @@ def ingest_partition(
     index = NearDuplicateIndex(dedup) if dedup.enabled else None
     across = index is not None and dedup.across_partitions
     earlier = load_other_partitions(tables, store, key, index) if across else 0
-    source, result = read_partition(store, key, override, index)
+    source, result = read_partition(store, key, override, index, progress)
     if index is not None:  # this partition's kept rows, for the partitions ingested after it
         store_signatures(store, dedup.scheme(), index.signatures_from(earlier))
     scope = f"and {earlier} kept rows of other partitions" if dedup.across_partitions else "only"

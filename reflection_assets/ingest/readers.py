@@ -20,7 +20,7 @@ rejected too, as near_duplicate, naming the row they repeat.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,6 +154,7 @@ def read_dataset(
     *,
     hf_split: str = "train",
     near_duplicates: NearDuplicateIndex | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReadResult:
     """Read `source` (file, folder or hub name; see the module docstring) into a ReadResult.
 
@@ -161,6 +162,7 @@ def read_dataset(
     fix the row shape (the container still follows the extension); csv/parquet fix the container.
     `column_map`: our field (instruction, input, output, system) -> the file's column name.
     `near_duplicates`: the index rows are checked against and the kept ones added to; None: no check.
+    `progress`: told (rows checked, rows read) as the rows are accepted or rejected.
     """
     fmt = str(format or "auto").strip().lower()
     if fmt not in FORMATS:
@@ -183,7 +185,7 @@ def read_dataset(
         raise DatasetReadError(source, "", "not a regular file or folder")
     else:
         raise DatasetReadError(source, "", "no such file or folder")
-    return assemble(parts, near_duplicates)
+    return assemble(parts, near_duplicates, progress)
 
 
 def dataset_files(folder: Path) -> list[Path]:
@@ -307,15 +309,23 @@ def _convert(record: RawRecord, shape: str, columns: dict[str, str]) -> Pair | R
     return replace(pair, row_id=pair.content_id())
 
 
-def assemble(parts: list[_Part], near_duplicates: NearDuplicateIndex | None = None) -> ReadResult:
+def assemble(
+    parts: list[_Part],
+    near_duplicates: NearDuplicateIndex | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReadResult:
     """Accept or reject every row of every part, in order; later copies of a content are duplicates,
     later rows that `near_duplicates` matches to a kept row are near-duplicates."""
     accepted: list[Pair] = []
     provenance: list[Provenance] = []
     rejected: list[RejectedRow] = []
     first_seen: dict[str, str] = {}
+    total, done = sum(len(part.rows) for part in parts), 0
     for part in parts:
         for record, outcome in part.rows:
+            done += 1
+            if progress is not None:
+                progress(done, total)
             if isinstance(outcome, Pair) and outcome.row_id in first_seen:
                 outcome = RowRejected(
                     DUPLICATE, f"same content as {first_seen[outcome.row_id]} (row_id {outcome.row_id})"

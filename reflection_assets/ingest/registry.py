@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,11 +98,13 @@ def read_partition(
     key: str,
     override: DatasetSource | None = None,
     near_duplicates: NearDuplicateIndex | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[DatasetSource, ReadResult]:
     """Read dataset partition `key` from its source (`resolve_source`) with the format readers,
     rejecting the rows `near_duplicates` (when given) matches to a kept row."""
     source = resolve_source(database, key, override)
     result = read_dataset(
-        source.source, format=source.format, column_map=source.column_map or None, near_duplicates=near_duplicates
+        source.source, format=source.format, column_map=source.column_map or None, near_duplicates=near_duplicates,
+        progress=progress,
     )
     return source, result

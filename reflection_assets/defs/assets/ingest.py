@@ -14,6 +14,7 @@ from reflection_assets.ingest.near_duplicates import NearDuplicateSettings
 from reflection_assets.ingest.partition import IngestedPartition, ingest_partition
 from reflection_assets.ingest.registry import DatasetSource, UnknownDatasetError
 from reflection_assets.paths import shown_path
+from reflection_assets.progress import Progress
 from reflection_assets.teacher.estimate import calls_saved
 from resources.tracking import MlflowTracking
 from resources.warehouse import Warehouse
@@ -78,7 +79,7 @@ def raw_instructions(
     """Read one dataset partition with the format readers and split accepted / rejected rows; near-duplicates
     (of a row kept earlier in it or, unless switched off, of another partition's kept row) are rejected too."""
     key = context.partition_key
-    ingested = read_partition_or_fail(key, config, warehouse)
+    ingested = read_partition_or_fail(key, config, warehouse, Progress(context.log.info, f"ingest {key}"))
     result = ingested.result
     accepted, rejected = result.accepted_frame(key), result.rejected_frame(key)
     context.log.info(f"{key}: {result.counts()} reasons={result.reason_counts()} format={result.format} "
@@ -95,7 +96,9 @@ def raw_instructions(
     )
 
 
-def read_partition_or_fail(key: str, config: IngestConfig, warehouse: Warehouse) -> IngestedPartition:
+def read_partition_or_fail(
+    key: str, config: IngestConfig, warehouse: Warehouse, progress: Progress
+) -> IngestedPartition:
     """The partition read with the run's settings; a bad setting or an unreadable source fails the run
     with its reason (no retry: another attempt would read the same thing)."""
     override = DatasetSource(config.source, config.format, dict(config.column_map)) if config.source else None
@@ -104,7 +107,9 @@ def read_partition_or_fail(key: str, config: IngestConfig, warehouse: Warehouse)
     except ValueError as error:
         raise dg.Failure(description=f"near-duplicate settings: {error}", allow_retries=False) from None
     try:
-        return ingest_partition(partial(warehouse.connection, read_only=True), warehouse.store, key, override, dedup)
+        return ingest_partition(
+            partial(warehouse.connection, read_only=True), warehouse.store, key, override, dedup, progress
+        )
     except (DatasetReadError, UnknownDatasetError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
 

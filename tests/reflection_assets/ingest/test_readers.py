@@ -255,3 +255,10 @@ def test_unreachable_hub_is_a_read_error(monkeypatch):
     )
     with pytest.raises(DatasetReadError, match=expected):
         read_dataset("someone/qa", format="hf")
+
+
+def test_progress_counts_every_row_read_accepted_or_rejected():
+    seen = []
+    result = read_dataset(FIXTURES / "bad_rows.jsonl", progress=lambda done, total: seen.append((done, total)))
+    read = len(result.accepted) + len(result.rejected)
+    assert seen == [(i, read) for i in range(1, read + 1)]

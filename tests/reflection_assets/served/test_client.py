@@ -318,3 +318,23 @@ def test_the_fake_answers_a_repeated_prompt_from_memory_but_counts_it(fake) -> N
     before = fake.count()
     assert served_logprobs(student, ids) == served_logprobs(student, ids)
     assert fake.count() == before + 2
+
+
+def test_requests_in_flight_halve_when_the_server_pushes_back() -> None:
+    from support.fault_server import FaultServer
+
+    def ask(row: str):
+        body = {"messages": [{"role": "user", "content": row}]}
+
+        async def call(client: httpx.AsyncClient, _: int) -> dict:
+            return await student.post(client, "chat/completions", body, parse=lambda data: data)
+
+        return call
+
+    with FaultServer(retry_after="0") as server:
+        student = ServedStudent(server.url, "m", None, RetryPolicy(max_concurrency=8, initial_concurrency=8,
+                                                                  backoff_initial_s=0.01, backoff_max_s=0.02))
+        assert len(student.map(ask("ROW=calm hi"), list(range(16)))) == 16
+        assert student.last_flow == {"peak_limit": 8, "push_backs": 0}
+        assert len(student.map(ask("ROW=busy FAULT=429x3 hi"), list(range(16)))) == 16  # each push-back retried
+    assert student.last_flow["push_backs"] >= 1
