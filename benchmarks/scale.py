@@ -11,6 +11,10 @@ so that what is timed is the project's own work per row, not a model's. Each siz
 on a fresh instance and data folder; RSS is sampled every 50 ms and each step's peak is the highest sample
 inside its start and end. Every row read is checked to be accepted or rejected with a reason.
 
+A shared VM's speed drifts (the same scoring chunk took 20 s and 50 s an hour apart here), so each size also
+times a fixed probe (the tiny student scoring the same 512 rows, no cache) before and after its jobs: compare
+sizes whose probes agree, and run the small size again after the large one (`--sizes 5000 50000 5000`).
+
     python benchmarks/scale.py [--sizes 1000 10000 50000] [--json results.json]
 
 Absolute figures: state the machine and its load beside them. The ratios across sizes are the claim.
@@ -135,6 +139,20 @@ class RssSampler:
         return max(inside) if inside else 0
 
 
+def probe_seconds(student: Path) -> float:
+    """Seconds for the tiny student to score 512 fixed rows (no cache): this machine's speed right now."""
+    from reflection_assets.schema import Pair
+    from reflection_assets.scoring.scorer import score_pairs
+    from reflection_assets.scoring.student import load_student
+
+    rows = synthetic_rows(512, seed=1)
+    pairs = [Pair(r["instruction"], r["output"] or "-", input=r["input"]) for r in rows]
+    loaded = load_student(str(student), device="cpu", dtype="float32")
+    started = time.perf_counter()
+    score_pairs(pairs, loaded)
+    return round(time.perf_counter() - started, 2)
+
+
 def run_size(n: int, url: str) -> dict:
     """One size in this process: a fresh instance and data folder, both jobs, each step's seconds and peak RSS."""
     work = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))
@@ -159,6 +177,7 @@ def run_size(n: int, url: str) -> dict:
     register_source(storage_from_env().store(), PARTITION, DatasetSource(str(source)))
     instance.add_dynamic_partitions(DATASETS, [PARTITION])
     steps: dict[str, dict] = {}
+    probe_before = probe_seconds(student)
     with RssSampler() as rss:
         for job, partition in (("dataset_job", PARTITION), ("selection_job", None)):
             result = defs.resolve_job_def(job).execute_in_process(
@@ -172,7 +191,8 @@ def run_size(n: int, url: str) -> dict:
                 steps[stat.step_key] = {"s": round(seconds, 2), "ms_per_row": round(1000 * seconds / n, 3),
                                         "peak_rss_mb": round(rss.peak(stat.start_time, stat.end_time) / 2**20)}
     peak = round(max(size for _, size in rss.samples) / 2**20)
-    return {"rows": n, "steps": steps, "accounted": accounted(n), "peak_rss_mb": peak}
+    probes = [probe_before, probe_seconds(student)]
+    return {"rows": n, "steps": steps, "accounted": accounted(n), "peak_rss_mb": peak, "probe_s": probes}
 
 
 def accounted(n: int) -> dict:
@@ -235,7 +255,8 @@ def print_table(results: list[dict]) -> None:
             cells += [str(s.get("ms_per_row", "")), str(s.get("peak_rss_mb", ""))]
         print(f"| {step} | " + " | ".join(cells) + " |")
     for r in results:
-        print(f"{r['rows']:,} rows: {r['accounted']}, wall {r['wall_s']} s, peak {r['peak_rss_mb']} MB")
+        print(f"{r['rows']:,} rows: {r['accounted']}, wall {r['wall_s']} s, peak {r['peak_rss_mb']} MB, "
+              f"probe before/after {r['probe_s']} s")
 
 
 if __name__ == "__main__":
