@@ -99,22 +99,18 @@ def shingles(text: str, size: int) -> list[bytes]:
     return [gram.encode("utf-8") for gram in grams]
 
 
-# Odd 64-bit multipliers (seeded): a band's key is the wrapped sum of its values times these, one vector
-# operation per row. Two different bands sharing a key only add a candidate, which the signature check drops.
-_MULTIPLIERS = np.random.default_rng(SEED).integers(1, 2**63, size=256, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-
-
 class BandBuckets:
     """LSH buckets: per band, a dict from the band's 64-bit key to the slot kept there (a list once two share it).
 
-    Most buckets hold one row, so a plain int (the same object in every band) is what a row costs per band.
+    Most buckets hold one row, so a plain int (the same object in every band) is what a row costs per band. A
+    band's key is the wrapped sum of its values times seeded odd 64-bit multipliers, one vector operation per
+    row; two different bands sharing a key only add a candidate, which the signature check drops.
     """
 
     def __init__(self, bands: int, rows: int) -> None:
-        if rows > len(_MULTIPLIERS):
-            raise ValueError(f"at most {len(_MULTIPLIERS)} values per LSH band, got {rows}")
         self.bands, self.rows = bands, rows
-        self._multipliers = _MULTIPLIERS[:rows]
+        odd = np.random.default_rng(SEED).integers(0, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._multipliers = odd
         self._buckets: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
 
     def keys(self, signature: np.ndarray) -> list[int]:
