@@ -10,8 +10,8 @@ left out: it is often boilerplate shared by every row and would make unrelated r
 The index is built incrementally (each row is queried before it is inserted, so the first copy is
 kept) and can start from rows read earlier (other partitions, `near_duplicate_store`). The band layout
 is datasketch's (`MinHashLSH` picks it: 14 bands of 9 at the default threshold); the buckets are the
-project's own (`BandBuckets`): datasketch keeps a set per bucket, about 5.3 KB a row, where one int per
-band is about 1.6 KB (BENCHMARKS.md). LSH only proposes candidates; each is confirmed on the signatures'
+project's own (`BandBuckets`): datasketch keeps a set per bucket, one int per band does, so a row costs
+about 2.2 KB with its signature where datasketch's index took 5.4 KB (BENCHMARKS.md). LSH only proposes candidates; each is confirmed on the signatures'
 estimated Jaccard, so a row is removed only when the estimate reaches the threshold.
 """
 
@@ -109,8 +109,8 @@ class BandBuckets:
 
     def __init__(self, bands: int, rows: int) -> None:
         self.bands, self.rows = bands, rows
-        odd = np.random.default_rng(SEED).integers(0, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._multipliers = odd
+        draws = np.random.default_rng(SEED).integers(0, 2**63, size=rows, dtype=np.uint64)
+        self._multipliers = draws * np.uint64(2) + np.uint64(1)  # odd
         self._buckets: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
 
     def keys(self, signature: np.ndarray) -> list[int]:
