@@ -11,8 +11,9 @@ The index is built incrementally (each row is queried before it is inserted, so 
 kept) and can start from rows read earlier (other partitions, `near_duplicate_store`). The band layout
 is datasketch's (`MinHashLSH` picks it: 14 bands of 9 at the default threshold); the buckets are the
 project's own (`BandBuckets`): datasketch keeps a set per bucket, one int per band does, so a row costs
-about 2.2 KB with its signature where datasketch's index took 5.4 KB (BENCHMARKS.md). LSH only proposes candidates; each is confirmed on the signatures'
-estimated Jaccard, so a row is removed only when the estimate reaches the threshold.
+about 2.2 KB with its signature where datasketch's index took 5.4 KB (BENCHMARKS.md). LSH only proposes
+candidates; each is confirmed on the signatures' estimated Jaccard, so a row is removed only when the
+estimate reaches the threshold.
 """
 
 from __future__ import annotations
